@@ -1,0 +1,205 @@
+"""The event envelope: the one shape every shop system, app and provider webhook speaks to us in.
+
+The envelope is strict where a mistake would silently lose data (unknown top-level keys, a timestamp
+without an offset, a malformed phone number) and open where shops need room (any extra property is
+kept and usable in conditions and templates).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
+from pydantic_core import InitErrorDetails
+
+Source = Literal["web", "app", "store", "email", "sms", "push", "api"]
+Channel = Literal["email", "sms", "push"]
+CHANNELS: tuple[Channel, ...] = ("email", "sms", "push")
+
+E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class Event(BaseModel):
+    """One thing that happened to one customer, as the producer saw it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1, max_length=200)
+    type: str = Field(pattern=r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$", max_length=100)
+    customer_id: str = Field(min_length=1, max_length=200)
+    timestamp: AwareDatetime
+    source: Source
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, data: Any) -> Event:
+        """Validate an envelope and, for the types the product understands, its properties.
+
+        Property errors are reported at ``properties.<field>`` so that the producer sees exactly
+        which field to fix; unknown property names are always allowed.
+        """
+        event = cls.model_validate(data)
+        model = PROPERTY_MODELS.get(event.type)
+        if model is not None:
+            try:
+                model.model_validate(event.properties)
+            except ValidationError as exc:
+                raise ValidationError.from_exception_data(
+                    "Event",
+                    [_prefixed(error) for error in exc.errors()],
+                ) from None
+        return event
+
+    def context(self) -> dict[str, Any]:
+        """The event as conditions and templates see it (JSON-like, timestamps as RFC 3339)."""
+        return {
+            "id": self.id,
+            "type": self.type,
+            "customer_id": self.customer_id,
+            "timestamp": self.timestamp.isoformat(),
+            "source": self.source,
+            "properties": self.properties,
+        }
+
+
+def _prefixed(error: Any) -> InitErrorDetails:
+    details: InitErrorDetails = {
+        "type": error["type"],
+        "loc": ("properties", *error["loc"]),
+        "input": error.get("input"),
+    }
+    if "ctx" in error:
+        details["ctx"] = error["ctx"]
+    return details
+
+
+class _Properties(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Consent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: bool | None = None
+    sms: bool | None = None
+    push: bool | None = None
+
+
+class CustomerUpdated(_Properties):
+    email: str | None = None
+    phone: str | None = None
+    timezone: str | None = None
+    locale: str | None = None
+    first_name: str | None = None
+    consent: Consent | None = None
+    push_tokens: list[str] | None = None
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        if value is not None and value != "" and not EMAIL.match(value):
+            raise ValueError("is not an email address")
+        return value
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, value: str | None) -> str | None:
+        if value is not None and value != "" and not E164.match(value):
+            raise ValueError("must be an E.164 phone number such as +14155550100")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown IANA time zone {value!r}") from None
+        return value
+
+
+class Item(_Properties):
+    sku: str
+    name: str | None = None
+    quantity: int = Field(default=1, ge=0)
+    price: float | None = Field(default=None, ge=0)
+    image_url: str | None = None
+    url: str | None = None
+
+
+class CartUpdated(_Properties):
+    cart_id: str = Field(min_length=1)
+    items: list[Item] = Field(default_factory=list)
+    total: float | None = Field(default=None, ge=0)
+    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
+    restore_url: str | None = None
+
+
+class CheckoutStarted(CartUpdated):
+    checkout_id: str | None = None
+
+
+class OrderPlaced(_Properties):
+    order_id: str = Field(min_length=1)
+    cart_id: str | None = None
+    items: list[Item] = Field(default_factory=list)
+    total: float | None = Field(default=None, ge=0)
+    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
+    store_id: str | None = None
+
+
+class ProductViewed(_Properties):
+    sku: str = Field(min_length=1)
+    name: str | None = None
+    price: float | None = Field(default=None, ge=0)
+    url: str | None = None
+    image_url: str | None = None
+
+
+class MessageEvent(_Properties):
+    channel: Channel
+    message_id: str = Field(min_length=1)
+    journey: str | None = None
+
+
+class ConsentChanged(_Properties):
+    channel: Channel
+    granted: bool
+
+
+MESSAGE_EVENT_TYPES = (
+    "message_delivered",
+    "message_opened",
+    "message_clicked",
+    "message_bounced",
+    "message_failed",
+)
+
+PROPERTY_MODELS: dict[str, type[BaseModel]] = {
+    "customer_updated": CustomerUpdated,
+    "cart_updated": CartUpdated,
+    "checkout_started": CheckoutStarted,
+    "order_placed": OrderPlaced,
+    "product_viewed": ProductViewed,
+    "consent_changed": ConsentChanged,
+    **{name: MessageEvent for name in MESSAGE_EVENT_TYPES},
+}
+
+KNOWN_EVENT_TYPES: tuple[str, ...] = tuple(PROPERTY_MODELS)
+
+
+def event_sort_key(event: Event) -> tuple[datetime, str]:
+    """Timestamp order, ties broken by id, so that replays of one timeline are repeatable."""
+    return (event.timestamp, event.id)

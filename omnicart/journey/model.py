@@ -1,0 +1,239 @@
+"""The journey language: what a marketer may write in a file under ``journeys/``.
+
+These models are the single definition of the language. The loader parses YAML into them, the
+validator adds the checks a schema cannot express (step references, conditions, templates),
+``omnicart schema`` prints their JSON Schema for editors, and a run snapshots a validated
+``JourneyBundle`` so that editing a file never changes a journey that is already under way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from omnicart.events import Channel
+from omnicart.journey.durations import DURATION_PATTERN, LOCAL_TIME_PATTERN
+
+Duration = Annotated[
+    str,
+    Field(pattern=DURATION_PATTERN, description="A duration such as 30m, 1h, 1h30m, 2d or 1w."),
+]
+LocalTime = Annotated[
+    str, Field(pattern=LOCAL_TIME_PATTERN, description="A 24-hour time of day, HH:MM, in the customer's zone.")
+]
+Expression = Annotated[
+    str,
+    Field(
+        min_length=1,
+        description=(
+            "A CEL expression over customer, trigger, event, events, engagement and cart, "
+            "e.g. customer.consent.sms && trigger.properties.total > 50.0"
+        ),
+    ),
+]
+StepId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", description="A step's id: lower_snake_case.")]
+EventType = Annotated[str, Field(pattern=r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$", description="An event type.")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Trigger(_Strict):
+    """Which event starts a run, for whom, and what a second trigger for the same key does."""
+
+    event: EventType
+    if_: Expression | None = Field(default=None, alias="if")
+    key: str | None = Field(
+        default=None,
+        description="A property of the trigger event; at most one run per value at a time (e.g. cart_id).",
+    )
+    on_retrigger: Literal["ignore", "restart"] = Field(
+        default="ignore",
+        description="ignore: keep the running run; restart: exit it (reason 'restarted') and start anew.",
+    )
+
+
+class ExitWhen(_Strict):
+    """An event that ends a run at once, whatever step it is waiting in."""
+
+    event: EventType
+    if_: Expression | None = Field(default=None, alias="if")
+    reason: str | None = Field(default=None, description="Defaults to the event type.")
+
+
+class Goal(_Strict):
+    """The conversion a journey is for; counted once per run when it comes within the window."""
+
+    event: EventType
+    if_: Expression | None = Field(default=None, alias="if")
+    within: Duration = Field(description="How long after the trigger a goal event still counts.")
+    value: Expression | None = Field(default=None, description="The conversion's value, e.g. event.properties.total")
+
+
+class QuietHours(_Strict):
+    """A nightly window, in the customer's own time zone, during which a channel holds its messages."""
+
+    start: LocalTime
+    end: LocalTime
+
+
+class WaitSpec(_Strict):
+    """A wait written as a mapping: until a time after the trigger, or until a local time of day."""
+
+    after_trigger: Duration | None = Field(default=None, description="Wait until this long after the trigger.")
+    until: LocalTime | None = Field(
+        default=None, description="Wait until the next time the customer's clock shows this time."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> WaitSpec:
+        if (self.after_trigger is None) == (self.until is None):
+            raise ValueError("a wait needs exactly one of 'after_trigger' or 'until'")
+        return self
+
+
+class Fallback(_Strict):
+    """Another channel to try when the one before it has no consent, no address or fails for good."""
+
+    channel: Channel | None = None
+    template: str
+
+
+class SendSpec(_Strict):
+    """Send one message; skipped, with a reason, when the customer cannot or should not get it."""
+
+    channel: Channel | None = Field(default=None, description="Checked against the template's channel.")
+    template: str
+    fallback: list[Fallback] = Field(default_factory=list)
+    skip_if: Expression | None = None
+    skip_reason: str | None = Field(default=None, description="Defaults to 'skip_if'.")
+
+
+class WaitForSpec(_Strict):
+    """Wait for an event, with a timeout; each outcome may go to its own step."""
+
+    event: EventType
+    if_: Expression | None = Field(default=None, alias="if")
+    timeout: Duration
+    on_event: StepId | None = Field(default=None, description="Defaults to the next step.")
+    on_timeout: StepId | None = Field(default=None, description="Defaults to the next step.")
+
+
+class BranchCase(_Strict):
+    """``{if: <condition>, goto: <step>}``, or a final ``{else: <step>}``."""
+
+    if_: Expression | None = Field(default=None, alias="if")
+    goto: StepId | None = None
+    else_: StepId | None = Field(default=None, alias="else")
+
+    @model_validator(mode="after")
+    def _shape(self) -> BranchCase:
+        if self.else_ is not None:
+            if self.if_ is not None or self.goto is not None:
+                raise ValueError("an 'else' case stands alone: write it as '- else: step_id'")
+        elif self.if_ is None or self.goto is None:
+            raise ValueError("a branch case needs both 'if' and 'goto' (or is a lone 'else')")
+        return self
+
+
+StepKind = Literal["wait", "send", "wait_for", "branch", "exit"]
+STEP_KINDS: tuple[StepKind, ...] = ("wait", "send", "wait_for", "branch", "exit")
+
+
+class Step(_Strict):
+    """One step; exactly one of wait, send, wait_for, branch or exit."""
+
+    id: StepId | None = None
+    note: str | None = Field(default=None, description="Free text for the people who read the journey.")
+    wait: Duration | WaitSpec | None = None
+    send: SendSpec | None = None
+    wait_for: WaitForSpec | None = None
+    branch: list[BranchCase] | None = Field(default=None, min_length=1)
+    exit: str | None = Field(default=None, description="End the run here, with this reason.")
+    goto: StepId | None = Field(default=None, description="Where to go after this step (default: the next one).")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Step:
+        kinds = [kind for kind in STEP_KINDS if getattr(self, kind) is not None]
+        if len(kinds) != 1:
+            found = ", ".join(kinds) if kinds else "none"
+            raise ValueError(f"a step needs exactly one of {', '.join(STEP_KINDS)} (found: {found})")
+        if self.goto is not None and kinds[0] in ("branch", "exit", "wait_for"):
+            raise ValueError(f"'goto' does not apply to a {kinds[0]} step: it chooses its own next step")
+        return self
+
+    @property
+    def kind(self) -> StepKind:
+        return next(kind for kind in STEP_KINDS if getattr(self, kind) is not None)
+
+
+class Journey(_Strict):
+    """A whole journey definition: one YAML file under ``journeys/``."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
+    description: str | None = None
+    enabled: bool = True
+    trigger: Trigger
+    exit_when: list[ExitWhen] = Field(default_factory=list)
+    goal: Goal | None = None
+    quiet_hours: dict[Channel, QuietHours] = Field(default_factory=dict)
+    default_timezone: str = Field(default="UTC", description="For customers whose time zone is unknown.")
+    steps: list[Step] = Field(min_length=1)
+
+    def step_ids(self) -> list[str]:
+        """Every step's id; a step without one is called ``step_<n>`` (1-based)."""
+        return [step.id or f"step_{index + 1}" for index, step in enumerate(self.steps)]
+
+
+class EmailTemplate(_Strict):
+    channel: Literal["email"]
+    subject: str
+    preheader: str | None = None
+    html: str
+    text: str | None = Field(default=None, description="Plain-text part; derived from html when absent.")
+    sendgrid_template_id: str | None = Field(default=None, description="Use a SendGrid dynamic template instead.")
+    categories: list[str] = Field(default_factory=list)
+    discount_percent: int | None = Field(
+        default=None,
+        ge=1,
+        le=100,
+        description="Issue a single-use discount code with this percentage (discount.code, discount.percent).",
+    )
+
+
+class SmsTemplate(_Strict):
+    channel: Literal["sms"]
+    body: str
+    marketing: bool = Field(default=True, description="Marketing SMS get 'Reply STOP to opt out' appended.")
+
+
+class PushTemplate(_Strict):
+    channel: Literal["push"]
+    title: str
+    body: str
+    url: str | None = None
+    image_url: str | None = None
+
+
+Template = Annotated[EmailTemplate | SmsTemplate | PushTemplate, Field(discriminator="channel")]
+
+
+class JourneyBundle(_Strict):
+    """A validated journey with the templates it uses: what a run snapshots when it starts."""
+
+    journey: Journey
+    templates: dict[str, Template]
+    version: str = ""
+
+    @model_validator(mode="after")
+    def _fingerprint(self) -> JourneyBundle:
+        if not self.version:
+            body = json.dumps(
+                self.model_dump(mode="json", by_alias=True, exclude={"version"}), sort_keys=True
+            ).encode()
+            object.__setattr__(self, "version", hashlib.sha256(body).hexdigest()[:16])
+        return self

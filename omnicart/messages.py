@@ -1,0 +1,60 @@
+"""What crosses the boundary between a journey and a channel: a send request and its outcome.
+
+The journey (inside a deterministic workflow) decides *that* a message goes out and to whom; the
+send activity decides *how* (outbox, SendGrid, Twilio, FCM) and reports back. Keeping this contract
+small is what lets a channel change without a journey noticing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from omnicart.events import Channel
+from omnicart.journey.model import Template
+
+
+class SendRequest(BaseModel):
+    """One message a journey wants delivered.
+
+    ``message_id`` is derived from (customer, run, step, visit), never from an attempt, so every
+    retry of the same send carries the same id and the channel can refuse to send it twice.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    message_id: str
+    customer_id: str
+    journey: str
+    journey_version: str
+    run_id: str
+    step_id: str
+    channel: Channel
+    template_name: str
+    template: Template
+    to: list[str] = Field(description="Email address, E.164 phone number, or the device tokens for push.")
+    context: dict[str, Any] = Field(description="What the template renders with: customer, cart, trigger, ...")
+
+
+Outcome = Literal["sent", "already_sent", "failed"]
+
+
+class SendResult(BaseModel):
+    """What happened to a send, as far as the journey needs to know.
+
+    A retryable problem (timeout, 429, 5xx) never shows up here: the activity raises and Temporal
+    retries it. ``failed`` means permanently failed for this channel, so the journey moves to the
+    step's next fallback channel and applies the profile changes the provider taught us.
+    """
+
+    message_id: str
+    channel: Channel
+    outcome: Outcome
+    provider: str
+    provider_message_id: str | None = None
+    error: str | None = None
+    revoke_consent: bool = Field(default=False, description="The provider says this recipient opted out.")
+    invalid_address: bool = Field(default=False, description="The provider says the address cannot receive.")
+    dead_push_tokens: list[str] = Field(default_factory=list, description="Tokens to drop from the profile.")
+    segments: int | None = Field(default=None, description="SMS segments billed, when the channel is SMS.")

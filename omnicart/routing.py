@@ -1,0 +1,67 @@
+"""How an event finds its customer's workflow: one long-lived entity workflow per customer.
+
+Producers never talk to journey runs directly. Every event for a customer goes to that customer's
+workflow with signal-with-start, which creates it on the first event and signals it afterwards; the
+workflow holds the customer's profile, consent, carts and engagement, and routes the event to every
+journey run it concerns. That is what lets a click in one channel change at once what another does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+from pydantic import BaseModel, Field
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy
+
+from omnicart.events import Event
+from omnicart.journey.model import JourneyBundle
+
+CUSTOMER_WORKFLOW = "CustomerWorkflow"
+EVENT_SIGNAL = "event"
+
+
+def customer_workflow_id(customer_id: str) -> str:
+    return f"customer/{customer_id}"
+
+
+class IncomingEvent(BaseModel):
+    """An event plus the published journeys it may trigger.
+
+    The ingest side attaches the journeys whose trigger is this event's type, as published at the
+    moment the event arrived. A new run snapshots its journey from here, so publishing a changed
+    file affects only runs that start afterwards, and the workflow never reads files.
+    """
+
+    event: Event
+    journeys: list[JourneyBundle] = Field(default_factory=list)
+
+
+class CustomerWorkflowInput(BaseModel):
+    """Start (or continue-as-new) input of a customer's workflow."""
+
+    customer_id: str
+    state: dict[str, object] | None = Field(default=None, description="Carried over by continue-as-new.")
+    pending: list[IncomingEvent] = Field(default_factory=list, description="Events received but not yet handled.")
+    max_history_events: int = 2000
+
+
+async def deliver(
+    client: Client,
+    task_queue: str,
+    events: Iterable[Event],
+    journeys_for: Callable[[str], Sequence[JourneyBundle]],
+    max_history_events: int = 2000,
+) -> None:
+    """Signal-with-start each event to its customer's workflow, in the order given."""
+    for event in events:
+        await client.start_workflow(
+            CUSTOMER_WORKFLOW,
+            CustomerWorkflowInput(customer_id=event.customer_id, max_history_events=max_history_events),
+            id=customer_workflow_id(event.customer_id),
+            task_queue=task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            start_signal=EVENT_SIGNAL,
+            start_signal_args=[IncomingEvent(event=event, journeys=list(journeys_for(event.type)))],
+        )
+

@@ -1,0 +1,78 @@
+"""Every knob in one place, read from the environment (and an optional ``.env`` file).
+
+Defaults run the whole product on one machine; production is a matter of settings, never code:
+point ``TEMPORAL_ADDRESS`` at a cluster, ``OMNICART_DATABASE_URL`` at a server database, and set a
+provider's credentials to move a channel off the local outbox.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OMNICART_", env_file=".env", extra="ignore")
+
+    # Where the product keeps its local state (SQLite database, outbox, dev server database).
+    data_dir: Path = Path("data")
+    journeys_dir: Path = Path("journeys")
+    task_queue: str = "omnicart"
+
+    # Storage: an SQLAlchemy URL; SQLite under data_dir when unset.
+    database_url: str | None = None
+
+    # Ingest API.
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    api_token: SecretStr | None = Field(default=None, description="Bearer token the ingest API requires.")
+    max_body_bytes: int = 1_000_000
+    max_batch_events: int = 1000
+    public_url: str = Field(
+        default="http://127.0.0.1:8080",
+        description="Where providers reach our webhooks (status callbacks, unsubscribe links).",
+    )
+
+    # Continue-as-new once a customer's history passes this many events.
+    max_history_events: int = 2000
+
+    # Local outbox: where messages go when no provider is configured for a channel.
+    outbox_path: Path | None = None
+
+    # SendGrid (email).
+    sendgrid_api_key: SecretStr | None = None
+    sendgrid_host: str = "https://api.sendgrid.com"
+    sendgrid_from_email: str = "shop@example.com"
+    sendgrid_from_name: str = "Omnicart Shop"
+    sendgrid_sandbox: bool = False
+    sendgrid_webhook_public_key: str | None = None
+    unsubscribe_group_id: int | None = None
+
+    # Twilio (SMS).
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_from_number: str | None = None
+    twilio_messaging_service_sid: str | None = None
+    twilio_base_url: str | None = Field(default=None, description="Tests point the SDK at a local server.")
+
+    # Firebase Cloud Messaging (push).
+    fcm_project_id: str | None = None
+    fcm_service_account_file: Path | None = None
+    fcm_base_url: str = "https://fcm.googleapis.com"
+
+    # Secret for deterministic single-use discount codes and signed links.
+    signing_secret: SecretStr = SecretStr("omnicart-dev-secret-change-me")
+
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'omnicart.db'}"
+
+    def outbox(self) -> Path:
+        return self.outbox_path or self.data_dir / "outbox.jsonl"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
