@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 
+from omnicart.engine.state import CustomerState
 from omnicart.events import Event
 from omnicart.journey.model import JourneyBundle
 
@@ -41,7 +42,7 @@ class CustomerWorkflowInput(BaseModel):
     """Start (or continue-as-new) input of a customer's workflow."""
 
     customer_id: str
-    state: dict[str, object] | None = Field(default=None, description="Carried over by continue-as-new.")
+    state: CustomerState | None = Field(default=None, description="Carried over by continue-as-new.")
     pending: list[IncomingEvent] = Field(default_factory=list, description="Events received but not yet handled.")
     max_history_events: int = 2000
 
@@ -53,15 +54,33 @@ async def deliver(
     journeys_for: Callable[[str], Sequence[JourneyBundle]],
     max_history_events: int = 2000,
 ) -> None:
-    """Signal-with-start each event to its customer's workflow, in the order given."""
-    for event in events:
-        await client.start_workflow(
-            CUSTOMER_WORKFLOW,
-            CustomerWorkflowInput(customer_id=event.customer_id, max_history_events=max_history_events),
-            id=customer_workflow_id(event.customer_id),
-            task_queue=task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            start_signal=EVENT_SIGNAL,
-            start_signal_args=[IncomingEvent(event=event, journeys=list(journeys_for(event.type)))],
-        )
+    """Signal-with-start each customer's events to that customer's workflow, in the order given.
 
+    A customer's events travel in one signal: one history event however large the batch, and the
+    workflow sees them together, in order.
+    """
+    by_customer: dict[str, list[IncomingEvent]] = {}
+    for event in events:
+        incoming = IncomingEvent(event=event, journeys=list(journeys_for(event.type)))
+        by_customer.setdefault(event.customer_id, []).append(incoming)
+    for customer_id, batch in by_customer.items():
+        await signal_customer(client, task_queue, customer_id, batch, max_history_events)
+
+
+async def signal_customer(
+    client: Client,
+    task_queue: str,
+    customer_id: str,
+    batch: list[IncomingEvent],
+    max_history_events: int = 2000,
+) -> None:
+    """Create the customer's workflow if it does not exist, and hand it these events."""
+    await client.start_workflow(
+        CUSTOMER_WORKFLOW,
+        CustomerWorkflowInput(customer_id=customer_id, max_history_events=max_history_events),
+        id=customer_workflow_id(customer_id),
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        start_signal=EVENT_SIGNAL,
+        start_signal_args=[batch],
+    )

