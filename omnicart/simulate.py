@@ -20,7 +20,6 @@ from omnicart.engine import interpreter
 from omnicart.engine.state import Action, CustomerState
 from omnicart.events import Event, event_sort_key
 from omnicart.journey.model import JourneyBundle
-from omnicart.messages import SendResult
 
 
 def simulate(bundle: JourneyBundle, events: Iterable[Event]) -> list[Action]:
@@ -32,10 +31,10 @@ def simulate(bundle: JourneyBundle, events: Iterable[Event]) -> list[Action]:
     timelines: dict[str, list[Event]] = {}
     for event in sorted(events, key=event_sort_key):
         timelines.setdefault(event.customer_id, []).append(event)
-    actions: list[tuple[datetime, int, int, Action]] = []
+    actions: list[tuple[float, int, int, Action]] = []
     for order, (customer_id, timeline) in enumerate(timelines.items()):
         for seq, action in enumerate(run_customer(customer_id, bundle, timeline)):
-            actions.append((action.at, order, seq, action))
+            actions.append((action.at.timestamp(), order, seq, action))
     actions.sort(key=lambda item: item[:3])
     return [item[3] for item in actions]
 
@@ -45,23 +44,20 @@ def run_customer(customer_id: str, bundle: JourneyBundle, timeline: list[Event])
     state = interpreter.new_state(customer_id)
     for event in timeline:
         yield from _drain_timers(state, until=event.timestamp)
-        yield from _settle(state, interpreter.handle_event(state, event, [bundle], event.timestamp),
-                           event.timestamp)
+        yield from _settle(state, interpreter.handle_event(state, event, [bundle], event.timestamp))
     yield from _drain_timers(state, until=None)
 
 
 def _drain_timers(state: CustomerState, until: datetime | None) -> Iterator[Action]:
     while (due := interpreter.next_wakeup(state)) is not None and (until is None or due < until):
-        yield from _settle(state, interpreter.handle_timers(state, due), due)
+        yield from _settle(state, interpreter.handle_timers(state, due))
 
 
-def _settle(state: CustomerState, out: interpreter.Output, now: datetime) -> Iterator[Action]:
+def _settle(state: CustomerState, out: interpreter.Output) -> Iterator[Action]:
     """Report the actions, and tell the interpreter each send was accepted, as a channel would."""
     yield from out.actions
-    for request in out.sends:
-        accepted = SendResult(message_id=request.message_id, channel=request.channel, outcome="sent",
-                              provider="simulator")
-        yield from interpreter.handle_send_result(state, accepted, now).actions
+    for command in out.sends:
+        interpreter.handle_sent(state, command.message_id)
 
 
 def read_events(path: Path) -> list[Event]:

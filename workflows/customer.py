@@ -9,6 +9,7 @@ history as a hand-written workflow that sleeps and sends three times.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta
 
 from temporalio import workflow
@@ -59,17 +60,7 @@ class CustomerWorkflow:
     async def run(self, input: CustomerWorkflowInput) -> None:
         state = self._state
         while True:
-            deadline = interpreter.next_wakeup(state)
-            if not self._inbox:
-                timeout = None if deadline is None else (deadline - workflow.now()).total_seconds()
-                if timeout is None or timeout > 0:
-                    try:
-                        await workflow.wait_condition(
-                            lambda: bool(self._inbox) or interpreter.next_wakeup(state) != deadline,
-                            timeout=timeout,
-                        )
-                    except TimeoutError:
-                        pass
+            await self._until_something_to_do(input)
             self._carry_out(interpreter.handle_timers(state, workflow.now()))
             while self._inbox:
                 incoming = self._inbox.pop(0)
@@ -85,6 +76,22 @@ class CustomerWorkflow:
                     )
                 )
 
+    async def _until_something_to_do(self, input: CustomerWorkflowInput) -> None:
+        """Sleep until an event arrives, the earliest deadline passes, or it is time to continue-as-new."""
+        if self._inbox:
+            return
+        deadline = interpreter.next_wakeup(self._state)
+        timeout = None if deadline is None else (deadline - workflow.now()).total_seconds()
+        if timeout is not None and timeout <= 0:
+            return
+        with contextlib.suppress(TimeoutError):
+            await workflow.wait_condition(
+                lambda: bool(self._inbox)
+                or interpreter.next_wakeup(self._state) != deadline
+                or self._should_continue_as_new(input),
+                timeout=timeout,
+            )
+
     def _should_continue_as_new(self, input: CustomerWorkflowInput) -> bool:
         """Start a fresh history once it grows large, but never with a send's outcome still owed."""
         if self._in_flight or not workflow.all_handlers_finished():
@@ -97,7 +104,8 @@ class CustomerWorkflow:
             task = self._in_flight.pop(message_id, None)
             if task is not None:
                 task.cancel()
-        for request in out.sends:
+        for command in out.sends:
+            request = interpreter.send_request(self._state, command)
             self._in_flight[request.message_id] = asyncio.create_task(self._send(request))
 
     async def _send(self, request: SendRequest) -> None:

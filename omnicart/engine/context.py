@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from omnicart.engine.state import CustomerState, Profile
+from omnicart.journey.conditions import LazyScope
 
 if TYPE_CHECKING:
     from omnicart.engine.state import RunState
@@ -66,16 +67,18 @@ def conditions(
     trigger: dict[str, Any],
     event: dict[str, Any] | None,
     run: RunState | None,
-) -> dict[str, Any]:
+) -> LazyScope:
     """The variables a CEL condition may use (see ``omnicart.journey.conditions.VARIABLES``)."""
-    return {
-        "customer": customer(state),
-        "trigger": trigger,
-        "event": event if event is not None else {},
-        "events": list(run.events) if run is not None else [],
-        "engagement": engagement(run),
-        "cart": cart(state, trigger),
-    }
+    return LazyScope(
+        {
+            "customer": lambda: customer(state),
+            "trigger": lambda: trigger,
+            "event": lambda: event if event is not None else {},
+            "events": lambda: list(run.events) if run is not None else [],
+            "engagement": lambda: engagement(run),
+            "cart": lambda: cart(state, trigger),
+        }
+    )
 
 
 def message(

@@ -14,6 +14,7 @@ journal is the same on a real cluster, the time-skipping server and the simulato
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -52,11 +53,25 @@ ENGAGEMENT = {
 }
 
 
+@dataclass(frozen=True)
+class SendCommand:
+    """A message the journey decided to send; ``send_request`` turns it into the activity's input."""
+
+    message_id: str
+    journey: str
+    version: str
+    run_id: str
+    step_id: str
+    channel: Channel
+    template: str
+    trigger: dict[str, Any]
+
+
 @dataclass
 class Output:
     """What one call asks of its driver: messages to send, sends to cancel, and what happened."""
 
-    sends: list[SendRequest] = field(default_factory=list)
+    sends: list[SendCommand] = field(default_factory=list)
     cancel: list[str] = field(default_factory=list)
     actions: list[Action] = field(default_factory=list)
     duplicate: bool = False
@@ -140,10 +155,9 @@ def handle_event(
 def handle_send_result(state: CustomerState, result: SendResult, now: datetime) -> Output:
     """Learn from a send's outcome; a permanent failure moves to the step's next channel."""
     out = Output()
-    pending = next((item for item in state.pending if item.message_id == result.message_id), None)
+    pending = _settle(state, result.message_id)
     if pending is None:
         return out
-    state.pending.remove(pending)
     profile = state.profile
     if result.dead_push_tokens:
         profile.push_tokens = [t for t in profile.push_tokens if t not in result.dead_push_tokens]
@@ -170,8 +184,44 @@ def handle_send_result(state: CustomerState, result: SendResult, now: datetime) 
     return out
 
 
+def handle_sent(state: CustomerState, message_id: str) -> None:
+    """A send the channel accepted: nothing follows from it but forgetting it was pending."""
+    _settle(state, message_id)
+
+
+def _settle(state: CustomerState, message_id: str) -> PendingSend | None:
+    for index, item in enumerate(state.pending):
+        if item.message_id == message_id:
+            del state.pending[index]
+            if not state.pending:
+                _forget_unused_bundles(state)
+            return item
+    return None
+
+
 def new_state(customer_id: str) -> CustomerState:
     return CustomerState(customer_id=customer_id)
+
+
+def send_request(state: CustomerState, command: SendCommand) -> SendRequest:
+    """The send activity's input, with the profile and cart as they are right after the decision.
+
+    Built on demand because only a real channel needs it: the simulator sends nothing.
+    """
+    bundle = state.bundles[command.version]
+    return SendRequest(
+        message_id=command.message_id,
+        customer_id=state.customer_id,
+        journey=command.journey,
+        journey_version=command.version,
+        run_id=command.run_id,
+        step_id=command.step_id,
+        channel=command.channel,
+        template_name=command.template,
+        template=bundle.templates[command.template],
+        to=context.address(state.profile, command.channel),
+        context=context.message(state, command.trigger, command.journey, command.run_id, command.step_id),
+    )
 
 
 # --- profile, carts and engagement ---------------------------------------------------------------
@@ -253,7 +303,7 @@ def _convert_goals(
         out.actions.append(_action(state, watch.journey, now, "convert", value=value))
 
 
-def _goal_value(expression: str | None, scope: dict[str, Any]) -> float | None:
+def _goal_value(expression: str | None, scope: Mapping[str, Any]) -> float | None:
     if expression is None:
         return None
     try:
@@ -436,14 +486,14 @@ def _send_step(
     journey = bundle.journey
     step_id = _step_id(journey, run.step)
     options = _options(send)
-    if run.option == 0 and send.skip_if is not None:
-        if conditions.holds(send.skip_if, context.conditions(state, run.trigger, None, run)):
-            first = options[0]
-            out.actions.append(
-                _action(state, journey.name, _seen(run, at), "skip", step=step_id, channel=_channel(bundle, first),
-                        template=first.template, reason=send.skip_reason or "skip_if")
-            )
-            return None
+    skip = run.option == 0 and send.skip_if is not None
+    if skip and conditions.holds(send.skip_if, context.conditions(state, run.trigger, None, run)):
+        first = options[0]
+        out.actions.append(
+            _action(state, journey.name, _seen(run, at), "skip", step=step_id, channel=_channel(bundle, first),
+                    template=first.template, reason=send.skip_reason or "skip_if")
+        )
+        return None
     pending = PendingSend("", run.run_id, journey.name, run.version, run.key, run.trigger, run.step, 0, "")
     held = _try_options(state, pending, run.option, at, out, run)
     if held is not None:
@@ -505,19 +555,8 @@ def _try_options(
             run.engagement["sent"] = run.engagement.get("sent", 0) + 1
         state.pending.append(_replace(base, message_id=message_id, option=index, channel=channel))
         out.sends.append(
-            SendRequest(
-                message_id=message_id,
-                customer_id=state.customer_id,
-                journey=journey.name,
-                journey_version=base.version,
-                run_id=base.run_id,
-                step_id=step_id,
-                channel=cast(Channel, channel),
-                template_name=option.template,
-                template=bundle.templates[option.template],
-                to=context.address(profile, channel),
-                context=context.message(state, base.trigger, journey.name, base.run_id, step_id),
-            )
+            SendCommand(message_id, journey.name, base.version, base.run_id, step_id, cast(Channel, channel),
+                        option.template, base.trigger)
         )
         out.actions.append(
             _action(state, journey.name, at, "send", step=step_id, channel=channel, template=option.template,
@@ -569,11 +608,11 @@ def _channel(bundle: JourneyBundle, option: SendSpec | Fallback) -> str:
 def _target(journey: Journey, index: int, goto: str | None) -> int:
     if goto is None:
         return index + 1
-    return journey.step_ids().index(goto)
+    return journey.step_index(goto)
 
 
 def _step_id(journey: Journey, index: int) -> str:
-    return journey.step_ids()[index]
+    return journey.step_id(index)
 
 
 def _run_view(state: CustomerState, run_id: str) -> RunState | None:

@@ -7,6 +7,8 @@ files or call Python, which is exactly what a condition written by a marketer mu
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -22,8 +24,27 @@ class ConditionError(ValueError):
     """A condition that does not compile, names an unknown variable, or fails when evaluated."""
 
 
+# A dotted path from a variable, e.g. `event.properties.items` (not preceded by a dot or a letter).
+_PATH = re.compile(r"(?<![\w.])(" + "|".join(VARIABLES) + r")((?:\.[A-Za-z_]\w*)*)")
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A compiled expression and the parts of the context it can read.
+
+    Handing CEL a value costs time in proportion to its size, so only the fields an expression
+    names are passed: a trigger condition on one property of the event does not pay for the cart.
+    """
+
+    program: Any
+    paths: dict[str, tuple[tuple[str, ...], ...]]
+
+    def execute(self, scope: Mapping[str, Any]) -> Any:
+        return self.program.execute({root: _prune(scope[root], paths) for root, paths in self.paths.items()})
+
+
 @lru_cache(maxsize=4096)
-def compile_condition(expression: str) -> Any:
+def compile_condition(expression: str) -> Condition:
     """Compile once per distinct expression; a run evaluates the same few expressions many times."""
     try:
         program = cel.compile(expression)
@@ -35,19 +56,56 @@ def compile_condition(expression: str) -> Any:
         raise ConditionError(
             f"unknown name {unknown[0]!r} in condition; use one of: {', '.join(VARIABLES)}"
         )
-    return program
+    paths: dict[str, set[tuple[str, ...]]] = {}
+    for root, rest in _PATH.findall(expression):
+        if root in bound:
+            continue
+        paths.setdefault(root, set()).add(tuple(part for part in rest.split(".") if part))
+    return Condition(program, {root: tuple(sorted(found)) for root, found in paths.items()})
 
 
-def evaluate(expression: str, context: dict[str, Any]) -> Any:
+def _prune(value: Any, paths: tuple[tuple[str, ...], ...]) -> Any:
+    """The parts of ``value`` the paths reach; whole sub-values where a path stops or leaves a map."""
+    if not isinstance(value, dict) or any(not path for path in paths):
+        return value
+    pruned: dict[str, Any] = {}
+    for path in paths:
+        head = path[0]
+        if head not in value:
+            return value  # a method (`.startsWith`) or a missing key: keep the value as it is
+        pruned[head] = _prune(value[head], tuple(p[1:] for p in paths if p[0] == head))
+    return pruned
+
+
+class LazyScope(Mapping[str, Any]):
+    """The variables of a condition, each built only if an expression reads it."""
+
+    def __init__(self, factories: Mapping[str, Callable[[], Any]]) -> None:
+        self._factories = factories
+        self._values: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._values:
+            self._values[name] = self._factories[name]()
+        return self._values[name]
+
+    def __iter__(self) -> Any:
+        return iter(self._factories)
+
+    def __len__(self) -> int:
+        return len(self._factories)
+
+
+def evaluate(expression: str, context: Mapping[str, Any]) -> Any:
     """The value of an expression (for goal values); errors become ConditionError."""
-    program = compile_condition(expression)
+    condition = compile_condition(expression)
     try:
-        return program.execute(context)
+        return condition.execute(context)
     except (ValueError, RuntimeError, TypeError, KeyError) as exc:
         raise ConditionError(_first_line(str(exc))) from None
 
 
-def holds(expression: str | None, context: dict[str, Any]) -> bool:
+def holds(expression: str | None, context: Mapping[str, Any]) -> bool:
     """Whether a condition is true. No condition holds; a condition that errors does not.
 
     Failing closed is deliberate: a condition that reads a property an event lacks should not send

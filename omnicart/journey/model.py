@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import cached_property
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -184,9 +185,19 @@ class Journey(_Strict):
     default_timezone: str = Field(default="UTC", description="For customers whose time zone is unknown.")
     steps: list[Step] = Field(min_length=1)
 
+    @cached_property
+    def _step_ids(self) -> tuple[str, ...]:
+        return tuple(step.id or f"step_{index + 1}" for index, step in enumerate(self.steps))
+
     def step_ids(self) -> list[str]:
         """Every step's id; a step without one is called ``step_<n>`` (1-based)."""
-        return [step.id or f"step_{index + 1}" for index, step in enumerate(self.steps)]
+        return list(self._step_ids)
+
+    def step_index(self, step_id: str) -> int:
+        return self._step_ids.index(step_id)
+
+    def step_id(self, index: int) -> str:
+        return self._step_ids[index]
 
 
 class EmailTemplate(_Strict):

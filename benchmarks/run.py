@@ -1,0 +1,184 @@
+"""Benchmark: omnicart against a minimal hand-written workflow, and the simulator's speed.
+
+    .venv/bin/python -m benchmarks.run                  # 200 journeys, hours played as seconds
+    .venv/bin/python -m benchmarks.run --journeys 500 --simulate 50000
+
+(a) N flagship journeys (a copy of journeys/abandoned_cart.yaml with seconds in place of hours, so
+    one journey lasts 72 s) go through the real ingest API, worker, send activity and outbox on one
+    Temporal dev server; then N runs of MinimalCartWorkflow do the same sleeps and sends through the
+    same activity. Prints both throughputs (journeys completed per second, first request to last
+    outbox line), their ratio, and the history events per journey of each.
+(b) ``simulate`` over a generated timeline: customer-journeys per second.
+
+Targets (issue 2): ratio >= 0.9, history events <= minimal + 2, simulate >= 10,000 per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import shutil
+import socket
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import uvicorn
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.send import SendActivities
+from benchmarks.minimal_workflow import MinimalCartInput, MinimalCartWorkflow
+from benchmarks.simulate_speed import bench_simulate, customer_events
+from omnicart.api.app import create_app
+from omnicart.channels.outbox import OutboxSender
+from omnicart.db import create_tables, get_engine
+from omnicart.journey.catalog import JourneyCatalog
+from omnicart.journey.loader import load_journey
+from omnicart.ledger import MessageLedger
+from omnicart.messages import SendRequest
+from omnicart.routing import customer_workflow_id
+from omnicart.settings import Settings
+from workflows.customer import CustomerWorkflow
+from workflows.sandbox import workflow_runner
+
+ROOT = Path(__file__).resolve().parent.parent
+SENDS_PER_JOURNEY = 3
+
+
+def seconds_for_hours(source: Path, target_dir: Path) -> Path:
+    """Copy the flagship with every hour as a second and no quiet hours (the clock would decide)."""
+    shutil.copytree(source.parent / "templates", target_dir / "templates")
+    text = source.read_text()
+    text = re.sub(r"\b(\d+)h\b", r"\1s", text)
+    text = re.sub(r"\b7d\b", "1h", text)
+    text = re.sub(r"\nquiet_hours:\n(  .*\n)+", "\n", text)
+    target = target_dir / source.name
+    target.write_text(text)
+    return target
+
+
+async def wait_for_outbox(path: Path, lines: int, timeout: float) -> float:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and sum(1 for _ in path.open()) >= lines:
+            return time.monotonic()
+        await asyncio.sleep(0.2)
+    raise TimeoutError(f"the outbox {path} did not reach {lines} lines in {timeout:.0f}s")
+
+
+async def history_length(client: Client, workflow_id: str) -> int:
+    return len((await client.get_workflow_handle(workflow_id).fetch_history()).events)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def bench_omnicart(client: Client, settings: Settings, journey_dir: Path, n: int) -> tuple[float, float]:
+    port = free_port()
+    app = create_app(settings, client=client, catalog=JourneyCatalog(journey_dir))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.05)
+    run = uuid.uuid4().hex[:6]
+    customers = [f"omni-{run}-{i}" for i in range(n)]
+    started = time.monotonic()
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+        now = datetime.now(UTC)
+        for chunk in range(0, n, 50):
+            batch = [e for c in customers[chunk:chunk + 50] for e in customer_events(c, now)]
+            response = await http.post("/v1/events", json={"events": batch})
+            response.raise_for_status()
+    finished = await wait_for_outbox(settings.outbox(), n * SENDS_PER_JOURNEY, timeout=600)
+    histories = [await history_length(client, customer_workflow_id(c)) for c in customers[:20]]
+    server.should_exit = True
+    await serving
+    return n / (finished - started), sum(histories) / len(histories)
+
+
+async def bench_minimal(client: Client, settings: Settings, task_queue: str, journey_file: Path,
+                        n: int) -> tuple[float, float]:
+    bundle = load_journey(journey_file)
+    steps = [(1.0, "cart_reminder_1"), (24.0, "cart_reminder_2"), (72.0, "cart_last_chance")]
+    run = uuid.uuid4().hex[:6]
+    ids = [f"minimal-{run}-{i}" for i in range(n)]
+    started = time.monotonic()
+    for index, workflow_id in enumerate(ids):
+        sends = [
+            (offset, SendRequest(
+                message_id=f"{workflow_id}-{template}", customer_id=workflow_id, journey="minimal",
+                journey_version=bundle.version, run_id=workflow_id, step_id=template, channel="email",
+                template_name=template, template=bundle.templates[template], to=[f"m{index}@example.com"],
+                context={"customer": {"first_name": "Bench", "email": f"m{index}@example.com"},
+                         "cart": customer_events(workflow_id, datetime.now(UTC))[1]["properties"],
+                         "trigger": {}, "journey": {"name": "minimal", "run_id": workflow_id,
+                                                    "step_id": template}},
+            ))
+            for offset, template in steps
+        ]
+        await client.start_workflow(MinimalCartWorkflow.run, MinimalCartInput(sends=sends), id=workflow_id,
+                                    task_queue=task_queue)
+    finished = await wait_for_outbox(settings.outbox(), n * SENDS_PER_JOURNEY, timeout=600)
+    histories = [await history_length(client, workflow_id) for workflow_id in ids[:20]]
+    return n / (finished - started), sum(histories) / len(histories)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--journeys", type=int, default=200)
+    parser.add_argument("--simulate", type=int, default=20000)
+    args = parser.parse_args()
+
+    rate = bench_simulate(ROOT / "journeys" / "abandoned_cart.yaml", args.simulate)
+    print(f"simulate: {rate:,.0f} customer-journeys/s over {args.simulate:,} customers (target >= 10,000)")
+
+    binary = Path(sys.executable).parent / "temporal"
+    with tempfile.TemporaryDirectory(prefix="omnicart-bench-") as tmp:
+        journey_dir = Path(tmp) / "journeys"
+        journey_dir.mkdir()
+        journey_file = seconds_for_hours(ROOT / "journeys" / "abandoned_cart.yaml", journey_dir)
+        env = await WorkflowEnvironment.start_local(
+            dev_server_existing_path=str(binary if binary.exists() else shutil.which("temporal")),
+            data_converter=pydantic_data_converter, dev_server_log_level="error",
+        )
+        try:
+            results = {}
+            for name in ("omnicart", "minimal"):
+                data = Path(tmp) / name
+                settings = Settings(data_dir=data, journeys_dir=journey_dir, task_queue=f"bench-{name}")
+                engine = get_engine(settings.database())
+                create_tables(engine)
+                activities = SendActivities(MessageLedger(engine),
+                                            {c: OutboxSender(settings.outbox(), console=None)
+                                             for c in ("email", "sms", "push")}, settings)
+                async with Worker(env.client, task_queue=settings.task_queue,
+                                  workflows=[CustomerWorkflow, MinimalCartWorkflow],
+                                  activities=[activities.send_message], workflow_runner=workflow_runner(),
+                                  max_concurrent_activities=200):
+                    if name == "omnicart":
+                        results[name] = await bench_omnicart(env.client, settings, journey_dir, args.journeys)
+                    else:
+                        results[name] = await bench_minimal(env.client, settings, settings.task_queue,
+                                                            journey_file, args.journeys)
+        finally:
+            await env.shutdown()
+    (omni_rate, omni_hist), (min_rate, min_hist) = results["omnicart"], results["minimal"]
+    print(f"omnicart: {omni_rate:.2f} journeys/s, {omni_hist:.1f} history events per journey")
+    print(f"minimal:  {min_rate:.2f} journeys/s, {min_hist:.1f} history events per journey")
+    print(f"throughput ratio omnicart/minimal: {omni_rate / min_rate:.3f} (target >= 0.9)")
+    print(f"history events over minimal: {omni_hist - min_hist:+.1f} (target <= +2)")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
