@@ -13,18 +13,22 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from omnicart.simulate import simulate
-from tests.support.bundles import flagship
+from tests.support.bundles import browse, flagship
 from tests.support.runtime import RecordingChannel, customer_worker, journal, parse_at, send_event
-from tests.support.timelines import DAY, aligned_start, describe, flagship_timelines
+from tests.support.timelines import DAY, Timeline, aligned_start, browse_timelines, describe, flagship_timelines
 
 # The workflow reads the time when it handles a signal, which on the time-skipping server is a few
 # real milliseconds after the instant the test slept to; timers fire at their exact deadlines.
 SIGNAL_SLACK = timedelta(seconds=2)
 
 
-@pytest.mark.parametrize("timeline", flagship_timelines(), ids=lambda t: t.name)
-async def test_simulate_matches_workflow(time_env: WorkflowEnvironment, timeline) -> None:  # type: ignore[no-untyped-def]
-    bundle = flagship()
+CASES = [("abandoned_cart", t) for t in flagship_timelines()] + [("browse_abandonment", t) for t in browse_timelines()]
+BUNDLES = {"abandoned_cart": flagship, "browse_abandonment": browse}
+
+
+@pytest.mark.parametrize(("journey", "timeline"), CASES, ids=[f"{j}-{t.name}" for j, t in CASES])
+async def test_simulate_matches_workflow(time_env: WorkflowEnvironment, journey: str, timeline: Timeline) -> None:
+    bundle = BUNDLES[journey]()
     start = aligned_start(await time_env.get_current_time())
     customer_id = f"cus_{timeline.name}"
     events = timeline.events(start, customer_id)
@@ -52,8 +56,8 @@ def _shape(line: dict[str, object]) -> dict[str, object]:
     return {key: value for key, value in line.items() if key != "at"}
 
 
-@pytest.mark.parametrize("timeline", flagship_timelines(), ids=lambda t: t.name)
-def test_flagship_does_what_the_spec_says(timeline) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(("journey", "timeline"), CASES, ids=[f"{j}-{t.name}" for j, t in CASES])
+def test_journey_does_what_its_definition_says(journey: str, timeline: Timeline) -> None:
     start = aligned_start(datetime(2026, 11, 22, 8, 30, tzinfo=UTC))
-    lines = [action.as_json() for action in simulate(flagship(), timeline.events(start, "cus_1"))]
+    lines = [action.as_json() for action in simulate(BUNDLES[journey](), timeline.events(start, "cus_1"))]
     assert [(parse_at(line) - start, describe(line)) for line in lines] == timeline.expect

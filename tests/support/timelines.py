@@ -147,3 +147,41 @@ def flagship_timelines() -> list[Timeline]:
             (zero, "checkout_started", "web", cart()),
         ], [(zero, "enter"), first, (33 * HOUR, "send sms cart_reminder_sms"), *last]),
     ]
+
+
+def viewed() -> dict[str, Any]:
+    return {"sku": "SKU-9", "name": "Wool scarf", "price": 35.0, "url": "https://shop.example/p/9",
+            "image_url": "https://shop.example/i/9.jpg"}
+
+
+def browse_timelines() -> list[Timeline]:
+    """Every branch of the browse-abandonment journey: its wait_for outcomes and its channel branch."""
+    zero = timedelta(0)
+    with_push = {**profile(), "consent": {"email": True, "sms": True, "push": True}, "push_tokens": ["tok-1"]}
+    return [
+        Timeline("push_nudge_when_the_app_can_reach_them", [
+            (-DAY, "customer_updated", "api", with_push),
+            (zero, "product_viewed", "app", viewed()),
+        ], [(zero, "enter"), (2 * HOUR, "send push browse_push"), (2 * HOUR, "exit completed")]),
+        Timeline("email_nudge_without_push", [
+            (-DAY, "customer_updated", "api", profile()),
+            (zero, "product_viewed", "web", viewed()),
+            (DAY, "order_placed", "web", order(total=35.0)),
+        ], [(zero, "enter"), (2 * HOUR, "send email browse_email"), (2 * HOUR, "exit completed"),
+            (DAY, "convert 35.0")]),
+        Timeline("added_to_cart_in_time", [
+            (-DAY, "customer_updated", "api", profile()),
+            (zero, "product_viewed", "web", viewed()),
+            (30 * timedelta(minutes=1), "cart_updated", "web", cart()),
+        ], [(zero, "enter"), (30 * timedelta(minutes=1), "exit added_to_cart")]),
+        Timeline("empty_cart_update_does_not_count", [
+            (-DAY, "customer_updated", "api", profile()),
+            (zero, "product_viewed", "web", viewed()),
+            (HOUR, "cart_updated", "web", cart(empty=True)),
+        ], [(zero, "enter"), (2 * HOUR, "send email browse_email"), (2 * HOUR, "exit completed")]),
+        Timeline("checkout_hands_over_to_the_cart_journey", [
+            (-DAY, "customer_updated", "api", profile()),
+            (zero, "product_viewed", "web", viewed()),
+            (HOUR, "checkout_started", "web", cart()),
+        ], [(zero, "enter"), (HOUR, "exit checkout_started")]),
+    ]
