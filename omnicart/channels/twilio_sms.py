@@ -1,0 +1,322 @@
+"""SMS through Twilio's Messages API, with the official ``twilio`` SDK.
+
+The SDK builds the real request (form encoding, basic auth, the account's ``Messages.json`` path);
+this module only decides the fields, counts segments, and turns Twilio's answers into the channel
+contract: ``21610`` (the recipient replied STOP to our number) revokes SMS consent, an invalid or
+unreachable number marks the address, and 429 / 5xx / timeouts are retried by Temporal.
+
+The SDK is synchronous (``requests``), so every call runs in a worker thread; the event loop of the
+worker that hosts the send activity never blocks on Twilio.
+
+Phone numbers never reach our logs: Twilio's own error messages quote the number, so they are
+redacted before they become an error text, and the SDK's request logger is kept quiet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import threading
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import requests
+from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
+from twilio.http import HttpClient
+from twilio.http.http_client import TwilioHttpClient
+from twilio.http.response import Response
+from twilio.rest import Client
+from urllib3.exceptions import NewConnectionError
+
+from omnicart.channels.base import Delivery, PermanentChannelError, RenderedMessage, RetryableChannelError
+from omnicart.channels.sms_segments import count_segments
+from omnicart.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# The SDK logs query parameters at INFO (a Messages list filtered by To carries the phone number).
+_sdk_log = logging.getLogger(f"{__name__}.sdk")
+_sdk_log.setLevel(logging.WARNING)
+
+STATUS_CALLBACK_PATH = "/webhooks/twilio/status"
+OPT_OUT_FOOTER = "Reply STOP to opt out"
+
+# https://www.twilio.com/docs/api/errors: the recipient opted out of messages from this sender.
+UNSUBSCRIBED_RECIPIENT = 21610
+# Codes that mean "this phone number cannot receive SMS": the address, not the request, is wrong.
+INVALID_NUMBER_CODES = frozenset(
+    {
+        21211,  # Invalid 'To' phone number
+        21214,  # 'To' phone number cannot be reached
+        21217,  # Phone number does not appear to be valid
+        21401,  # Invalid phone number
+        21407,  # This phone number type does not support SMS
+        21421,  # PhoneNumber is invalid
+        21612,  # The 'To' phone number is not currently reachable via SMS
+        21614,  # 'To' number is not a valid mobile number
+    }
+)
+TOO_MANY_REQUESTS = 20429
+
+_PHONE_LIKE = re.compile(r"\+?\d[\d \-().]{5,}\d")
+
+T = TypeVar("T")
+
+
+class TwilioSmsSender:
+    """The ``sms`` channel on Twilio: one message to one E.164 number per send."""
+
+    provider = "twilio"
+
+    def __init__(
+        self,
+        settings: Settings,
+        http_client: HttpClient | None = None,
+        *,
+        timeout: float = 10.0,
+        lookup_window: timedelta = timedelta(days=3),
+    ) -> None:
+        """Configure from settings; ``http_client`` replaces the SDK's default transport.
+
+        ``timeout`` bounds every request even when the given client has none, so that a hung
+        Twilio turns into a retryable timeout instead of a stuck activity. ``lookup_window`` is how
+        far back :meth:`lookup` looks for a message we may already have handed to Twilio.
+        """
+        if not settings.twilio_account_sid or settings.twilio_auth_token is None:
+            raise ValueError("Twilio needs OMNICART_TWILIO_ACCOUNT_SID and OMNICART_TWILIO_AUTH_TOKEN")
+        if not settings.twilio_from_number and not settings.twilio_messaging_service_sid:
+            raise ValueError(
+                "Twilio needs a sender: OMNICART_TWILIO_FROM_NUMBER or OMNICART_TWILIO_MESSAGING_SERVICE_SID"
+            )
+        self._settings = settings
+        self._lookup_window = lookup_window
+        self._http = _RecordingHttpClient(
+            http_client or TwilioHttpClient(timeout=timeout, logger=_sdk_log),
+            base_url=settings.twilio_base_url,
+            timeout=timeout,
+        )
+        # environment={} so that only our settings configure the client (no stray TWILIO_* vars).
+        self._client = Client(
+            settings.twilio_account_sid,
+            settings.twilio_auth_token.get_secret_value(),
+            http_client=self._http,
+            environment={},
+        )
+
+    def body_of(self, message: RenderedMessage) -> str:
+        """The exact text Twilio receives: the rendered body, plus the opt-out line for marketing."""
+        body = message.body if message.body is not None else message.text
+        if not body or not body.strip():
+            raise PermanentChannelError(f"SMS message {message.message_id} has an empty body")
+        if message.marketing and OPT_OUT_FOOTER.lower() not in body.lower():
+            body = f"{body.rstrip()}\n{OPT_OUT_FOOTER}"
+        return body
+
+    def status_callback_url(self, message_id: str) -> str:
+        """Where Twilio reports delivery; the message id rides along so the webhook finds the send."""
+        base = self._settings.public_url.rstrip("/")
+        return f"{base}{STATUS_CALLBACK_PATH}?{urlencode({'message_id': message_id})}"
+
+    async def send(self, message: RenderedMessage) -> Delivery:
+        """Hand one SMS to Twilio; the returned segments are what the carrier bills."""
+        to = _single_recipient(message)
+        body = self.body_of(message)
+        segments = count_segments(body)
+        fields: dict[str, Any] = {
+            "to": to,
+            "body": body,
+            "status_callback": self.status_callback_url(message.message_id),
+        }
+        if self._settings.twilio_messaging_service_sid:
+            fields["messaging_service_sid"] = self._settings.twilio_messaging_service_sid
+        else:
+            fields["from_"] = self._settings.twilio_from_number
+        created = await asyncio.to_thread(self._call, lambda: self._client.messages.create(**fields))
+        log.info(
+            "twilio accepted message %s for customer %s as %s (%d %s segments)",
+            message.message_id,
+            message.customer_id,
+            created.sid,
+            segments.segments,
+            segments.encoding,
+        )
+        return Delivery(provider=self.provider, provider_message_id=created.sid, segments=segments.segments)
+
+    async def lookup(self, message: RenderedMessage) -> Delivery | None:
+        """Did Twilio already accept this message (sent before a crash that lost the answer)?
+
+        Twilio's Message resource has no field of ours (no idempotency key, and the status callback
+        URL that carries our message id is not returned), so the match is: same recipient, same
+        sender (number or Messaging Service), exactly the same body, created within
+        ``lookup_window``, outbound. Listed by ``To``/``From`` without a ``DateSent`` filter,
+        because a message still queued has no send date yet and would be missed. Raises
+        ``RetryableChannelError`` when Twilio cannot be asked right now.
+        """
+        to = _single_recipient(message)
+        body = self.body_of(message)
+        since = datetime.now(UTC) - self._lookup_window
+        filters: dict[str, Any] = {"to": to, "limit": 50, "page_size": 50}
+        if not self._settings.twilio_messaging_service_sid:
+            filters["from_"] = self._settings.twilio_from_number
+        try:
+            listed = await asyncio.to_thread(self._call, lambda: self._client.messages.list(**filters))
+        except PermanentChannelError as exc:  # e.g. credentials refused: we cannot tell, so "not now"
+            raise RetryableChannelError(f"cannot ask Twilio about message {message.message_id}: {exc}") from None
+        for candidate in listed:
+            if not str(candidate.direction or "").startswith("outbound"):
+                continue
+            service = self._settings.twilio_messaging_service_sid
+            if service and candidate.messaging_service_sid != service:
+                continue
+            created_at = candidate.date_created
+            if candidate.body == body and (created_at is None or created_at >= since):
+                log.info("twilio already has message %s as %s", message.message_id, candidate.sid)
+                return Delivery(
+                    provider=self.provider,
+                    provider_message_id=candidate.sid,
+                    segments=count_segments(body).segments,
+                )
+        return None
+
+    def _call(self, request: Callable[[], T]) -> T:
+        """Run one SDK call (in a worker thread) and classify what went wrong."""
+        try:
+            return request()
+        except (TwilioRestException, TwilioServiceException) as exc:
+            raise classify_twilio_error(exc, self._http.last_headers()) from None
+        except requests.Timeout as exc:
+            raise RetryableChannelError(
+                f"Twilio did not answer in time: {type(exc).__name__}", maybe_delivered=_maybe_delivered(exc)
+            ) from None
+        except requests.RequestException as exc:
+            raise RetryableChannelError(
+                f"Twilio unreachable: {type(exc).__name__}", maybe_delivered=_maybe_delivered(exc)
+            ) from None
+        except TwilioException as exc:
+            raise PermanentChannelError(f"Twilio SDK error: {_redact(str(exc))}") from None
+
+
+def classify_twilio_error(
+    exc: TwilioRestException | TwilioServiceException, headers: Mapping[str, str] | None = None
+) -> RetryableChannelError | PermanentChannelError:
+    """Map a Twilio API error to the channel contract (phone numbers redacted from the text)."""
+    status = int(exc.status)
+    code = int(exc.code) if exc.code is not None else None
+    detail = exc.msg if isinstance(exc, TwilioRestException) else (exc.detail or exc.title)
+    text = f"Twilio HTTP {status}, error {code}: {_redact(str(detail or ''))}"
+    if status == 429 or code == TOO_MANY_REQUESTS:
+        return RetryableChannelError(text, retry_after=parse_retry_after(_header(headers, "Retry-After")))
+    if status >= 500 or status == 408:
+        return RetryableChannelError(text)
+    if code == UNSUBSCRIBED_RECIPIENT:
+        return PermanentChannelError(text, revoke_consent=True)
+    if code in INVALID_NUMBER_CODES:
+        return PermanentChannelError(text, invalid_address=True)
+    return PermanentChannelError(text)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` as seconds: either a number of seconds or an HTTP date (RFC 9110)."""
+    if value is None or not value.strip():
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _maybe_delivered(exc: requests.RequestException) -> bool:
+    """Could Twilio have received (and accepted) the request although we got no answer?
+
+    Not when the connection was never made (refused, name not resolved, connect timeout); yes for
+    a read timeout or a connection dropped after the request went out.
+    """
+    if isinstance(exc, requests.ConnectTimeout):
+        return False
+    if isinstance(exc, requests.ConnectionError):
+        reason = getattr(exc.args[0] if exc.args else None, "reason", None)
+        if isinstance(reason, NewConnectionError):  # also NameResolutionError, a subclass
+            return False
+    return True
+
+
+def _single_recipient(message: RenderedMessage) -> str:
+    if len(message.to) != 1:
+        raise PermanentChannelError(
+            f"SMS message {message.message_id} needs exactly one phone number in 'to', got {len(message.to)}",
+            invalid_address=not message.to,
+        )
+    return message.to[0]
+
+
+def _redact(text: str) -> str:
+    return _PHONE_LIKE.sub("<phone>", text)
+
+
+def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
+    if not headers:
+        return None
+    wanted = name.lower()
+    for key, value in headers.items():
+        if key.lower() == wanted:
+            return value
+    return None
+
+
+class _RecordingHttpClient(HttpClient):  # type: ignore[misc]
+    """Wraps the SDK's transport: points it at ``base_url`` and keeps the last response's headers.
+
+    The SDK's exceptions drop response headers, and ``Retry-After`` lives there; the headers are
+    kept per thread because each SDK call runs in its own worker thread.
+    """
+
+    def __init__(self, inner: HttpClient, *, base_url: str | None, timeout: float) -> None:
+        super().__init__(inner.logger, False, timeout)
+        self._inner = inner
+        self._base = urlsplit(base_url) if base_url else None
+        self._local = threading.local()
+
+    def request(
+        self,
+        method: str,
+        uri: str,
+        params: dict[str, object] | None = None,
+        data: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,
+        allow_redirects: bool = False,
+    ) -> Response:
+        if self._base is not None:
+            parts = urlsplit(uri)
+            prefix = self._base.path.rstrip("/")
+            uri = urlunsplit((self._base.scheme, self._base.netloc, prefix + parts.path, parts.query, ""))
+        self._local.headers = None
+        response: Response = self._inner.request(
+            method,
+            uri,
+            params=params,
+            data=data,
+            headers=headers,
+            auth=auth,
+            timeout=timeout if timeout is not None else self.timeout,
+            allow_redirects=allow_redirects,
+        )
+        self._local.headers = dict(response.headers or {})
+        return response
+
+    def last_headers(self) -> dict[str, str] | None:
+        """Headers of the last response seen on the calling thread."""
+        headers: dict[str, str] | None = getattr(self._local, "headers", None)
+        return headers
