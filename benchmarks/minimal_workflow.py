@@ -12,8 +12,7 @@ from pydantic import BaseModel
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from omnicart.messages import SendRequest, SendResult
-    from workflows.customer import SEND_RETRY_POLICY, SEND_TIMEOUT
+    from omnicart.messages import SEND_RETRY_POLICY, SEND_START_TO_CLOSE, SendRequest, SendResult
 
 
 class MinimalCartInput(BaseModel):
@@ -33,6 +32,6 @@ class MinimalCartWorkflow:
                 await workflow.sleep(delay)
             await workflow.execute_activity(
                 "send_message", request, result_type=SendResult,
-                start_to_close_timeout=SEND_TIMEOUT, retry_policy=SEND_RETRY_POLICY,
+                start_to_close_timeout=SEND_START_TO_CLOSE, retry_policy=SEND_RETRY_POLICY,
             )
         return len(input.sends)

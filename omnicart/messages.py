@@ -7,12 +7,25 @@ small is what lets a channel change without a journey noticing.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from temporalio.common import RetryPolicy
 
 from omnicart.events import Channel
 from omnicart.journey.model import Template
+
+SEND_START_TO_CLOSE = timedelta(seconds=60)
+"""Longer than any sender's own HTTP timeout (SendGrid: 20 s), so a live attempt records its outcome."""
+
+SEND_RETRY_POLICY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=10),
+    maximum_attempts=0,  # unlimited: an outage delays a message, it never drops it
+)
+"""How the workflow retries the send activity; the activity relies on the same start-to-close."""
 
 
 class SendRequest(BaseModel):

@@ -10,28 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from omnicart.engine import interpreter
     from omnicart.engine.state import CustomerState
-    from omnicart.messages import SendRequest, SendResult
+    from omnicart.messages import SEND_RETRY_POLICY, SEND_START_TO_CLOSE, SendRequest, SendResult
     from omnicart.routing import CUSTOMER_WORKFLOW, EVENT_SIGNAL, CustomerWorkflowInput, IncomingEvent
-
-# An outage delays a message, it never drops it: retry for as long as it takes, backing off to once
-# every ten minutes. The journey stays responsive meanwhile; an exit cancels the send in flight.
-SEND_RETRY_POLICY = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=10),
-    maximum_attempts=0,
-)
-SEND_TIMEOUT = timedelta(seconds=60)
-
 
 @workflow.defn(name=CUSTOMER_WORKFLOW)
 class CustomerWorkflow:
@@ -114,7 +101,7 @@ class CustomerWorkflow:
                 "send_message",
                 request,
                 result_type=SendResult,
-                start_to_close_timeout=SEND_TIMEOUT,
+                start_to_close_timeout=SEND_START_TO_CLOSE,
                 retry_policy=SEND_RETRY_POLICY,
             )
         except asyncio.CancelledError:

@@ -45,8 +45,7 @@ class DeadPushTokens(PermanentChannelError):
     """Every device token of the customer is dead: fall back to the next channel, drop the tokens."""
 
     def __init__(self, message: str, dead_push_tokens: list[str]) -> None:
-        super().__init__(message, invalid_address=True)
-        self.dead_push_tokens = dead_push_tokens
+        super().__init__(message, invalid_address=True, dead_push_tokens=dead_push_tokens)
 
 
 @dataclass(frozen=True)

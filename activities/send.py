@@ -1,0 +1,291 @@
+"""The ``send_message`` activity: one journey message, rendered and delivered at most once.
+
+A journey (inside the customer workflow) decides *that* a message goes out; this activity decides
+*how*: it renders the template (adding the message's id, a discount code and the unsubscribe link),
+then ledger -> channel sender -> ledger, so that a retry, a second worker or a crash never sends
+the same ``message_id`` twice (the reasoning and the remaining window are in ``omnicart/ledger.py``).
+
+Outcomes, as the workflow sees them:
+
+* ``SendResult(outcome="sent")``: the provider accepted it.
+* ``SendResult(outcome="already_sent")``: an earlier attempt did (or may have: ``error`` says
+  "unconfirmed ..." when a crashed attempt could not be confirmed and was not repeated).
+* ``SendResult(outcome="failed")``: permanently, for this channel; ``invalid_address`` /
+  ``revoke_consent`` tell the journey what to change before it tries the step's fallback.
+* Raises ``ApplicationError`` (retryable, ``next_retry_delay`` = the provider's Retry-After) for
+  timeouts, 429 and 5xx: with ``SEND_RETRY_POLICY`` an outage delays a message, never drops it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from omnicart.api.unsubscribe import unsubscribe_url
+from omnicart.channels.base import (
+    ChannelSender,
+    Delivery,
+    PermanentChannelError,
+    RenderedMessage,
+    RetryableChannelError,
+    SupportsLookup,
+)
+from omnicart.discounts import DiscountBook
+from omnicart.events import Channel
+from omnicart.journey.model import EmailTemplate, SmsTemplate
+from omnicart.journey.templates import TemplateError, render_template
+from omnicart.ledger import ClaimState, LedgerEntry, LedgerStatus, MessageLedger
+from omnicart.messages import SEND_START_TO_CLOSE, SendRequest, SendResult
+from omnicart.settings import Settings
+
+MAX_RETRY_AFTER = timedelta(hours=1)
+"""A provider asking us to wait longer than this is asked again after this long."""
+
+RETRYABLE_ERROR_TYPE = "RetryableChannelError"
+
+
+class SendActivities:
+    """The send activity with what it needs, shared by every concurrent call on a worker."""
+
+    def __init__(
+        self,
+        ledger: MessageLedger,
+        senders: Mapping[Channel, ChannelSender],
+        settings: Settings,
+        discounts: DiscountBook | None = None,
+        *,
+        attempt_timeout: timedelta = SEND_START_TO_CLOSE,
+    ) -> None:
+        """``attempt_timeout`` must match the start-to-close timeout the workflow gives this activity."""
+        self.ledger = ledger
+        self.senders = dict(senders)
+        self.settings = settings
+        self.discounts = discounts or DiscountBook(ledger.engine, settings.signing_secret)
+        self.attempt_timeout = attempt_timeout
+
+    @activity.defn(name="send_message")
+    async def send_message(self, request: SendRequest) -> SendResult:
+        sender = self.senders.get(request.channel)
+        if sender is None:
+            return _failed(request, "none", f"no sender is configured for channel {request.channel!r}")
+
+        previous = await asyncio.to_thread(self.ledger.find, request.message_id)
+        if previous is not None and previous.status in _SETTLED:
+            return _settled(request, previous)
+
+        try:
+            message = await asyncio.to_thread(self._render, request)
+        except TemplateError as exc:
+            return await self._refuse(request, sender, f"template {request.template_name!r} does not render: {exc}")
+
+        claim = await asyncio.to_thread(self.ledger.claim, request, sender.provider)
+        if claim.state is ClaimState.DONE:
+            return _settled(request, claim.entry)
+        if claim.state is ClaimState.IN_DOUBT:
+            resolved = await self._resolve_in_doubt(request, claim.entry, sender, message)
+            if resolved is not None:
+                return resolved
+        return await self._deliver(request, sender, message)
+
+    # -- rendering ---------------------------------------------------------------------------
+
+    def _render(self, request: SendRequest) -> RenderedMessage:
+        """The template with everything a real send adds to the journey's context."""
+        template = request.template
+        context: dict[str, Any] = dict(request.context)
+        context["message"] = {"id": request.message_id, "channel": request.channel}
+        context.setdefault("journey", {"name": request.journey, "run_id": request.run_id, "step_id": request.step_id})
+        link: str | None = None
+        if isinstance(template, EmailTemplate):
+            if template.discount_percent:
+                discount = self.discounts.issue(
+                    customer_id=request.customer_id,
+                    message_id=request.message_id,
+                    percent=template.discount_percent,
+                )
+                context["discount"] = discount.context()
+            link = unsubscribe_url(self.settings, request.customer_id, request.message_id)
+            context["unsubscribe_url"] = link
+        parts = render_template(template, context)
+        return RenderedMessage(
+            message_id=request.message_id,
+            customer_id=request.customer_id,
+            journey=request.journey,
+            run_id=request.run_id,
+            step_id=request.step_id,
+            channel=request.channel,
+            template_name=request.template_name,
+            to=list(request.to),
+            subject=parts.subject,
+            preheader=parts.preheader,
+            html=parts.html,
+            text=parts.text,
+            body=parts.body,
+            title=parts.title,
+            url=parts.url,
+            image_url=parts.image_url,
+            categories=list(template.categories) if isinstance(template, EmailTemplate) else [],
+            sendgrid_template_id=template.sendgrid_template_id if isinstance(template, EmailTemplate) else None,
+            marketing=template.marketing if isinstance(template, SmsTemplate) else False,
+            unsubscribe_url=link,
+            context=context,
+        )
+
+    # -- ledger -> sender -> ledger ----------------------------------------------------------
+
+    async def _deliver(self, request: SendRequest, sender: ChannelSender, message: RenderedMessage) -> SendResult:
+        log = activity.logger
+        try:
+            delivery = await sender.send(message)
+        except RetryableChannelError as exc:
+            mark = self.ledger.mark_in_doubt if exc.maybe_delivered else self.ledger.mark_deferred
+            await asyncio.to_thread(mark, request.message_id, str(exc))
+            log.warning("send %s (customer %s) will be retried: %s", request.message_id, request.customer_id, exc)
+            raise _retry(exc) from None
+        except PermanentChannelError as exc:
+            await asyncio.to_thread(
+                self.ledger.mark_failed,
+                request.message_id,
+                str(exc),
+                revoke_consent=exc.revoke_consent,
+                invalid_address=exc.invalid_address,
+            )
+            log.warning("send %s (customer %s) failed for good: %s", request.message_id, request.customer_id, exc)
+            return SendResult(
+                message_id=request.message_id,
+                channel=request.channel,
+                outcome="failed",
+                provider=sender.provider,
+                error=str(exc),
+                revoke_consent=exc.revoke_consent,
+                invalid_address=exc.invalid_address,
+                dead_push_tokens=exc.dead_push_tokens,
+            )
+        await asyncio.to_thread(
+            self.ledger.mark_sent, request.message_id, delivery.provider, delivery.provider_message_id
+        )
+        log.info(
+            "sent %s %s to customer %s via %s",
+            request.channel,
+            request.message_id,
+            request.customer_id,
+            delivery.provider,
+        )
+        return _sent(request, delivery)
+
+    async def _resolve_in_doubt(
+        self, request: SendRequest, entry: LedgerEntry, sender: ChannelSender, message: RenderedMessage
+    ) -> SendResult | None:
+        """An earlier attempt died mid-call. A result when settled; None when it is safe to send."""
+        if entry.evidence:  # a provider webhook already proved acceptance
+            await asyncio.to_thread(self.ledger.mark_sent, entry.message_id, entry.provider, entry.provider_message_id)
+            return _already_sent(request, entry.provider, entry.provider_message_id)
+        running_for = datetime.now(UTC) - entry.claimed_at
+        if running_for < self.attempt_timeout:
+            # Temporal starts a new attempt when the old one times out, not when it stops: the
+            # earlier one may still be talking to the provider. Ask again once it surely ended.
+            raise ApplicationError(
+                f"send {entry.message_id} may still be in progress in an earlier attempt",
+                type=RETRYABLE_ERROR_TYPE,
+                next_retry_delay=max(self.attempt_timeout - running_for, timedelta(seconds=1)),
+            )
+        if isinstance(sender, SupportsLookup) and entry.provider == sender.provider:
+            try:
+                found = await sender.lookup(message)
+            except RetryableChannelError as exc:
+                raise _retry(exc) from None
+            if found is not None:
+                await asyncio.to_thread(
+                    self.ledger.mark_sent, entry.message_id, found.provider, found.provider_message_id
+                )
+                return _already_sent(request, found.provider, found.provider_message_id)
+            if await asyncio.to_thread(self.ledger.reclaim, entry, sender.provider):
+                activity.logger.info(
+                    "send %s was never accepted by %s: sending it now", entry.message_id, sender.provider
+                )
+                return None
+            raise ApplicationError(
+                f"send {entry.message_id} changed hands while it was being checked", type=RETRYABLE_ERROR_TYPE
+            )
+        reason = (
+            f"unconfirmed: an earlier attempt through {entry.provider} ended without an answer and "
+            "the provider cannot be asked; not sent again (at most once)"
+        )
+        await asyncio.to_thread(self.ledger.mark_unconfirmed, entry.message_id, reason)
+        activity.logger.warning("send %s (customer %s) is %s", entry.message_id, entry.customer_id, reason)
+        return _already_sent(request, entry.provider, entry.provider_message_id, error=reason)
+
+    async def _refuse(self, request: SendRequest, sender: ChannelSender, error: str) -> SendResult:
+        """A send that cannot work (its template does not render): recorded as failed, not retried."""
+        claim = await asyncio.to_thread(self.ledger.claim, request, sender.provider)
+        if claim.state is not ClaimState.SEND:
+            return _settled(request, claim.entry)
+        await asyncio.to_thread(self.ledger.mark_failed, request.message_id, error)
+        activity.logger.error("send %s (customer %s) refused: %s", request.message_id, request.customer_id, error)
+        return _failed(request, sender.provider, error)
+
+
+_SETTLED = (LedgerStatus.SENT, LedgerStatus.FAILED, LedgerStatus.UNCONFIRMED)
+
+
+def _retry(exc: RetryableChannelError) -> ApplicationError:
+    delay = None
+    if exc.retry_after is not None:
+        delay = min(timedelta(seconds=max(exc.retry_after, 1.0)), MAX_RETRY_AFTER)
+    return ApplicationError(str(exc), type=RETRYABLE_ERROR_TYPE, next_retry_delay=delay)
+
+
+def _settled(request: SendRequest, entry: LedgerEntry) -> SendResult:
+    """What an earlier attempt's outcome means to the journey now."""
+    if entry.status == LedgerStatus.FAILED:
+        return SendResult(
+            message_id=request.message_id,
+            channel=request.channel,
+            outcome="failed",
+            provider=entry.provider,
+            error=entry.error,
+            revoke_consent=entry.revoke_consent,
+            invalid_address=entry.invalid_address,
+        )
+    error = entry.error if entry.status == LedgerStatus.UNCONFIRMED else None
+    return _already_sent(request, entry.provider, entry.provider_message_id, error=error)
+
+
+def _sent(request: SendRequest, delivery: Delivery) -> SendResult:
+    return SendResult(
+        message_id=request.message_id,
+        channel=request.channel,
+        outcome="sent",
+        provider=delivery.provider,
+        provider_message_id=delivery.provider_message_id,
+        segments=delivery.segments,
+        dead_push_tokens=list(delivery.dead_push_tokens),
+    )
+
+
+def _already_sent(
+    request: SendRequest, provider: str, provider_message_id: str | None, error: str | None = None
+) -> SendResult:
+    return SendResult(
+        message_id=request.message_id,
+        channel=request.channel,
+        outcome="already_sent",
+        provider=provider,
+        provider_message_id=provider_message_id,
+        error=error,
+    )
+
+
+def _failed(request: SendRequest, provider: str, error: str) -> SendResult:
+    return SendResult(
+        message_id=request.message_id,
+        channel=request.channel,
+        outcome="failed",
+        provider=provider,
+        error=error,
+    )

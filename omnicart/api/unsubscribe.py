@@ -1,0 +1,154 @@
+"""Unsubscribe links: minted into every email, honoured with one click.
+
+The link carries a token signed with the product's secret, naming the customer and the message it
+came from, so nobody can craft a link that unsubscribes someone else, and the link itself holds no
+email address (URLs end up in proxies' and browsers' logs). ``GET`` serves the person who clicks;
+``POST`` serves mail clients' one-click unsubscribe (RFC 8058, the ``List-Unsubscribe-Post``
+header). Both turn the token into a ``consent_changed`` event (email, granted false) for the
+customer's workflow, with an id derived from the message, so clicking twice changes nothing more.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from html import escape
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import HTMLResponse
+from pydantic import SecretStr
+
+from omnicart.events import CHANNELS, Channel, Event
+from omnicart.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["unsubscribe"])
+
+_SIGNATURE_BYTES = 16  # 128-bit HMAC tag: unguessable, and short enough for a tidy link
+
+
+@dataclass(frozen=True)
+class UnsubscribeToken:
+    customer_id: str
+    message_id: str
+    channel: Channel
+
+
+class InvalidToken(ValueError):
+    """The token is malformed, or its signature is not ours."""
+
+
+def make_token(secret: SecretStr, customer_id: str, message_id: str, channel: Channel = "email") -> str:
+    """``<payload>.<signature>``, both base64url: the payload names customer, message and channel."""
+    payload = json.dumps({"c": customer_id, "m": message_id, "ch": channel}, separators=(",", ":"))
+    encoded = _b64encode(payload.encode())
+    return f"{encoded}.{_b64encode(_sign(secret, encoded))}"
+
+
+def read_token(secret: SecretStr, token: str) -> UnsubscribeToken:
+    """The token's content, or ``InvalidToken`` when it was not signed with ``secret``."""
+    encoded, dot, signature = token.partition(".")
+    if not dot or not encoded or not signature:
+        raise InvalidToken("not an unsubscribe token")
+    try:
+        given = _b64decode(signature)
+    except (binascii.Error, ValueError):
+        raise InvalidToken("not an unsubscribe token") from None
+    if not hmac.compare_digest(given, _sign(secret, encoded)):
+        raise InvalidToken("the token's signature does not match")
+    try:
+        data = json.loads(_b64decode(encoded))
+        customer_id, message_id, channel = str(data["c"]), str(data["m"]), data["ch"]
+    except (binascii.Error, ValueError, KeyError, TypeError):
+        raise InvalidToken("the token's content is unreadable") from None
+    if channel not in CHANNELS or not customer_id or not message_id:
+        raise InvalidToken("the token's content is unreadable")
+    return UnsubscribeToken(customer_id=customer_id, message_id=message_id, channel=channel)
+
+
+def unsubscribe_url(settings: Settings, customer_id: str, message_id: str, channel: Channel = "email") -> str:
+    """The link a message carries: ``{public_url}/v1/unsubscribe/<signed token>``."""
+    token = make_token(settings.signing_secret, customer_id, message_id, channel)
+    return f"{settings.public_url.rstrip('/')}/v1/unsubscribe/{token}"
+
+
+def unsubscribe_event(token: UnsubscribeToken, now: datetime | None = None) -> Event:
+    """The ``consent_changed`` event a click produces; the same id for every click on one link."""
+    digest = hashlib.sha256(f"{token.channel}:{token.message_id}".encode()).hexdigest()[:32]
+    return Event.parse(
+        {
+            "id": f"unsub_{digest}",
+            "type": "consent_changed",
+            "customer_id": token.customer_id,
+            "timestamp": (now or datetime.now(UTC)).isoformat(),
+            "source": token.channel,
+            "properties": {
+                "channel": token.channel,
+                "granted": False,
+                "message_id": token.message_id,
+                "via": "unsubscribe_link",
+            },
+        }
+    )
+
+
+@router.get("/v1/unsubscribe/{token}", response_class=HTMLResponse)
+async def unsubscribe_page(token: str, request: Request) -> HTMLResponse:
+    """A person clicked the link in an email."""
+    await _unsubscribe(token, request)
+    return _page("You are unsubscribed", "You will not receive these emails any more.")
+
+
+@router.post("/v1/unsubscribe/{token}", response_class=HTMLResponse)
+async def unsubscribe_one_click(token: str, request: Request) -> HTMLResponse:
+    """A mail client's one-click unsubscribe (``List-Unsubscribe=One-Click`` in the body)."""
+    await _unsubscribe(token, request)
+    return _page("You are unsubscribed", "You will not receive these emails any more.")
+
+
+async def _unsubscribe(token: str, request: Request) -> None:
+    settings: Settings = getattr(request.app.state, "settings", None) or get_settings()
+    try:
+        parsed = read_token(settings.signing_secret, token)
+    except InvalidToken as exc:
+        log.warning("unsubscribe link refused: %s", exc)
+        raise HTTPException(status_code=403, detail=f"This unsubscribe link is not valid: {exc}") from None
+    ingest = getattr(request.app.state, "ingest", None)
+    if ingest is None:
+        raise HTTPException(status_code=503, detail="not ready yet, please try again", headers={"Retry-After": "5"})
+    await ingest.submit([unsubscribe_event(parsed)])
+    log.info(
+        "customer %s unsubscribed from %s via message %s",
+        parsed.customer_id,
+        parsed.channel,
+        parsed.message_id,
+    )
+
+
+def _page(title: str, text: str) -> HTMLResponse:
+    body = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title></head>"
+        f"<body><h1>{escape(title)}</h1><p>{escape(text)}</p></body></html>"
+    )
+    return HTMLResponse(body)
+
+
+def _sign(secret: SecretStr, encoded_payload: str) -> bytes:
+    key = secret.get_secret_value().encode()
+    digest = hmac.new(key, f"unsubscribe:{encoded_payload}".encode(), hashlib.sha256).digest()
+    return digest[:_SIGNATURE_BYTES]
+
+
+def _b64encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _b64decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

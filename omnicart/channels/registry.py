@@ -1,0 +1,32 @@
+"""Which sender delivers each channel: decided by settings alone, never by code changes.
+
+With no provider credentials every channel goes to the local outbox, so ``omnicart dev`` works
+offline; setting a provider's key moves just that channel to the provider. Provider modules are
+imported only when configured, so a missing optional credential never costs an import.
+"""
+
+from __future__ import annotations
+
+from omnicart.channels.base import ChannelSender
+from omnicart.channels.outbox import OutboxSender
+from omnicart.events import CHANNELS, Channel
+from omnicart.settings import Settings
+
+
+def build_senders(settings: Settings) -> dict[Channel, ChannelSender]:
+    """One sender per channel: the configured provider, else the outbox."""
+    outbox = OutboxSender(settings.outbox())
+    senders: dict[Channel, ChannelSender] = {channel: outbox for channel in CHANNELS}
+    if settings.sendgrid_api_key is not None:
+        from omnicart.channels.sendgrid_email import SendGridEmailSender
+
+        senders["email"] = SendGridEmailSender(settings)
+    if settings.twilio_account_sid:
+        from omnicart.channels.twilio_sms import TwilioSmsSender
+
+        senders["sms"] = TwilioSmsSender(settings)
+    if settings.fcm_project_id:
+        from omnicart.channels.fcm import FcmPushSender
+
+        senders["push"] = FcmPushSender(settings)
+    return senders
