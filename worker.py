@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -29,7 +30,12 @@ def build_worker(client: Client, settings: Settings) -> Worker:
     """A worker for the customer workflow and the send activity, wired to the configured channels."""
     engine = get_engine(settings.database())
     create_tables(engine)
-    activities = SendActivities(MessageLedger(engine), build_senders(settings), settings)
+    activities = SendActivities(
+        MessageLedger(engine),
+        build_senders(settings),
+        settings,
+        attempt_timeout=timedelta(seconds=settings.send_timeout_seconds),
+    )
     return Worker(
         client,
         task_queue=settings.task_queue,

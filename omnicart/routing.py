@@ -45,6 +45,7 @@ class CustomerWorkflowInput(BaseModel):
     state: CustomerState | None = Field(default=None, description="Carried over by continue-as-new.")
     pending: list[IncomingEvent] = Field(default_factory=list, description="Events received but not yet handled.")
     max_history_events: int = 2000
+    send_timeout_seconds: float = Field(default=60.0, gt=0, description="Start-to-close of one send attempt.")
 
 
 async def deliver(
@@ -53,6 +54,7 @@ async def deliver(
     events: Iterable[Event],
     journeys_for: Callable[[str], Sequence[JourneyBundle]],
     max_history_events: int = 2000,
+    send_timeout_seconds: float = 60.0,
 ) -> None:
     """Signal-with-start each customer's events to that customer's workflow, in the order given.
 
@@ -64,7 +66,7 @@ async def deliver(
         incoming = IncomingEvent(event=event, journeys=list(journeys_for(event.type)))
         by_customer.setdefault(event.customer_id, []).append(incoming)
     for customer_id, batch in by_customer.items():
-        await signal_customer(client, task_queue, customer_id, batch, max_history_events)
+        await signal_customer(client, task_queue, customer_id, batch, max_history_events, send_timeout_seconds)
 
 
 async def signal_customer(
@@ -73,11 +75,16 @@ async def signal_customer(
     customer_id: str,
     batch: list[IncomingEvent],
     max_history_events: int = 2000,
+    send_timeout_seconds: float = 60.0,
 ) -> None:
     """Create the customer's workflow if it does not exist, and hand it these events."""
     await client.start_workflow(
         CUSTOMER_WORKFLOW,
-        CustomerWorkflowInput(customer_id=customer_id, max_history_events=max_history_events),
+        CustomerWorkflowInput(
+            customer_id=customer_id,
+            max_history_events=max_history_events,
+            send_timeout_seconds=send_timeout_seconds,
+        ),
         id=customer_workflow_id(customer_id),
         task_queue=task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,

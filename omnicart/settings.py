@@ -38,6 +38,9 @@ class Settings(BaseSettings):
 
     # Continue-as-new once a customer's history passes this many events.
     max_history_events: int = 2000
+    # How long one send attempt may run before Temporal retries it; the worker's ledger waits this
+    # long before it treats an unfinished attempt as dead. Both sides must agree.
+    send_timeout_seconds: float = 60.0
 
     # Local outbox: where messages go when no provider is configured for a channel.
     outbox_path: Path | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
@@ -17,7 +18,7 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from omnicart.engine import interpreter
     from omnicart.engine.state import CustomerState
-    from omnicart.messages import SEND_RETRY_POLICY, SEND_START_TO_CLOSE, SendRequest, SendResult
+    from omnicart.messages import SEND_RETRY_POLICY, SendRequest, SendResult
     from omnicart.routing import CUSTOMER_WORKFLOW, EVENT_SIGNAL, CustomerWorkflowInput, IncomingEvent
 
 @workflow.defn(name=CUSTOMER_WORKFLOW)
@@ -27,6 +28,7 @@ class CustomerWorkflow:
         self._state: CustomerState = input.state or interpreter.new_state(input.customer_id)
         self._inbox: list[IncomingEvent] = list(input.pending)
         self._in_flight: dict[str, asyncio.Task[None]] = {}
+        self._send_timeout = timedelta(seconds=input.send_timeout_seconds)
 
     @workflow.signal(name=EVENT_SIGNAL)
     def event(self, batch: list[IncomingEvent]) -> None:
@@ -60,6 +62,7 @@ class CustomerWorkflow:
                         state=state,
                         pending=self._inbox,
                         max_history_events=input.max_history_events,
+                        send_timeout_seconds=input.send_timeout_seconds,
                     )
                 )
 
@@ -101,7 +104,7 @@ class CustomerWorkflow:
                 "send_message",
                 request,
                 result_type=SendResult,
-                start_to_close_timeout=SEND_START_TO_CLOSE,
+                start_to_close_timeout=self._send_timeout,
                 retry_policy=SEND_RETRY_POLICY,
             )
         except asyncio.CancelledError:
