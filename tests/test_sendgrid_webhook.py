@@ -318,9 +318,18 @@ async def test_a_body_that_is_not_an_event_list_is_a_clear_400(api: Api) -> None
 # -- the unsubscribe link ------------------------------------------------------------------------
 
 
-async def test_unsubscribe_link_turns_into_consent_changed_once(api: Api) -> None:
+async def test_opening_the_unsubscribe_link_only_asks_for_confirmation(api: Api) -> None:
+    """Mail scanners open every link: a GET must not unsubscribe anyone."""
     token = make_token(SECRET, "cus_42", MESSAGE_ID)
-    clicked = await api.client.get(f"/v1/unsubscribe/{token}")
+    page = await api.client.get(f"/v1/unsubscribe/{token}")
+    assert page.status_code == 200
+    assert "<form method='post'" in page.text and f"/v1/unsubscribe/{token}" in page.text
+    assert api.ingest is not None and api.ingest.events == []
+
+
+async def test_unsubscribe_button_and_one_click_turn_into_consent_changed_once(api: Api) -> None:
+    token = make_token(SECRET, "cus_42", MESSAGE_ID)
+    clicked = await api.client.post(f"/v1/unsubscribe/{token}")
     one_click = await api.client.post(
         f"/v1/unsubscribe/{token}",
         content=b"List-Unsubscribe=One-Click",
@@ -354,5 +363,5 @@ async def test_forged_unsubscribe_links_are_refused(api: Api) -> None:
 
 async def test_unsubscribe_before_the_api_is_connected_asks_to_retry(api: Api) -> None:
     api.app.state.ingest = None
-    response = await api.client.get(f"/v1/unsubscribe/{make_token(SECRET, 'cus_42', MESSAGE_ID)}")
+    response = await api.client.post(f"/v1/unsubscribe/{make_token(SECRET, 'cus_42', MESSAGE_ID)}")
     assert response.status_code == 503

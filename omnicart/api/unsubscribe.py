@@ -2,10 +2,11 @@
 
 The link carries a token signed with the product's secret, naming the customer and the message it
 came from, so nobody can craft a link that unsubscribes someone else, and the link itself holds no
-email address (URLs end up in proxies' and browsers' logs). ``GET`` serves the person who clicks;
-``POST`` serves mail clients' one-click unsubscribe (RFC 8058, the ``List-Unsubscribe-Post``
-header). Both turn the token into a ``consent_changed`` event (email, granted false) for the
-customer's workflow, with an id derived from the message, so clicking twice changes nothing more.
+email address (URLs end up in proxies' and browsers' logs). ``GET`` only shows a page with a
+button: mail security scanners fetch every link in an email, and a GET that unsubscribed would
+unsubscribe customers who never clicked. ``POST`` (that button, or a mail client's RFC 8058
+one-click unsubscribe via ``List-Unsubscribe-Post``) turns the token into a ``consent_changed``
+event (email, granted false), with an id derived from the message, so a second POST changes nothing.
 """
 
 from __future__ import annotations
@@ -101,25 +102,34 @@ def unsubscribe_event(token: UnsubscribeToken, now: datetime | None = None) -> E
 
 @router.get("/v1/unsubscribe/{token}", response_class=HTMLResponse)
 async def unsubscribe_page(token: str, request: Request) -> HTMLResponse:
-    """A person clicked the link in an email."""
-    await _unsubscribe(token, request)
-    return _page("You are unsubscribed", "You will not receive these emails any more.")
+    """A person (or a link scanner) opened the link: confirm with a button, change nothing yet."""
+    _read(token, request)
+    return _page(
+        "Unsubscribe from these emails?",
+        "Press the button to stop receiving these emails.",
+        form=f"<form method='post' action='/v1/unsubscribe/{escape(token)}'>"
+        "<button type='submit'>Unsubscribe</button></form>",
+    )
 
 
 @router.post("/v1/unsubscribe/{token}", response_class=HTMLResponse)
 async def unsubscribe_one_click(token: str, request: Request) -> HTMLResponse:
-    """A mail client's one-click unsubscribe (``List-Unsubscribe=One-Click`` in the body)."""
+    """The confirm button, or a mail client's one-click unsubscribe (``List-Unsubscribe=One-Click``)."""
     await _unsubscribe(token, request)
     return _page("You are unsubscribed", "You will not receive these emails any more.")
 
 
-async def _unsubscribe(token: str, request: Request) -> None:
+def _read(token: str, request: Request) -> UnsubscribeToken:
     settings: Settings = getattr(request.app.state, "settings", None) or get_settings()
     try:
-        parsed = read_token(settings.signing_secret, token)
+        return read_token(settings.signing_secret, token)
     except InvalidToken as exc:
         log.warning("unsubscribe link refused: %s", exc)
         raise HTTPException(status_code=403, detail=f"This unsubscribe link is not valid: {exc}") from None
+
+
+async def _unsubscribe(token: str, request: Request) -> None:
+    parsed = _read(token, request)
     ingest = getattr(request.app.state, "ingest", None)
     if ingest is None:
         raise HTTPException(status_code=503, detail="not ready yet, please try again", headers={"Retry-After": "5"})
@@ -132,10 +142,10 @@ async def _unsubscribe(token: str, request: Request) -> None:
     )
 
 
-def _page(title: str, text: str) -> HTMLResponse:
+def _page(title: str, text: str, form: str = "") -> HTMLResponse:
     body = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title></head>"
-        f"<body><h1>{escape(title)}</h1><p>{escape(text)}</p></body></html>"
+        f"<body><h1>{escape(title)}</h1><p>{escape(text)}</p>{form}</body></html>"
     )
     return HTMLResponse(body)
 
