@@ -315,7 +315,7 @@ async def test_unknown_message_is_accepted_and_ignored(client: httpx.AsyncClient
     assert ingest.batches == []
 
 
-@pytest.mark.parametrize("body", ["STOP", " stop ", "Stop\n", "STOPALL", "unsubscribe", "Cancel", "END", "quit"])
+@pytest.mark.parametrize("body", ["STOP", " stop ", "Stop\n", "STOPALL", "unsubscribe", "Cancel", "END", "quit", "optout", "Revoke"])
 async def test_opt_out_keywords_revoke_sms_consent(
     client: httpx.AsyncClient, ingest: RecordingIngest, body: str
 ) -> None:
@@ -331,7 +331,7 @@ async def test_opt_out_keywords_revoke_sms_consent(
     assert event.id == f"twilio_{'SM' + '9' * 32}_consent"
 
 
-@pytest.mark.parametrize("body", ["START", "unstop", " Start "])
+@pytest.mark.parametrize("body", ["START", "unstop", " Start ", "yes"])
 async def test_opt_in_keywords_restore_sms_consent(
     client: httpx.AsyncClient, ingest: RecordingIngest, body: str
 ) -> None:

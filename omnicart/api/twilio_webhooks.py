@@ -12,9 +12,9 @@ from Twilio's ``MessageSid`` (plus the status), and the ingest side ignores an i
   the message ledger as evidence that Twilio accepted it (this settles a send left in doubt by a
   crash).
 * ``POST /webhooks/twilio/inbound`` is the number's (or Messaging Service's) incoming-message URL.
-  A body that is exactly an opt-out keyword (STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT; any
+  A body that is exactly an opt-out keyword (STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT, OPTOUT, REVOKE; any
   case, surrounding blanks ignored) becomes ``consent_changed`` sms ``granted: false`` for the
-  customer we last messaged at that number; START and UNSTOP give consent back. The answer is an
+  customer we last messaged at that number; START, UNSTOP and YES give consent back. The answer is an
   empty TwiML ``<Response/>``: Twilio's own opt-out handling sends the confirmation text.
 
 A callback for a message id or phone number we do not know is accepted and logged (by ids only;
@@ -53,8 +53,9 @@ DELIVERY_EVENTS = {
     "undelivered": "message_failed",
     "failed": "message_failed",
 }
-OPT_OUT_KEYWORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
-OPT_IN_KEYWORDS = frozenset({"START", "UNSTOP"})
+# Twilio's default opt-out and opt-in keywords (Advanced Opt-Out), so our consent matches its own block list.
+OPT_OUT_KEYWORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "REVOKE"})
+OPT_IN_KEYWORDS = frozenset({"START", "UNSTOP", "YES"})
 
 
 class StatusCallbackResult(BaseModel):
