@@ -315,7 +315,10 @@ async def test_unknown_message_is_accepted_and_ignored(client: httpx.AsyncClient
     assert ingest.batches == []
 
 
-@pytest.mark.parametrize("body", ["STOP", " stop ", "Stop\n", "STOPALL", "unsubscribe", "Cancel", "END", "quit", "optout", "Revoke"])
+@pytest.mark.parametrize(
+    "body",
+    ["STOP", " stop ", "Stop\n", "STOPALL", "unsubscribe", "Cancel", "END", "quit", "optout", "Revoke"],
+)
 async def test_opt_out_keywords_revoke_sms_consent(
     client: httpx.AsyncClient, ingest: RecordingIngest, body: str
 ) -> None:
