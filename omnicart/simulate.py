@@ -8,8 +8,11 @@ production, sends nothing and needs no running system.
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import sys
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import TextIO
@@ -21,22 +24,63 @@ from omnicart.engine.state import Action, CustomerState
 from omnicart.events import Event, event_sort_key
 from omnicart.journey.model import JourneyBundle
 
+# Below this many customers a preview runs in-process; above it, on every core.
+PARALLEL_FROM = 2000
 
-def simulate(bundle: JourneyBundle, events: Iterable[Event]) -> list[Action]:
+
+def simulate(bundle: JourneyBundle, events: Iterable[Event], workers: int | None = None) -> list[Action]:
     """Every action of the journey for these events, in time order.
 
-    Customers are independent, so each customer's timeline runs on its own and the results are
-    merged by time (ties keep each customer's own order, customers in order of first appearance).
+    Customers are independent, so each customer's timeline runs on its own (large timelines on all
+    cores) and the results are merged by time: ties keep each customer's own order, customers in
+    order of first appearance.
     """
     timelines: dict[str, list[Event]] = {}
     for event in sorted(events, key=event_sort_key):
         timelines.setdefault(event.customer_id, []).append(event)
-    actions: list[tuple[float, int, int, Action]] = []
-    for order, (customer_id, timeline) in enumerate(timelines.items()):
+    shards = _shards(list(timelines.items()), workers)
+    if len(shards) == 1 or "fork" not in multiprocessing.get_all_start_methods():
+        keyed = [item for shard in shards for item in _run_shard(bundle, shard)]
+    else:
+        # Forked workers inherit the timelines; only their results travel back.
+        global _JOB
+        _JOB = (bundle, shards)
+        try:
+            context = multiprocessing.get_context("fork")
+            with ProcessPoolExecutor(len(shards), mp_context=context) as pool:
+                keyed = [item for part in pool.map(_run_job, range(len(shards))) for item in part]
+        finally:
+            _JOB = None
+    keyed.sort(key=lambda item: item[:3])
+    return [item[3] for item in keyed]
+
+
+def _shards(
+    customers: list[tuple[str, list[Event]]], workers: int | None
+) -> list[list[tuple[int, str, list[Event]]]]:
+    numbered = [(order, customer_id, timeline) for order, (customer_id, timeline) in enumerate(customers)]
+    count = workers or (os.cpu_count() or 1 if len(numbered) >= PARALLEL_FROM else 1)
+    count = max(1, min(count, len(numbered)))
+    return [numbered[index::count] for index in range(count)]
+
+
+_JOB: tuple[JourneyBundle, list[list[tuple[int, str, list[Event]]]]] | None = None
+
+
+def _run_job(index: int) -> list[tuple[float, int, int, Action]]:
+    assert _JOB is not None
+    bundle, shards = _JOB
+    return _run_shard(bundle, shards[index])
+
+
+def _run_shard(
+    bundle: JourneyBundle, shard: list[tuple[int, str, list[Event]]]
+) -> list[tuple[float, int, int, Action]]:
+    keyed: list[tuple[float, int, int, Action]] = []
+    for order, customer_id, timeline in shard:
         for seq, action in enumerate(run_customer(customer_id, bundle, timeline)):
-            actions.append((action.at.timestamp(), order, seq, action))
-    actions.sort(key=lambda item: item[:3])
-    return [item[3] for item in actions]
+            keyed.append((action.at.timestamp(), order, seq, action))
+    return keyed
 
 
 def run_customer(customer_id: str, bundle: JourneyBundle, timeline: list[Event]) -> Iterator[Action]:

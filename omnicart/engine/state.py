@@ -8,7 +8,7 @@ customer-journeys a second) and round-trip through Temporal's pydantic data conv
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from omnicart.journey.model import JourneyBundle
@@ -57,7 +57,7 @@ class Action:
     def as_json(self) -> dict[str, Any]:
         """The SPEC's line: at, customer_id, journey, action, then only the fields that apply."""
         line: dict[str, Any] = {
-            "at": self.at.isoformat().replace("+00:00", "Z"),
+            "at": self.at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
             "customer_id": self.customer_id,
             "journey": self.journey,
             "action": self.action,
