@@ -1,0 +1,338 @@
+"""The ingest API: the HTTP door through which shops, apps and providers hand us events.
+
+``POST /v1/events`` is deliberately all-or-nothing per request: every envelope of a batch is
+validated before anything is recorded or forwarded, so a producer that gets ``422`` can fix the
+named fields and resend the whole batch without wondering what already went in. The body is read
+by hand (not by FastAPI's model binding) so that the size limit holds for chunked bodies too and
+errors come back in one shape that names the event's index and the field.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field, ValidationError
+from pydantic.json_schema import models_json_schema
+from pydantic_core import ErrorDetails
+from temporalio.client import Client
+
+from omnicart.api import sendgrid_webhook, twilio_webhooks, unsubscribe
+from omnicart.api.event_log import EventLog
+from omnicart.api.ingest import Ingest, IngestResult, TemporalUnavailable
+from omnicart.db import create_tables, get_engine
+from omnicart.events import Event
+from omnicart.journey.catalog import JourneyCatalog
+from omnicart.ledger import MessageLedger
+from omnicart.settings import Settings
+from omnicart.temporal import connect
+
+HEALTH_TIMEOUT = timedelta(seconds=3)
+RETRY_AFTER_SECONDS = "5"
+
+
+class Problem(BaseModel):
+    """One thing wrong with a request body."""
+
+    index: int | None = Field(description="Position of the event in the batch (0 for a single envelope).")
+    field: str = Field(description="Where in the event, e.g. `timestamp` or `properties.items[0].price`.")
+    message: str
+
+
+class Problems(BaseModel):
+    """Why a request body was refused; nothing of it was applied."""
+
+    errors: list[Problem]
+
+
+class Detail(BaseModel):
+    detail: str
+
+
+class EventBatch(BaseModel):
+    """Several envelopes in one request, accepted or refused as a whole."""
+
+    events: list[Event]
+
+
+class Rejected(Exception):
+    """A request refused before anything was recorded: answered with ``status`` and a problem list."""
+
+    def __init__(self, status: int, problems: list[Problem]) -> None:
+        super().__init__(status, problems)
+        self.status = status
+        self.problems = problems
+
+
+def create_app(
+    settings: Settings,
+    client: Client | None = None,
+    catalog: JourneyCatalog | None = None,
+) -> FastAPI:
+    """The ingest API with the provider webhooks.
+
+    With ``client`` given (tests, ``omnicart dev``) everything is ready at once; without it the
+    lifespan opens a lazy connection from the environment (``omnicart.temporal.connect``), so the
+    API starts, and answers ``503``, even while Temporal is down.
+    """
+    engine = get_engine(settings.database())
+    journeys = catalog if catalog is not None else JourneyCatalog(settings.journeys_dir)
+    event_log = EventLog(engine)
+
+    def prepare(temporal: Client) -> None:
+        create_tables(engine)
+        app.state.temporal = temporal
+        app.state.ingest = Ingest(temporal, settings.task_queue, journeys, event_log, settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if getattr(app.state, "ingest", None) is None:
+            temporal = await connect(lazy=True)
+            await asyncio.to_thread(prepare, temporal)
+        else:
+            await asyncio.to_thread(create_tables, engine)
+        yield
+
+    app = FastAPI(
+        title="omnicart ingest API",
+        version="0.1.0",
+        description="Send events (web, app, store, providers) to omnicart's journeys.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.catalog = journeys
+    app.state.event_log = event_log
+    app.state.ledger = MessageLedger(engine)
+    app.state.ingest = None
+    if client is not None:
+        prepare(client)
+
+    _add_error_handlers(app)
+    _add_routes(app, settings)
+    app.include_router(sendgrid_webhook.router)
+    app.include_router(unsubscribe.router)
+    app.include_router(twilio_webhooks.router)
+    _document_event_schemas(app)
+    return app
+
+
+_bearer = HTTPBearer(auto_error=False, description="Required when OMNICART_API_TOKEN is set.")
+
+
+def _require_token(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """401 unless the request carries the configured bearer token (compared in constant time)."""
+    token = request.app.state.settings.api_token
+    if token is None:
+        return
+    given = credentials.credentials.encode() if credentials is not None else b""
+    if not secrets.compare_digest(given, token.get_secret_value().encode()):
+        raise HTTPException(
+            status_code=401, detail="missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
+        )
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    async def rejected(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, Rejected)
+        return JSONResponse(Problems(errors=exc.problems).model_dump(), status_code=exc.status)
+
+    async def unavailable(_request: Request, exc: Exception) -> JSONResponse:
+        # Every route that ingests (webhooks included) answers 503 the same way: producers retry.
+        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": RETRY_AFTER_SECONDS})
+
+    app.add_exception_handler(Rejected, rejected)
+    app.add_exception_handler(TemporalUnavailable, unavailable)
+
+
+_REQUEST_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "oneOf": [
+                    {"$ref": "#/components/schemas/Event"},
+                    {"$ref": "#/components/schemas/EventBatch"},
+                ]
+            },
+            "example": {
+                "id": "evt_01HX3Z9",
+                "type": "checkout_started",
+                "customer_id": "cus_42",
+                "timestamp": "2026-11-22T10:00:00+03:00",
+                "source": "web",
+                "properties": {"cart_id": "cart_7", "items": [{"sku": "MUG-1", "quantity": 1}]},
+            },
+        }
+    },
+}
+
+
+def _add_routes(app: FastAPI, settings: Settings) -> None:
+    @app.post(
+        "/v1/events",
+        status_code=202,
+        response_model=IngestResult,
+        dependencies=[Depends(_require_token)],
+        openapi_extra={"requestBody": _REQUEST_BODY},
+        responses={
+            401: {"model": Detail, "description": "Missing or wrong bearer token."},
+            413: {
+                "model": Problems,
+                "description": f"Body over the size limit, or more than {settings.max_batch_events} events.",
+            },
+            422: {"model": Problems, "description": "Malformed events; nothing of the batch was applied."},
+            503: {"model": Detail, "description": "Temporal unreachable; send the same events again."},
+        },
+        summary="Send one event or a batch",
+    )
+    async def post_events(request: Request) -> IngestResult:
+        """Accept one envelope or `{"events": [...]}`.
+
+        Ids already accepted count as duplicates and are ignored. A batch is validated as a
+        whole: with any malformed event, nothing is applied.
+        """
+        body = await _read_body(request, settings.max_body_bytes)
+        events = parse_events(body, settings.max_batch_events)
+        ingest: Ingest = request.app.state.ingest
+        return await ingest.submit(events)
+
+    @app.get(
+        "/healthz",
+        responses={503: {"model": Detail, "description": "Temporal is unreachable."}},
+        summary="Whether the API can reach Temporal",
+    )
+    async def healthz(request: Request) -> JSONResponse:
+        """`200` when Temporal answers its health check, `503` otherwise (for load balancers)."""
+        temporal: Client | None = getattr(request.app.state, "temporal", None)
+        if temporal is None or not await _serving(temporal):
+            return JSONResponse({"detail": "Temporal is unreachable"}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+
+async def _serving(temporal: Client) -> bool:
+    try:
+        return await temporal.service_client.check_health(timeout=HEALTH_TIMEOUT)
+    except Exception:  # unreachable, refused, timed out, TLS: all mean "not now"
+        return False
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refusing it as soon as it is known to exceed ``limit`` (declared or actually sent)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(f"the body is {declared} bytes; the limit is {limit}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise _too_large(f"the body is over the limit of {limit} bytes")
+    return bytes(body)
+
+
+def _too_large(message: str) -> Rejected:
+    return _body_problem(413, "body", message)
+
+
+def _body_problem(status: int, field: str, message: str) -> Rejected:
+    """A refusal about the body as a whole (no single event to point at)."""
+    return Rejected(status, [Problem(index=None, field=field, message=message)])
+
+
+def parse_events(body: bytes, max_events: int) -> list[Event]:
+    """Every event of a body, or :class:`Rejected` listing every problem (no partial result).
+
+    A JSON object with an ``events`` key is a batch; any other object is one envelope.
+    """
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
+        raise _body_problem(422, "body", f"invalid JSON: {reason}{where}") from None
+
+    items = _envelopes(data, max_events)
+    problems: list[Problem] = []
+    events: list[Event] = []
+    for index, item in enumerate(items):
+        try:
+            events.append(Event.parse(item))
+        except ValidationError as exc:
+            problems += [_problem(index, error) for error in exc.errors()]
+    if problems:
+        raise Rejected(422, problems)
+    return events
+
+
+def _envelopes(data: Any, max_events: int) -> list[Any]:
+    if not isinstance(data, dict):
+        raise _body_problem(422, "body", 'expected one event envelope (a JSON object) or {"events": [...]}')
+    if "events" not in data:
+        return [data]
+    extra = sorted(key for key in data if key != "events")
+    if extra:
+        raise Rejected(
+            422,
+            [Problem(index=None, field=key, message='unknown key beside "events" in a batch') for key in extra],
+        )
+    items = data["events"]
+    if not isinstance(items, list):
+        raise _body_problem(422, "events", "must be a list of event envelopes")
+    if len(items) > max_events:
+        raise _body_problem(
+            413, "events", f"a batch holds at most {max_events} events; this one has {len(items)}: split it"
+        )
+    return items
+
+
+_FRIENDLY = {
+    "missing": "is required",
+    "extra_forbidden": "unknown key: an envelope has id, type, customer_id, timestamp, source and "
+    "properties; put anything else under properties",
+    "timezone_aware": "needs an offset, e.g. 2026-11-22T10:00:00+03:00 or 2026-11-22T07:00:00Z",
+}
+
+
+def _problem(index: int, error: ErrorDetails) -> Problem:
+    loc = error["loc"]
+    field = _field_path(loc)
+    if error["type"] == "string_pattern_mismatch" and loc == ("type",):
+        message = "must be a snake_case name such as checkout_started"
+    else:
+        message = _FRIENDLY.get(error["type"], error["msg"].removeprefix("Value error, "))
+    return Problem(index=index, field=field or "envelope", message=message)
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else part)
+    return path
+
+
+def _document_event_schemas(app: FastAPI) -> None:
+    """Publish Event and EventBatch in the OpenAPI components, since the body is parsed by hand."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            _, defs = models_json_schema(
+                [(Event, "validation"), (EventBatch, "validation")],
+                ref_template="#/components/schemas/{model}",
+            )
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(defs.get("$defs", {}))
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

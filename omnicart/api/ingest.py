@@ -1,0 +1,161 @@
+"""Taking validated events in: dedupe by id, then hand each to its customer's workflow.
+
+Every way an event enters the product (``POST /v1/events``, provider webhooks, unsubscribe links)
+goes through :class:`Ingest`, so "the same id is never acted on twice" and "an outage loses
+nothing" are true in one place. Events of different customers are forwarded concurrently (a batch
+from a busy shop is many customers); one customer's events keep their batch order, and an
+in-process lock per customer keeps two concurrent requests for one customer from interleaving.
+Each customer's share of a batch travels in one signal (``omnicart.routing.deliver``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Protocol
+
+from pydantic import BaseModel, Field
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from omnicart.api.event_log import EventLog
+from omnicart.events import Event
+from omnicart.journey.model import JourneyBundle
+from omnicart.routing import deliver
+from omnicart.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+# How many customers' workflows one batch signals at once: enough to hide round trips, few enough
+# not to flood a small cluster with a 1,000-event batch.
+MAX_CONCURRENT_CUSTOMERS = 64
+
+
+class JourneySource(Protocol):
+    """What ingest needs from the journey catalog: the published journeys an event type triggers."""
+
+    def bundles_for(self, event_type: str) -> Sequence[JourneyBundle]: ...
+
+
+class IngestResult(BaseModel):
+    """What the producer is told: how many events were taken and how many were repeats."""
+
+    accepted: int = Field(description="Events taken in and forwarded to their customers' workflows.")
+    duplicates: int = Field(description="Events whose id was already accepted (here or earlier): ignored.")
+
+
+class TemporalUnavailable(Exception):
+    """Temporal did not take some events. They stay recorded as not forwarded; sending them again
+    forwards them (the API answers ``503`` so producers retry)."""
+
+    def __init__(self, pending: int) -> None:
+        super().__init__(f"Temporal is unreachable; {pending} event(s) not forwarded, send them again")
+        self.pending = pending
+
+
+class Ingest:
+    """Dedupe and forward events to Temporal with signal-with-start.
+
+    ``forward_timeout`` bounds how long one customer's share of a batch may take, so a producer
+    hears ``503`` in seconds rather than hanging while the client retries a dead server.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        task_queue: str,
+        catalog: JourneySource,
+        event_log: EventLog,
+        settings: Settings,
+        *,
+        forward_timeout: float = 15.0,
+    ) -> None:
+        self.client = client
+        self.task_queue = task_queue
+        self.catalog = catalog
+        self.event_log = event_log
+        self.settings = settings
+        self.forward_timeout = forward_timeout
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._limit = asyncio.Semaphore(MAX_CONCURRENT_CUSTOMERS)
+
+    async def submit(self, events: list[Event]) -> IngestResult:
+        """Accept already validated events; raise :class:`TemporalUnavailable` if Temporal did not take them.
+
+        An id repeated inside the batch, or already forwarded earlier, counts as a duplicate. An id
+        recorded earlier but never forwarded (Temporal was down then) is forwarded now and counts
+        as accepted: the producer was told ``503`` the first time.
+        """
+        distinct: dict[str, Event] = {}
+        for event in events:
+            distinct.setdefault(event.id, event)
+        in_batch_repeats = len(events) - len(distinct)
+        if not distinct:
+            return IngestResult(accepted=0, duplicates=in_batch_repeats)
+
+        async with self._customer_locks({event.customer_id for event in distinct.values()}):
+            recorded = await asyncio.to_thread(self.event_log.record, list(distinct.values()))
+            by_customer: dict[str, list[Event]] = {}
+            for event in recorded.to_forward:
+                by_customer.setdefault(event.customer_id, []).append(event)
+            outcomes = await asyncio.gather(*(self._forward(group) for group in by_customer.values()))
+            forwarded = [event_id for done, _ in outcomes for event_id in done]
+            await asyncio.to_thread(self.event_log.mark_forwarded, forwarded)
+
+        errors = [error for _, error in outcomes if error is not None]
+        if errors:
+            pending = len(recorded.to_forward) - len(forwarded)
+            if all(_unavailable(error) for error in errors):
+                logger.warning(
+                    "Temporal unavailable (%s); %d of %d events kept for the producer's retry",
+                    type(errors[0]).__name__,
+                    pending,
+                    len(recorded.to_forward),
+                )
+                raise TemporalUnavailable(pending) from errors[0]
+            raise next(error for error in errors if not _unavailable(error))
+        return IngestResult(
+            accepted=len(recorded.to_forward),
+            duplicates=in_batch_repeats + len(recorded.duplicates),
+        )
+
+    async def _forward(self, events: list[Event]) -> tuple[list[str], Exception | None]:
+        """Hand one customer's events to its workflow, in order, in one signal-with-start."""
+        async with self._limit:
+            try:
+                async with asyncio.timeout(self.forward_timeout):
+                    await deliver(
+                        self.client,
+                        self.task_queue,
+                        events,
+                        self.catalog.bundles_for,
+                        max_history_events=self.settings.max_history_events,
+                        send_timeout_seconds=self.settings.send_timeout_seconds,
+                    )
+            except Exception as error:
+                return [], error
+        return [event.id for event in events], None
+
+    @asynccontextmanager
+    async def _customer_locks(self, customer_ids: set[str]) -> AsyncIterator[None]:
+        """Hold the locks of every customer in the batch, taken in sorted order so batches cannot deadlock."""
+        locks: list[asyncio.Lock] = []  # strong references: the weak map keeps a lock only while held
+        for customer_id in sorted(customer_ids):
+            lock = self._locks.get(customer_id)
+            if lock is None:
+                lock = self._locks[customer_id] = asyncio.Lock()
+            locks.append(lock)
+        async with AsyncExitStack() as stack:
+            for lock in locks:
+                await stack.enter_async_context(lock)
+            yield
+
+
+def _unavailable(error: BaseException) -> bool:
+    """Whether a forwarding failure means "Temporal is not reachable now" (retry later) rather than a bug."""
+    if isinstance(error, RPCError | TimeoutError):
+        return True
+    return isinstance(error, RuntimeError) and "client connect" in str(error).lower()

@@ -1,0 +1,199 @@
+"""`omnicart dev` as a newcomer runs it: in a subprocess, on free ports, stopped with Ctrl-C.
+
+What is checked is what the person at the terminal relies on: the API answers once the banner is
+up, Ctrl-C leaves no Temporal dev server behind, state survives a restart (file database), and a
+busy port is a clear message rather than a traceback. Running journeys end to end through `omnicart
+dev` is the end-to-end test's job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from temporalio.client import Client
+
+from omnicart.routing import customer_workflow_id
+
+ROOT = Path(__file__).resolve().parent.parent
+START_TIMEOUT = 90.0
+STOP_TIMEOUT = 45.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Pids whose command line contains ``text`` (the dev server's unique database path)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+class Dev:
+    """One `omnicart dev` process with its own data dir and ports."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.api_port, self.temporal_port, self.ui_port = free_port(), free_port(), free_port()
+        self.output = data_dir / "dev-output.txt"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "OMNICART_DATA_DIR": str(self.data_dir),
+            "OMNICART_JOURNEYS_DIR": str(ROOT / "journeys"),
+            "OMNICART_API_PORT": str(self.api_port),
+            "OMNICART_DEV_TEMPORAL_PORT": str(self.temporal_port),
+            "OMNICART_DEV_UI_PORT": str(self.ui_port),
+            "OMNICART_TASK_QUEUE": f"dev-test-{uuid.uuid4()}",
+            "COLUMNS": "200",
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def start(self) -> None:
+        with self.output.open("ab") as output:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "omnicart.cli", "dev"],
+                cwd=self.data_dir,
+                env=self.env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+
+    def text(self) -> str:
+        return self.output.read_text(errors="replace")
+
+    def wait_healthy(self) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"omnicart dev exited with {self.process.returncode}:\n{self.text()}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.api_port}/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.3)
+        pytest.fail(f"omnicart dev did not become healthy in {START_TIMEOUT}s:\n{self.text()}")
+
+    def interrupt(self) -> int:
+        """Ctrl-C, as the terminal sends it, and the exit code."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGINT)
+        try:
+            return self.process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            pytest.fail(f"omnicart dev did not stop within {STOP_TIMEOUT}s of Ctrl-C:\n{self.text()}")
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        for pid in processes_mentioning(str(self.data_dir / "temporal.db")):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def dev(tmp_path: Path) -> Iterator[Dev]:
+    runner = Dev(tmp_path)
+    yield runner
+    runner.kill()  # only if a failed test left it running
+
+
+def test_dev_serves_the_api_and_ctrl_c_stops_everything_keeping_state_for_the_next_run(dev: Dev) -> None:
+    database = str(dev.data_dir / "temporal.db")
+    customer_id = f"cus_{uuid.uuid4().hex[:10]}"
+    event = {
+        "id": f"evt_{uuid.uuid4().hex}",
+        "type": "product_viewed",
+        "customer_id": customer_id,
+        "timestamp": "2026-11-22T10:00:00+01:00",
+        "source": "web",
+        "properties": {"sku": "MUG-1", "name": "Mug", "price": 12.5},
+    }
+
+    dev.start()
+    dev.wait_healthy()
+    dev_servers = processes_mentioning(database)
+    accepted = httpx.post(f"http://127.0.0.1:{dev.api_port}/v1/events", json=event, timeout=10)
+    docs = httpx.get(f"http://127.0.0.1:{dev.api_port}/docs", timeout=10)
+    code = dev.interrupt()
+
+    assert dev_servers, "the Temporal dev server should run with the data dir's database"
+    assert accepted.status_code == 202 and accepted.json() == {"accepted": 1, "duplicates": 0}
+    assert docs.status_code == 200
+    output = dev.text()
+    assert code == 0, output
+    for shown in (f"http://127.0.0.1:{dev.api_port}/docs", f"http://127.0.0.1:{dev.ui_port}", "outbox.jsonl"):
+        assert shown in output
+    assert "Traceback" not in output
+    assert processes_mentioning(database) == [], "the Temporal dev server outlived omnicart dev"
+    assert not listening(dev.temporal_port) and not listening(dev.api_port)
+
+    # A second run finds the customer's workflow from the first: the dev server keeps state on disk.
+    dev.start()
+    dev.wait_healthy()
+    try:
+        assert _workflow_exists(dev.temporal_port, customer_id)
+        repeat = httpx.post(f"http://127.0.0.1:{dev.api_port}/v1/events", json=event, timeout=10)
+        assert repeat.json() == {"accepted": 0, "duplicates": 1}
+    finally:
+        assert dev.interrupt() == 0
+    assert processes_mentioning(database) == []
+
+
+def _workflow_exists(port: int, customer_id: str) -> bool:
+    async def describe() -> bool:
+        client = await Client.connect(f"127.0.0.1:{port}")
+        description = await client.get_workflow_handle(customer_workflow_id(customer_id)).describe()
+        return description.id == customer_workflow_id(customer_id)
+
+    return asyncio.run(describe())
+
+
+def test_a_port_in_use_is_a_clear_message_and_nothing_is_left_running(dev: Dev) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", dev.api_port))
+        squatter.listen()
+        dev.start()
+        assert dev.process is not None
+        code = dev.process.wait(STOP_TIMEOUT)
+
+    output = dev.text()
+    assert code == 1
+    assert f"port {dev.api_port}" in output and "already in use" in output and "--port" in output
+    assert "Traceback" not in output
+    assert processes_mentioning(str(dev.data_dir / "temporal.db")) == []
