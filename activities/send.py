@@ -35,6 +35,7 @@ from omnicart.channels.base import (
     RetryableChannelError,
     SupportsLookup,
 )
+from omnicart.channels.sms_segments import with_opt_out
 from omnicart.discounts import DiscountBook
 from omnicart.events import Channel
 from omnicart.journey.model import EmailTemplate, SmsTemplate
@@ -125,7 +126,9 @@ class SendActivities:
             preheader=parts.preheader,
             html=parts.html,
             text=parts.text,
-            body=parts.body,
+            body=with_opt_out(parts.body, template.marketing)
+            if isinstance(template, SmsTemplate) and parts.body
+            else parts.body,
             title=parts.title,
             url=parts.url,
             image_url=parts.image_url,

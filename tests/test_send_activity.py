@@ -158,7 +158,8 @@ async def test_sms_console_line_masks_the_phone_number(tmp_path: Path) -> None:
     h = Harness(tmp_path)
     result = await h.send(sms_request())
     assert result.outcome == "sent"
-    assert h.outbox_lines()[0]["body"] == "Maya, your cart is saved."
+    # A marketing SMS says how to opt out in the outbox exactly as it would on the phone.
+    assert h.outbox_lines()[0]["body"] == "Maya, your cart is saved.\nReply STOP to opt out"
     assert PHONE not in h.console.getvalue() and "+1******0142" in h.console.getvalue()
 
 

@@ -73,3 +73,13 @@ def _pack(costs: list[int], capacity: int) -> int:
             segments, used = segments + 1, 0
         used += cost
     return segments
+
+
+OPT_OUT_FOOTER = "Reply STOP to opt out"
+
+
+def with_opt_out(body: str, marketing: bool) -> str:
+    """A marketing SMS ends with how to opt out (carriers require it); said once, whoever adds it."""
+    if marketing and OPT_OUT_FOOTER.lower() not in body.lower():
+        return f"{body.rstrip()}\n{OPT_OUT_FOOTER}"
+    return body

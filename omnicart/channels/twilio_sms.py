@@ -33,7 +33,7 @@ from twilio.rest import Client
 from urllib3.exceptions import NewConnectionError
 
 from omnicart.channels.base import Delivery, PermanentChannelError, RenderedMessage, RetryableChannelError
-from omnicart.channels.sms_segments import count_segments
+from omnicart.channels.sms_segments import count_segments, with_opt_out
 from omnicart.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,6 @@ _sdk_log = logging.getLogger(f"{__name__}.sdk")
 _sdk_log.setLevel(logging.WARNING)
 
 STATUS_CALLBACK_PATH = "/webhooks/twilio/status"
-OPT_OUT_FOOTER = "Reply STOP to opt out"
 
 # https://www.twilio.com/docs/api/errors: the recipient opted out of messages from this sender.
 UNSUBSCRIBED_RECIPIENT = 21610
@@ -112,9 +111,7 @@ class TwilioSmsSender:
         body = message.body if message.body is not None else message.text
         if not body or not body.strip():
             raise PermanentChannelError(f"SMS message {message.message_id} has an empty body")
-        if message.marketing and OPT_OUT_FOOTER.lower() not in body.lower():
-            body = f"{body.rstrip()}\n{OPT_OUT_FOOTER}"
-        return body
+        return with_opt_out(body, message.marketing)
 
     def status_callback_url(self, message_id: str) -> str:
         """Where Twilio reports delivery; the message id rides along so the webhook finds the send."""
