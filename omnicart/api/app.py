@@ -33,7 +33,7 @@ from omnicart.db import create_tables, get_engine
 from omnicart.events import Event
 from omnicart.journey.catalog import JourneyCatalog
 from omnicart.ledger import MessageLedger
-from omnicart.settings import Settings
+from omnicart.settings import Settings, get_settings
 from omnicart.temporal import connect
 
 HEALTH_TIMEOUT = timedelta(seconds=3)
@@ -336,3 +336,8 @@ def _document_event_schemas(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def create_app_from_env() -> FastAPI:
+    """The API configured from the environment: ``uvicorn --factory omnicart.api.app:create_app_from_env``."""
+    return create_app(get_settings())

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from tests.support.bundles import JOURNEYS
 
-
 # The flagship's 1 h / 24 h / 72 h touches as 1 s / 3 s / 5 s: the whole journey in five seconds.
 FAST = {"1h": "1s", "24h": "3s", "72h": "5s", "2h": "2s"}
 
