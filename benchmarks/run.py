@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import re
 import shutil
 import socket
@@ -159,8 +160,9 @@ async def main() -> None:
                 settings = Settings(data_dir=data, journeys_dir=journey_dir, task_queue=f"bench-{name}")
                 engine = get_engine(settings.database())
                 create_tables(engine)
+                quiet = io.StringIO()  # the outbox's console lines would drown the results
                 activities = SendActivities(MessageLedger(engine),
-                                            {c: OutboxSender(settings.outbox(), console=None)
+                                            {c: OutboxSender(settings.outbox(), console=quiet)
                                              for c in ("email", "sms", "push")}, settings)
                 async with Worker(env.client, task_queue=settings.task_queue,
                                   workflows=[CustomerWorkflow, MinimalCartWorkflow],

@@ -12,6 +12,8 @@ is resolved exactly; without it the ledger must assume the worst (see ``omnicart
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
@@ -120,3 +122,20 @@ def mask_address(address: str) -> str:
     if address.startswith("+") and address[1:].isdigit():
         return address[:2] + "*" * max(len(address) - 6, 0) + address[-4:]
     return f"{address[:6]}…" if len(address) > 6 else "***"
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """``Retry-After`` as seconds to wait: a number of seconds or an HTTP date (RFC 9110)."""
+    if value is None or not str(value).strip():
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(str(value))
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())

@@ -22,8 +22,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 
 import google.auth.exceptions
@@ -31,7 +29,13 @@ import httpx
 from google.auth.transport.requests import Request as GoogleAuthRequest
 from google.oauth2 import service_account
 
-from omnicart.channels.base import Delivery, PermanentChannelError, RenderedMessage, RetryableChannelError
+from omnicart.channels.base import (
+    Delivery,
+    PermanentChannelError,
+    RenderedMessage,
+    RetryableChannelError,
+    parse_retry_after,
+)
 from omnicart.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -240,23 +244,6 @@ def classify_fcm_error(token: str, response: httpx.Response) -> _Outcome:
     if code == 401 and "THIRD_PARTY_AUTH_ERROR" not in codes:
         return _Outcome(token, "unauthenticated", detail=detail)
     return _Outcome(token, "rejected", detail=detail)
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """``Retry-After`` as seconds: either a number of seconds or an HTTP date (RFC 9110)."""
-    if value is None or not value.strip():
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 class _TimedRequest(GoogleAuthRequest):

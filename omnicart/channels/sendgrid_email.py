@@ -30,7 +30,7 @@ import json
 import logging
 import re
 import time
-from email.utils import parsedate_to_datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.error import URLError
 
@@ -55,6 +55,7 @@ from omnicart.channels.base import (
     RenderedMessage,
     RetryableChannelError,
     mask_address,
+    parse_retry_after,
 )
 from omnicart.settings import Settings
 
@@ -255,15 +256,9 @@ def retry_after(headers: Any, now: float | None = None) -> float | None:
     if headers is None:
         return None
     now = time.time() if now is None else now
-    value = headers.get("Retry-After")
-    if value:
-        value = str(value).strip()
-        if value.isdigit():
-            return float(value)
-        try:
-            return max(0.0, parsedate_to_datetime(value).timestamp() - now)
-        except (TypeError, ValueError):
-            pass
+    waited = parse_retry_after(headers.get("Retry-After"), datetime.fromtimestamp(now, UTC))
+    if waited is not None:
+        return waited
     reset = headers.get("X-RateLimit-Reset")
     if reset and str(reset).strip().isdigit():
         return max(0.0, float(str(reset).strip()) - now)

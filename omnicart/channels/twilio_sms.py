@@ -20,7 +20,6 @@ import re
 import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -32,7 +31,13 @@ from twilio.http.response import Response
 from twilio.rest import Client
 from urllib3.exceptions import NewConnectionError
 
-from omnicart.channels.base import Delivery, PermanentChannelError, RenderedMessage, RetryableChannelError
+from omnicart.channels.base import (
+    Delivery,
+    PermanentChannelError,
+    RenderedMessage,
+    RetryableChannelError,
+    parse_retry_after,
+)
 from omnicart.channels.sms_segments import count_segments, with_opt_out
 from omnicart.settings import Settings
 
@@ -214,23 +219,6 @@ def classify_twilio_error(
     if code in INVALID_NUMBER_CODES:
         return PermanentChannelError(text, invalid_address=True)
     return PermanentChannelError(text)
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """``Retry-After`` as seconds: either a number of seconds or an HTTP date (RFC 9110)."""
-    if value is None or not value.strip():
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _maybe_delivered(exc: requests.RequestException) -> bool:
