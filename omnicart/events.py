@@ -8,7 +8,7 @@ kept and usable in conditions and templates).
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -41,6 +41,13 @@ class Event(BaseModel):
     timestamp: AwareDatetime
     source: Source
     properties: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("timestamp")
+    @classmethod
+    def _in_utc(cls, value: datetime) -> datetime:
+        """Kept in UTC: one zone makes every comparison exact and cheap; local time comes from the
+        customer's profile, never from the producer's offset."""
+        return value.astimezone(UTC)
 
     @classmethod
     def parse(cls, data: Any) -> Event:

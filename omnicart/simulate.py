@@ -51,7 +51,7 @@ def simulate(bundle: JourneyBundle, events: Iterable[Event], workers: int | None
                 keyed = [item for part in pool.map(_run_job, range(len(shards))) for item in part]
         finally:
             _JOB = None
-    keyed.sort(key=lambda item: item[:3])
+    keyed.sort()  # (time, customer order, sequence) is unique: actions themselves are never compared
     return [item[3] for item in keyed]
 
 

@@ -101,7 +101,7 @@ async def test_an_order_mid_journey_stops_every_later_message(
     order = envelope(customer, "order_placed", {"order_id": "o_1", "total": 79.5, "currency": "USD",
                                                 "store_id": "store_7"}, source="store")
     assert (await http.post("/v1/events", json=order)).status_code == 202
-    await asyncio.sleep(8)  # past the 24 s and 72 s touches of the short journey
+    await asyncio.sleep(7)  # past the 3 s and 5 s touches of the short journey
     assert len(await outbox_for(settings, customer, 1, timeout=0)) == 1
     lines = [line for line in await journal(dev_env.client, customer)]
     assert [line["action"] for line in lines][-2:] == ["convert", "exit"]

@@ -13,6 +13,15 @@ from omnicart.events import CHANNELS, Channel
 from omnicart.settings import Settings
 
 
+def provider_timeout(settings: Settings, preferred: float) -> float:
+    """A provider call's HTTP timeout: the sender's own, but never more than half a send attempt.
+
+    A retry starts when an attempt's start-to-close timeout passes; a provider call still waiting
+    then would race it, so each call must give up well inside the attempt.
+    """
+    return min(preferred, settings.send_timeout_seconds / 2)
+
+
 def build_senders(settings: Settings) -> dict[Channel, ChannelSender]:
     """One sender per channel: the configured provider, else the outbox."""
     outbox = OutboxSender(settings.outbox())
@@ -20,13 +29,13 @@ def build_senders(settings: Settings) -> dict[Channel, ChannelSender]:
     if settings.sendgrid_api_key is not None:
         from omnicart.channels.sendgrid_email import SendGridEmailSender
 
-        senders["email"] = SendGridEmailSender(settings)
+        senders["email"] = SendGridEmailSender(settings, timeout=provider_timeout(settings, 20.0))
     if settings.twilio_account_sid:
         from omnicart.channels.twilio_sms import TwilioSmsSender
 
-        senders["sms"] = TwilioSmsSender(settings)
+        senders["sms"] = TwilioSmsSender(settings, timeout=provider_timeout(settings, 10.0))
     if settings.fcm_project_id:
         from omnicart.channels.fcm import FcmPushSender
 
-        senders["push"] = FcmPushSender(settings)
+        senders["push"] = FcmPushSender(settings, timeout=provider_timeout(settings, 10.0))
     return senders

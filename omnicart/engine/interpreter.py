@@ -84,19 +84,21 @@ class Output:
 
 def next_wakeup(state: CustomerState) -> datetime | None:
     """The earliest moment a timer must call ``handle_timers``, or None when nothing waits."""
-    times = [run.wake_at for run in state.runs if run.wake_at is not None]
-    times.extend(deferred.due for deferred in state.deferred)
-    return min(times) if times else None
+    earliest: datetime | None = None
+    for run in state.runs:
+        if run.wake_at is not None and (earliest is None or run.wake_at < earliest):
+            earliest = run.wake_at
+    for deferred in state.deferred:
+        if earliest is None or deferred.due < earliest:
+            earliest = deferred.due
+    return earliest
 
 
 def handle_timers(state: CustomerState, now: datetime) -> Output:
     """Resume every run whose wait is over by ``now``, earliest first, each at its own deadline."""
     out = Output()
-    while True:
-        due = next_wakeup(state)
-        if due is None or due > now:
-            break
-        deferred = next((item for item in state.deferred if item.due == due), None)
+    while (due := next_wakeup(state)) is not None and due <= now:
+        deferred = next((item for item in state.deferred if item.due == due), None) if state.deferred else None
         if deferred is not None:
             state.deferred.remove(deferred)
             _resend(state, deferred.pending, deferred.pending.option, due, out)
@@ -161,42 +163,45 @@ def handle_send_result(state: CustomerState, result: SendResult, now: datetime) 
     profile = state.profile
     if result.dead_push_tokens:
         profile.push_tokens = [t for t in profile.push_tokens if t not in result.dead_push_tokens]
-    if result.outcome != "failed":
-        return out
-    if result.revoke_consent:
-        profile.consent[result.channel] = False
-        profile.updated_at[f"consent.{result.channel}"] = now
-    if result.invalid_address:
-        address = context.address(profile, result.channel)
-        if address:
-            profile.undeliverable[result.channel] = ",".join(address)
-    bundle = state.bundles.get(pending.version)
-    if bundle is not None:
-        step = bundle.journey.steps[pending.step_index]
-        option = _options(step.send)[pending.option] if step.send else None
-        out.actions.append(
-            _action(state, pending.journey, now, "skip", step=_step_id(bundle.journey, pending.step_index),
-                    channel=pending.channel, template=option.template if option else None,
-                    reason=f"{pending.channel}_failed")
-        )
-        _resend(state, pending, pending.option + 1, now, out)
+    if result.outcome == "failed":
+        if result.revoke_consent:
+            profile.consent[result.channel] = False
+            profile.updated_at[f"consent.{result.channel}"] = now
+        if result.invalid_address:
+            address = context.address(profile, result.channel)
+            if address:
+                profile.undeliverable[result.channel] = ",".join(address)
+        _fall_back(state, pending, now, out)
+    # Only now: the fallback above may still need the journey the failed send came from.
+    _forget_unused_bundles(state)
     _journal(state, out)
     return out
 
 
 def handle_sent(state: CustomerState, message_id: str) -> None:
     """A send the channel accepted: nothing follows from it but forgetting it was pending."""
-    _settle(state, message_id)
+    if _settle(state, message_id) is not None:
+        _forget_unused_bundles(state)
 
 
 def _settle(state: CustomerState, message_id: str) -> PendingSend | None:
     for index, item in enumerate(state.pending):
         if item.message_id == message_id:
             del state.pending[index]
-            if not state.pending:
-                _forget_unused_bundles(state)
             return item
     return None
+
+
+def _fall_back(state: CustomerState, pending: PendingSend, now: datetime, out: Output) -> None:
+    """Say the failed channel was skipped, and try the step's next channel."""
+    journey = state.bundles[pending.version].journey
+    step = journey.steps[pending.step_index]
+    template = _options(step.send)[pending.option].template if step.send else None
+    out.actions.append(
+        _action(state, pending.journey, now, "skip", step=_step_id(journey, pending.step_index),
+                channel=pending.channel, template=template, reason=f"{pending.channel}_failed")
+    )
+    _resend(state, pending, pending.option + 1, now, out)
 
 
 def new_state(customer_id: str) -> CustomerState:
@@ -553,7 +558,10 @@ def _try_options(
             run.sends += 1
             run.messages.append(message_id)
             run.engagement["sent"] = run.engagement.get("sent", 0) + 1
-        state.pending.append(_replace(base, message_id=message_id, option=index, channel=channel))
+        state.pending.append(
+            PendingSend(message_id, base.run_id, base.journey, base.version, base.key, base.trigger,
+                        base.step_index, index, channel)
+        )
         out.sends.append(
             SendCommand(message_id, journey.name, base.version, base.run_id, step_id, cast(Channel, channel),
                         option.template, base.trigger)
@@ -580,12 +588,14 @@ def _end(state: CustomerState, run: RunState, at: datetime, reason: str, out: Ou
 
 
 def _expire_goals(state: CustomerState, now: datetime) -> None:
-    if any(watch.until < now for watch in state.goals):
+    if state.goals and any(watch.until < now for watch in state.goals):
         state.goals = [watch for watch in state.goals if watch.until >= now]
         _forget_unused_bundles(state)
 
 
 def _forget_unused_bundles(state: CustomerState) -> None:
+    if len(state.bundles) == 1 and not state.is_idle():
+        return  # the one journey snapshot is still in use
     used = {run.version for run in state.runs}
     used.update(watch.version for watch in state.goals)
     used.update(pending.version for pending in state.pending)

@@ -23,7 +23,7 @@ JOURNAL = 200
 CARTS = 20
 
 
-@dataclass
+@dataclass(slots=True)
 class Profile:
     """What we know of the customer; each field is last-writer-wins by event timestamp."""
 
@@ -39,7 +39,7 @@ class Profile:
     updated_at: dict[str, datetime] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(slots=True)
 class Action:
     """One thing a journey did, as ``omnicart simulate`` prints it and the workflow journals it."""
 
@@ -69,7 +69,7 @@ class Action:
         return line
 
 
-@dataclass
+@dataclass(slots=True)
 class Deferred:
     """A fallback send waiting for a channel's quiet hours to end."""
 
@@ -77,7 +77,7 @@ class Deferred:
     pending: PendingSend
 
 
-@dataclass
+@dataclass(slots=True)
 class PendingSend:
     """A send handed to the channel whose outcome is not known yet.
 
@@ -96,7 +96,7 @@ class PendingSend:
     channel: str
 
 
-@dataclass
+@dataclass(slots=True)
 class RunState:
     """One customer's run through one journey."""
 
@@ -117,7 +117,7 @@ class RunState:
     messages: list[str] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class GoalWatch:
     """A run's conversion window; outlives the run, so an order on day five still counts."""
 
@@ -129,7 +129,7 @@ class GoalWatch:
     until: datetime
 
 
-@dataclass
+@dataclass(slots=True)
 class CustomerState:
     """The whole durable picture of one customer."""
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
@@ -60,3 +61,12 @@ async def journal(client: Client, customer_id: str) -> list[dict[str, Any]]:
 
 def parse_at(line: dict[str, Any]) -> datetime:
     return datetime.fromisoformat(line["at"].replace("Z", "+00:00"))
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
+    """Wait (in real time) until ``check`` holds: on a loaded machine, work lands a little later."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"still not true after {timeout:.0f}s")
+        await asyncio.sleep(0.1)
