@@ -7,6 +7,7 @@ production, sends nothing and needs no running system.
 
 from __future__ import annotations
 
+import gc
 import json
 import multiprocessing
 import os
@@ -45,6 +46,8 @@ def simulate(bundle: JourneyBundle, events: Iterable[Event], workers: int | None
         # Forked workers inherit the timelines; only their results travel back.
         global _JOB
         _JOB = (bundle, shards)
+        # Children inherit the timelines; frozen, the garbage collector leaves those pages shared.
+        gc.freeze()
         try:
             context = multiprocessing.get_context("fork")
             with ProcessPoolExecutor(len(shards), mp_context=context) as pool:
@@ -55,6 +58,7 @@ def simulate(bundle: JourneyBundle, events: Iterable[Event], workers: int | None
                 ]
         finally:
             _JOB = None
+            gc.unfreeze()
     keyed.sort()  # (time, customer order, sequence) is unique: actions themselves are never compared
     return [item[3] for item in keyed]
 

@@ -11,16 +11,14 @@ answer at all.
 
 from __future__ import annotations
 
-import json
 import secrets
-import threading
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, Literal
-from urllib.parse import parse_qs, urlsplit
 
 import jwt
+
+from tests.providers.loopback import LoopbackServer, Recorded
+
+__all__ = ["FCM_SCOPE", "GOOGLE_TOKEN_AUDIENCE", "JWT_BEARER", "Behaviour", "FcmServer", "Recorded"]
 
 FCM_SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -30,49 +28,23 @@ GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
 Behaviour = Literal["ok", "unregistered", "invalid", "sender_mismatch", "rate_limited", "internal", "hang"]
 
 
-@dataclass(frozen=True)
-class Recorded:
-    """One request as it arrived."""
-
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-    @property
-    def form(self) -> dict[str, list[str]]:
-        return parse_qs(self.body.decode(), keep_blank_values=True)
-
-
-class FcmServer:
+class FcmServer(LoopbackServer):
     """Start with ``with FcmServer(project, public_key_pem) as fcm:``; ``fcm.token_uri`` for the key file."""
 
+    # The v1 API and the token endpoint are POST-only, and Google labels its JSON with a charset.
+    methods = frozenset({"POST"})
+    content_type = "application/json; charset=UTF-8"
+
     def __init__(self, project_id: str, public_key_pem: bytes, client_email: str) -> None:
+        super().__init__("fake-fcm")
         self.project_id = project_id
         self.client_email = client_email
         self._public_key = public_key_pem
-        self.requests: list[Recorded] = []
         self.issued_tokens: list[str] = []
         self.retry_after = "30"
         self._behaviour: dict[str, Behaviour] = {}
         self._revoked: set[str] = set()
         self._token_endpoint_status = 200
-        self._lock = threading.Lock()
-        self._closing = threading.Event()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-fcm", daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
 
     @property
     def token_uri(self) -> str:
@@ -98,61 +70,12 @@ class FcmServer:
     def token_requests(self) -> list[Recorded]:
         return [r for r in self.requests if r.path == "/token"]
 
-    def __enter__(self) -> FcmServer:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._closing.set()
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
-
-    # --- the HTTP side ---------------------------------------------------------------------------
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
-                return
-
-            def do_POST(self) -> None:
-                server._dispatch(self)
-
-        return Handler
-
-    def _dispatch(self, handler: BaseHTTPRequestHandler) -> None:
-        length = int(handler.headers.get("Content-Length") or 0)
-        recorded = Recorded(
-            method="POST",
-            path=urlsplit(handler.path).path,
-            headers={k: v for k, v in handler.headers.items()},
-            body=handler.rfile.read(length) if length else b"",
-        )
-        with self._lock:
-            self.requests.append(recorded)
-        if recorded.path == "/token":
-            status, payload, headers = self._token(recorded)
-        elif recorded.path == f"/v1/projects/{self.project_id}/messages:send":
-            status, payload, headers = self._send(recorded)
-        else:
-            status, payload, headers = _google_error(404, "NOT_FOUND", "Requested entity was not found.")
-        data = json.dumps(payload).encode()
-        try:
-            handler.send_response(status)
-            handler.send_header("Content-Type", "application/json; charset=UTF-8")
-            handler.send_header("Content-Length", str(len(data)))
-            for name, value in headers.items():
-                handler.send_header(name, value)
-            handler.end_headers()
-            handler.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):  # the client gave up waiting
-            handler.close_connection = True
+    def _answer(self, request: Recorded) -> tuple[int, dict[str, Any], dict[str, str]]:
+        if request.path == "/token":
+            return self._token(request)
+        if request.path == f"/v1/projects/{self.project_id}/messages:send":
+            return self._send(request)
+        return _google_error(404, "NOT_FOUND", "Requested entity was not found.")
 
     def _token(self, request: Recorded) -> tuple[int, dict[str, Any], dict[str, str]]:
         if self._token_endpoint_status != 200:
@@ -204,7 +127,7 @@ class FcmServer:
         with self._lock:
             behaviour = self._behaviour.get(token, "ok")
         if behaviour == "hang":
-            self._closing.wait(10)
+            self._hang(10)
         if behaviour == "unregistered":
             return _google_error(404, "NOT_FOUND", "Requested entity was not found.", "UNREGISTERED")
         if behaviour == "invalid":

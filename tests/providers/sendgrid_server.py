@@ -14,12 +14,11 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import threading
-from collections import deque
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
+
+from tests.providers.loopback import Answer, Recorded, ScriptedLoopbackServer, ScriptedReply
+
+__all__ = ["MAIL_SEND", "Recorded", "Reply", "SendGridServer", "validate_mail"]
 
 MAIL_SEND = "/v3/mail/send"
 HELP = "https://docs.sendgrid.com/api-reference/mail-send/errors"
@@ -43,32 +42,8 @@ RESERVED_HEADERS = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class Recorded:
-    """One request as it arrived."""
-
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-    def header(self, name: str) -> str | None:
-        wanted = name.lower()
-        return next((value for key, value in self.headers.items() if key.lower() == wanted), None)
-
-
-@dataclass(frozen=True)
-class Reply:
+class Reply(ScriptedReply):
     """A scripted answer for the next mail send (``status == 0``: validate and answer normally)."""
-
-    status: int = 0
-    body: dict[str, Any] | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-    hang_seconds: float = 0.0
 
     @classmethod
     def error(cls, status: int, message: str, field: str | None = None) -> Reply:
@@ -91,112 +66,34 @@ class Reply:
     def server_error(cls, status: int = 500) -> Reply:
         return cls(status, _errors(("Internal server error", None)))
 
-    @classmethod
-    def hang(cls, seconds: float) -> Reply:
-        """Say nothing for ``seconds`` (the client times out), then accept the message anyway."""
-        return cls(hang_seconds=seconds)
-
 
 def _errors(*errors: tuple[str, str | None]) -> dict[str, Any]:
     return {"errors": [{"message": message, "field": field, "help": HELP} for message, field in errors]}
 
 
-class SendGridServer:
-    """Start with ``with SendGridServer(api_key) as sendgrid:``; ``sendgrid.url`` is the SDK's host."""
+class SendGridServer(ScriptedLoopbackServer[Reply]):
+    """Start with ``with SendGridServer(api_key) as sendgrid:``; ``sendgrid.url`` is the SDK's host.
+
+    ``script`` answers the next mail sends; a scripted hang then accepts the message anyway.
+    """
 
     def __init__(self, api_key: str) -> None:
+        super().__init__("fake-sendgrid")
         self.api_key = api_key
-        self.requests: list[Recorded] = []
         self.accepted: list[tuple[str | None, dict[str, Any]]] = []  # (X-Message-Id, body)
-        self._script: deque[Reply] = deque()
-        self._lock = threading.Lock()
-        self._closing = threading.Event()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-sendgrid", daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def script(self, *replies: Reply) -> None:
-        """Answer the next mail sends with these, in order; then behave normally again."""
-        with self._lock:
-            self._script.extend(replies)
 
     def mail_sends(self) -> list[Recorded]:
         """Every mail send request received, whatever it was answered."""
         return [r for r in self.requests if r.method == "POST" and r.path == MAIL_SEND]
 
-    def __enter__(self) -> SendGridServer:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._closing.set()
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
-
-    # --- HTTP ------------------------------------------------------------------------------------
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
-                return
-
-            def do_POST(self) -> None:
-                server._dispatch(self, "POST")
-
-            def do_GET(self) -> None:
-                server._dispatch(self, "GET")
-
-        return Handler
-
-    def _dispatch(self, handler: BaseHTTPRequestHandler, method: str) -> None:
-        length = int(handler.headers.get("Content-Length") or 0)
-        recorded = Recorded(
-            method=method,
-            path=handler.path.split("?", 1)[0],
-            headers=dict(handler.headers.items()),
-            body=handler.rfile.read(length) if length else b"",
-        )
-        with self._lock:
-            self.requests.append(recorded)
-        status, payload, headers = self._answer(recorded)
-        data = json.dumps(payload).encode() if payload is not None else b""
-        try:
-            handler.send_response(status)
-            if payload is not None:
-                handler.send_header("Content-Type", "application/json")
-            handler.send_header("Content-Length", str(len(data)))
-            for name, value in headers.items():
-                handler.send_header(name, value)
-            handler.end_headers()
-            handler.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):  # the client gave up waiting (a "hang" reply)
-            handler.close_connection = True
-
-    def _answer(self, request: Recorded) -> tuple[int, dict[str, Any] | None, dict[str, str]]:
+    def _answer(self, request: Recorded) -> Answer:
         if request.header("Authorization") != f"Bearer {self.api_key}":
             return 401, _errors(("The provided authorization grant is invalid, expired, or revoked", None)), {}
         if request.path != MAIL_SEND:
             return 404, _errors(("resource not found", None)), {}
         if request.method != "POST":
             return 405, _errors(("method not allowed", None)), {}
-        with self._lock:
-            reply = self._script.popleft() if self._script else Reply()
-        if reply.hang_seconds:
-            self._closing.wait(reply.hang_seconds)
+        reply = self._next_reply(Reply())
         if reply.status:
             return reply.status, reply.body, reply.headers
         if not (request.header("Content-Type") or "").startswith("application/json"):

@@ -9,50 +9,20 @@ no answer at all.
 
 from __future__ import annotations
 
-import base64
-import json
 import secrets
-import threading
-from collections import deque
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+
+from tests.providers.loopback import Recorded, ScriptedLoopbackServer, ScriptedReply
+
+__all__ = ["API", "Recorded", "Reply", "TwilioServer"]
 
 API = "/2010-04-01"
 
 
-@dataclass(frozen=True)
-class Recorded:
-    """One request as it arrived."""
-
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    body: bytes
-    basic_auth: tuple[str, str] | None
-
-    @property
-    def form(self) -> dict[str, list[str]]:
-        return parse_qs(self.body.decode(), keep_blank_values=True)
-
-    def field(self, name: str) -> str | None:
-        values = self.form.get(name)
-        return values[0] if values else None
-
-
-@dataclass(frozen=True)
-class Reply:
+class Reply(ScriptedReply):
     """A scripted answer for the next Messages POST (``status == 0``: behave normally)."""
-
-    status: int = 0
-    body: dict[str, Any] | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-    hang_seconds: float = 0.0
 
     @classmethod
     def ok(cls) -> Reply:
@@ -70,10 +40,6 @@ class Reply:
     def server_error(cls) -> Reply:
         return cls(500, _error_body(500, 20500, "Internal Server Error"))
 
-    @classmethod
-    def hang(cls, seconds: float) -> Reply:
-        return cls(hang_seconds=seconds)
-
 
 def _error_body(status: int, code: int, message: str) -> dict[str, Any]:
     return {
@@ -84,94 +50,21 @@ def _error_body(status: int, code: int, message: str) -> dict[str, Any]:
     }
 
 
-class TwilioServer:
-    """Start with ``with TwilioServer(sid, token) as twilio:``; ``twilio.url`` is the base URL."""
+class TwilioServer(ScriptedLoopbackServer[Reply]):
+    """Start with ``with TwilioServer(sid, token) as twilio:``; ``twilio.url`` is the base URL.
+
+    ``script`` answers the next Messages POSTs; a scripted hang then creates the message anyway.
+    """
 
     def __init__(self, account_sid: str, auth_token: str) -> None:
+        super().__init__("fake-twilio")
         self.account_sid = account_sid
         self.auth_token = auth_token
-        self.requests: list[Recorded] = []
         self.messages: list[dict[str, Any]] = []
-        self._script: deque[Reply] = deque()
-        self._lock = threading.Lock()
-        self._closing = threading.Event()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-twilio", daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def script(self, *replies: Reply) -> None:
-        """Answer the next Messages POSTs with these, in order; then behave normally again."""
-        with self._lock:
-            self._script.extend(replies)
 
     def sent(self) -> list[Recorded]:
         """The message-creating requests received (whatever they were answered)."""
         return [r for r in self.requests if r.method == "POST" and r.path.endswith("/Messages.json")]
-
-    def __enter__(self) -> TwilioServer:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._closing.set()
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
-
-    # --- the HTTP side ---------------------------------------------------------------------------
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
-                return
-
-            def do_POST(self) -> None:
-                server._dispatch(self, "POST")
-
-            def do_GET(self) -> None:
-                server._dispatch(self, "GET")
-
-        return Handler
-
-    def _dispatch(self, handler: BaseHTTPRequestHandler, method: str) -> None:
-        parts = urlsplit(handler.path)
-        length = int(handler.headers.get("Content-Length") or 0)
-        body = handler.rfile.read(length) if length else b""
-        recorded = Recorded(
-            method=method,
-            path=parts.path,
-            query=parse_qs(parts.query, keep_blank_values=True),
-            headers={k: v for k, v in handler.headers.items()},
-            body=body,
-            basic_auth=_basic_auth(handler.headers.get("Authorization")),
-        )
-        with self._lock:
-            self.requests.append(recorded)
-        status, payload, headers = self._answer(recorded)
-        data = json.dumps(payload).encode()
-        try:
-            handler.send_response(status)
-            handler.send_header("Content-Type", "application/json")
-            handler.send_header("Content-Length", str(len(data)))
-            for name, value in headers.items():
-                handler.send_header(name, value)
-            handler.end_headers()
-            handler.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):  # the client gave up waiting (a "hang" reply)
-            handler.close_connection = True
 
     def _answer(self, request: Recorded) -> tuple[int, dict[str, Any], dict[str, str]]:
         messages_path = f"{API}/Accounts/{self.account_sid}/Messages.json"
@@ -185,10 +78,7 @@ class TwilioServer:
             return 404, _error_body(404, 20404, "The requested resource was not found"), {}
         if request.method == "GET":
             return 200, self._list(request), {}
-        with self._lock:
-            reply = self._script.popleft() if self._script else Reply.ok()
-        if reply.hang_seconds:
-            self._closing.wait(reply.hang_seconds)
+        reply = self._next_reply(Reply.ok())
         if reply.status:
             return reply.status, reply.body or {}, reply.headers
         return self._create(request)
@@ -261,10 +151,3 @@ class TwilioServer:
             "start": 0,
             "uri": f"{uri}?PageSize={page_size}&Page=0",
         }
-
-
-def _basic_auth(header: str | None) -> tuple[str, str] | None:
-    if not header or not header.startswith("Basic "):
-        return None
-    user, _, password = base64.b64decode(header.removeprefix("Basic ")).decode().partition(":")
-    return user, password
