@@ -113,7 +113,10 @@ class SendActivities:
             link = unsubscribe_url(self.settings, request.customer_id, request.message_id)
             context["unsubscribe_url"] = link
         parts = render_template(template, context)
+        if isinstance(template, SmsTemplate) and parts.body:
+            parts = parts.model_copy(update={"body": with_opt_out(parts.body, template.marketing)})
         return RenderedMessage(
+            **parts.model_dump(),
             message_id=request.message_id,
             customer_id=request.customer_id,
             journey=request.journey,
@@ -122,16 +125,6 @@ class SendActivities:
             channel=request.channel,
             template_name=request.template_name,
             to=list(request.to),
-            subject=parts.subject,
-            preheader=parts.preheader,
-            html=parts.html,
-            text=parts.text,
-            body=with_opt_out(parts.body, template.marketing)
-            if isinstance(template, SmsTemplate) and parts.body
-            else parts.body,
-            title=parts.title,
-            url=parts.url,
-            image_url=parts.image_url,
             categories=list(template.categories) if isinstance(template, EmailTemplate) else [],
             sendgrid_template_id=template.sendgrid_template_id if isinstance(template, EmailTemplate) else None,
             marketing=template.marketing if isinstance(template, SmsTemplate) else False,

@@ -16,13 +16,16 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol, runtime_checkable
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from omnicart.events import Channel
+from omnicart.journey.templates import RenderedParts
 
 
-class RenderedMessage(BaseModel):
-    """A message after its template was rendered: ready for a provider."""
+class RenderedMessage(RenderedParts):
+    """A message after its template was rendered (its parts), addressed and ready for a provider."""
+
+    model_config = ConfigDict(frozen=False)
 
     message_id: str
     customer_id: str
@@ -32,14 +35,6 @@ class RenderedMessage(BaseModel):
     channel: Channel
     template_name: str
     to: list[str]
-    subject: str | None = None
-    preheader: str | None = None
-    html: str | None = None
-    text: str | None = None
-    body: str | None = None
-    title: str | None = None
-    url: str | None = None
-    image_url: str | None = None
     categories: list[str] = Field(default_factory=list)
     sendgrid_template_id: str | None = None
     marketing: bool = False
