@@ -13,6 +13,7 @@ journal is the same on a real cluster, the time-skipping server and the simulato
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -74,7 +75,6 @@ class Output:
     sends: list[SendCommand] = field(default_factory=list)
     cancel: list[str] = field(default_factory=list)
     actions: list[Action] = field(default_factory=list)
-    duplicate: bool = False
 
     def extend(self, other: Output) -> None:
         self.sends.extend(other.sends)
@@ -130,7 +130,6 @@ def handle_event(
     """
     out = handle_timers(state, now)
     if event.id in state.seen:
-        out.duplicate = True
         return out
     state.seen.append(event.id)
     del state.seen[:-SEEN_EVENT_IDS]
@@ -300,7 +299,7 @@ def _convert_goals(
             continue
         if not (watch.started_at <= event.timestamp <= watch.until):
             continue
-        scope = context.conditions(state, watch.trigger, ctx_event, _run_view(state, watch.run_id))
+        scope = context.conditions(state, watch.trigger, ctx_event, state.run(watch.run_id))
         if not conditions.holds(goal.if_, scope):
             continue
         value = _goal_value(goal.value, scope)
@@ -511,7 +510,7 @@ def _resend(state: CustomerState, pending: PendingSend, option: int, at: datetim
     """Send a fallback for a pending send that failed for good, or whose quiet hours ended."""
     held = _try_options(state, pending, option, at, out, state.run(pending.run_id))
     if held is not None:
-        state.deferred.append(Deferred(held[1], _replace(pending, option=held[0])))
+        state.deferred.append(Deferred(held[1], dataclasses.replace(pending, option=held[0])))
 
 
 def _try_options(
@@ -623,15 +622,6 @@ def _target(journey: Journey, index: int, goto: str | None) -> int:
 
 def _step_id(journey: Journey, index: int) -> str:
     return journey.step_id(index)
-
-
-def _run_view(state: CustomerState, run_id: str) -> RunState | None:
-    return state.run(run_id)
-
-
-def _replace(pending: PendingSend, **changes: Any) -> PendingSend:
-    values = {**pending.__dict__, **changes}
-    return PendingSend(**values)
 
 
 def _seen(run: RunState | None, at: datetime) -> datetime:
