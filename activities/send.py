@@ -41,7 +41,7 @@ from omnicart.events import Channel
 from omnicart.journey.model import EmailTemplate, SmsTemplate
 from omnicart.journey.templates import TemplateError, render_template
 from omnicart.ledger import ClaimState, LedgerEntry, LedgerStatus, MessageLedger
-from omnicart.messages import SEND_START_TO_CLOSE, SendRequest, SendResult
+from omnicart.messages import SEND_START_TO_CLOSE, Outcome, SendRequest, SendResult
 from omnicart.settings import Settings
 
 MAX_RETRY_AFTER = timedelta(hours=1)
@@ -152,11 +152,10 @@ class SendActivities:
                 invalid_address=exc.invalid_address,
             )
             log.warning("send %s (customer %s) failed for good: %s", request.message_id, request.customer_id, exc)
-            return SendResult(
-                message_id=request.message_id,
-                channel=request.channel,
-                outcome="failed",
-                provider=sender.provider,
+            return _result(
+                request,
+                "failed",
+                sender.provider,
                 error=str(exc),
                 revoke_consent=exc.revoke_consent,
                 invalid_address=exc.invalid_address,
@@ -239,11 +238,10 @@ def _retry(exc: RetryableChannelError) -> ApplicationError:
 def _settled(request: SendRequest, entry: LedgerEntry) -> SendResult:
     """What an earlier attempt's outcome means to the journey now."""
     if entry.status == LedgerStatus.FAILED:
-        return SendResult(
-            message_id=request.message_id,
-            channel=request.channel,
-            outcome="failed",
-            provider=entry.provider,
+        return _result(
+            request,
+            "failed",
+            entry.provider,
             error=entry.error,
             revoke_consent=entry.revoke_consent,
             invalid_address=entry.invalid_address,
@@ -253,11 +251,10 @@ def _settled(request: SendRequest, entry: LedgerEntry) -> SendResult:
 
 
 def _sent(request: SendRequest, delivery: Delivery) -> SendResult:
-    return SendResult(
-        message_id=request.message_id,
-        channel=request.channel,
-        outcome="sent",
-        provider=delivery.provider,
+    return _result(
+        request,
+        "sent",
+        delivery.provider,
         provider_message_id=delivery.provider_message_id,
         segments=delivery.segments,
         dead_push_tokens=list(delivery.dead_push_tokens),
@@ -267,21 +264,14 @@ def _sent(request: SendRequest, delivery: Delivery) -> SendResult:
 def _already_sent(
     request: SendRequest, provider: str, provider_message_id: str | None, error: str | None = None
 ) -> SendResult:
-    return SendResult(
-        message_id=request.message_id,
-        channel=request.channel,
-        outcome="already_sent",
-        provider=provider,
-        provider_message_id=provider_message_id,
-        error=error,
-    )
+    return _result(request, "already_sent", provider, provider_message_id=provider_message_id, error=error)
 
 
 def _failed(request: SendRequest, provider: str, error: str) -> SendResult:
+    return _result(request, "failed", provider, error=error)
+
+
+def _result(request: SendRequest, outcome: Outcome, provider: str, **details: Any) -> SendResult:
     return SendResult(
-        message_id=request.message_id,
-        channel=request.channel,
-        outcome="failed",
-        provider=provider,
-        error=error,
+        message_id=request.message_id, channel=request.channel, outcome=outcome, provider=provider, **details
     )
