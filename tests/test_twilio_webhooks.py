@@ -68,23 +68,27 @@ def settings() -> Settings:
     )
 
 
-@pytest.fixture
-def ledger(tmp_path: Path) -> MessageLedger:
-    ledger = MessageLedger(create_engine(f"sqlite:///{tmp_path / 'ledger.db'}"))
-    request = SendRequest(
-        message_id="msg_1",
+def sms_request(message_id: str, step_id: str, body: str) -> SendRequest:
+    """An SMS of customer cus_42's abandoned-cart run, as the workflow would ask for it."""
+    return SendRequest(
+        message_id=message_id,
         customer_id="cus_42",
         journey="abandoned_cart",
         journey_version="v1",
         run_id="run_1",
-        step_id="sms",
+        step_id=step_id,
         channel="sms",
         template_name="cart_reminder_sms",
-        template=SmsTemplate(channel="sms", body="Your cart is waiting"),
+        template=SmsTemplate(channel="sms", body=body),
         to=[PHONE],
         context={},
     )
-    ledger.claim(request, "twilio")
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> MessageLedger:
+    ledger = MessageLedger(create_engine(f"sqlite:///{tmp_path / 'ledger.db'}"))
+    ledger.claim(sms_request("msg_1", "sms", "Your cart is waiting"), "twilio")
     ledger.mark_sent("msg_1", "twilio", "SM" + "1" * 32)
     return ledger
 
@@ -207,20 +211,7 @@ async def test_a_repeated_callback_carries_the_same_event_id(
 async def test_a_status_callback_that_settles_an_in_doubt_send(
     client: httpx.AsyncClient, ledger: MessageLedger
 ) -> None:
-    request = SendRequest(
-        message_id="msg_doubt",
-        customer_id="cus_42",
-        journey="abandoned_cart",
-        journey_version="v1",
-        run_id="run_1",
-        step_id="sms2",
-        channel="sms",
-        template_name="cart_reminder_sms",
-        template=SmsTemplate(channel="sms", body="x"),
-        to=[PHONE],
-        context={},
-    )
-    ledger.claim(request, "twilio")  # the worker died after calling Twilio
+    ledger.claim(sms_request("msg_doubt", "sms2", "x"), "twilio")  # the worker died after calling Twilio
 
     response = await post_signed(client, "/webhooks/twilio/status?message_id=msg_doubt", status_params("queued"))
 
