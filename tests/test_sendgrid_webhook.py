@@ -93,8 +93,8 @@ class Api:
         self.signer = signer
         self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://test")
 
-    def sent_message(self, message_id: str = MESSAGE_ID) -> None:
-        """A message our send activity handed to SendGrid (as the ledger records it)."""
+    def claimed(self, message_id: str = MESSAGE_ID) -> None:
+        """A message our send activity is handing to SendGrid (the ledger says ``sending``)."""
         request = SendRequest(
             message_id=message_id,
             customer_id="cus_42",
@@ -109,6 +109,10 @@ class Api:
             context={},
         )
         self.ledger.claim(request, "sendgrid")
+
+    def sent_message(self, message_id: str = MESSAGE_ID) -> None:
+        """A message our send activity handed to SendGrid (as the ledger records it)."""
+        self.claimed(message_id)
         self.ledger.mark_sent(message_id, "sendgrid", "sg-x-message-id")
 
     async def post_events(self, events: list[dict[str, Any]], **sign: Any) -> httpx.Response:
@@ -269,20 +273,7 @@ async def test_unknown_message_is_accepted_logged_and_only_opt_outs_go_through(
 
 
 async def test_processed_event_settles_a_send_left_in_doubt(api: Api) -> None:
-    request = SendRequest(
-        message_id="msg_in_doubt",
-        customer_id="cus_42",
-        journey="abandoned_cart",
-        journey_version="v1",
-        run_id="run_7",
-        step_id="first_reminder",
-        channel="email",
-        template_name="cart_reminder_1",
-        template={"channel": "email", "subject": "s", "html": "h"},
-        to=[EMAIL],
-        context={},
-    )
-    api.ledger.claim(request, "sendgrid")  # the worker died before recording SendGrid's answer
+    api.claimed("msg_in_doubt")  # the worker died before recording SendGrid's answer
     response = await api.post_events([sg_event("processed", "ev-p", message_id="msg_in_doubt")])
     assert response.status_code == 200
     entry = api.ledger.find("msg_in_doubt")
