@@ -542,33 +542,28 @@ def test_a_template_that_does_not_render_is_reported_at_the_journey_line_and_its
     ]
 
 
-def test_template_file_mistakes(workdir: Path) -> None:
-    broken = workdir / "templates" / "broken.yaml"
-    broken.write_text("channel: sms\nbody: 'Hi {{ custmer.first_name }}'\nsubject: nope\nmarketing: sure\n")
+def template_problems(text: str) -> list[str]:
+    """Every problem ``load_template`` reports for a template file with this text."""
+    (Path("templates") / "broken.yaml").write_text(text)
     with pytest.raises(JourneyError) as caught:
         load_template(Path("templates/broken.yaml"))
-    assert [str(p) for p in caught.value.problems] == [
+    return [str(p) for p in caught.value.problems]
+
+
+def test_template_file_mistakes(workdir: Path) -> None:
+    assert template_problems("channel: sms\nbody: 'Hi {{ custmer.first_name }}'\nsubject: nope\nmarketing: sure\n") == [
         "templates/broken.yaml:3:1: unknown key 'subject' in template: use one of channel, body, marketing",
         "templates/broken.yaml:4:12: 'marketing' must be true or false, not the text 'sure'",
     ]
-    broken.write_text("channel: sms\nbody: 'Hi {{ custmer.first_name }}'\n")
-    with pytest.raises(JourneyError) as caught:
-        load_template(Path("templates/broken.yaml"))
-    assert [str(p) for p in caught.value.problems] == [
+    assert template_problems("channel: sms\nbody: 'Hi {{ custmer.first_name }}'\n") == [
         "templates/broken.yaml:2:14: body: unknown variable 'custmer' — did you mean 'customer'?"
     ]
-    broken.write_text("channel: email\nsubject: Hi\nhtml: |\n  <p>\n  {% if cart.total %}big\n  </p>\n")
-    with pytest.raises(JourneyError) as caught:
-        load_template(Path("templates/broken.yaml"))
-    assert [str(p) for p in caught.value.problems] == [
+    assert template_problems("channel: email\nsubject: Hi\nhtml: |\n  <p>\n  {% if cart.total %}big\n  </p>\n") == [
         # A problem of the whole field is reported at its first line.
         "templates/broken.yaml:4:3: html: an email needs an unsubscribe link: add {{ unsubscribe_url }}",
         "templates/broken.yaml:5:3: html: '{% if %}' is never closed: add {% endif %}",
     ]
-    broken.write_text("channel: mail\nbody: hi\n")
-    with pytest.raises(JourneyError) as caught:
-        load_template(Path("templates/broken.yaml"))
-    assert [str(p) for p in caught.value.problems] == [
+    assert template_problems("channel: mail\nbody: hi\n") == [
         "templates/broken.yaml:1:10: unknown channel 'mail' — did you mean 'email'?"
     ]
 
