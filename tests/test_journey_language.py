@@ -411,6 +411,23 @@ def test_schema_mistakes_are_reported_where_they_are(workdir: Path, text: str, e
         pytest.param(
             """\
             name: demo
+            trigger:
+              event: checkout_started
+              if: event.propertes.total > 50
+            steps:
+              - send:
+                  template: cart_reminder_1
+                  skip_if: engagement.clickd > 0 || trigger.sorce == "app"
+            """,
+            [
+                "j.yaml:4:7: bad condition: unknown field 'propertes' of event — did you mean 'properties'?",
+                "j.yaml:8:16: bad condition: unknown field 'clickd' of engagement — did you mean 'clicked'?",
+            ],
+            id="fields-of-fixed-shape",
+        ),
+        pytest.param(
+            """\
+            name: demo
             trigger: {event: checkout_started}
             steps:
               - send:

@@ -10,12 +10,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from omnicart.engine.state import CustomerState, Profile
-from omnicart.journey.conditions import LazyScope
+from omnicart.journey.conditions import ENGAGEMENT_KINDS, LazyScope
 
 if TYPE_CHECKING:
     from omnicart.engine.state import RunState
 
-ENGAGEMENT_KINDS = ("sent", "delivered", "opened", "clicked", "bounced", "failed")
 CART_EVENT_TYPES = ("cart_updated", "checkout_started")
 
 

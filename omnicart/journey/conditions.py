@@ -6,6 +6,7 @@ files or call Python, which is exactly what a condition written by a marketer mu
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -16,6 +17,10 @@ import cel
 
 # The names a condition may use. Anything else is a mistake the validator reports.
 VARIABLES = ("customer", "trigger", "event", "events", "engagement", "cart")
+# Fields with a fixed shape: a name outside these is a typo, not a custom property.
+ENGAGEMENT_KINDS = ("sent", "delivered", "opened", "clicked", "bounced", "failed")
+ENVELOPE_FIELDS = ("id", "type", "customer_id", "timestamp", "source", "properties")
+FIXED_FIELDS = {"engagement": ENGAGEMENT_KINDS, "event": ENVELOPE_FIELDS, "trigger": ENVELOPE_FIELDS}
 # Names bound by CEL macros, e.g. the `e` in `events.exists(e, e.type == "x")`.
 _MACRO_VARIABLE = re.compile(r"\.(?:all|exists|exists_one|map|filter)\(\s*([A-Za-z_]\w*)\s*,")
 
@@ -60,8 +65,19 @@ def compile_condition(expression: str) -> Condition:
     for root, rest in _PATH.findall(expression):
         if root in bound:
             continue
-        paths.setdefault(root, set()).add(tuple(part for part in rest.split(".") if part))
+        path = tuple(part for part in rest.split(".") if part)
+        _check_field(root, path)
+        paths.setdefault(root, set()).add(path)
     return Condition(program, {root: tuple(sorted(found)) for root, found in paths.items()})
+
+
+def _check_field(root: str, path: tuple[str, ...]) -> None:
+    fields = FIXED_FIELDS.get(root)
+    if fields is None or not path or path[0] in fields:
+        return
+    close = difflib.get_close_matches(path[0], fields, n=1)
+    hint = f" — did you mean '{close[0]}'?" if close else f"; use one of: {', '.join(fields)}"
+    raise ConditionError(f"unknown field '{path[0]}' of {root}{hint}")
 
 
 def _prune(value: Any, paths: tuple[tuple[str, ...], ...]) -> Any:
