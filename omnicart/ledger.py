@@ -213,18 +213,26 @@ class MessageLedger:
             return _entry(row, tuple(evidence), tuple(recipients))
 
     def find_customer_by_recipient(self, channel: str, recipient: str) -> str | None:
-        """The customer we most recently messaged at this address on this channel (e.g. an SMS STOP)."""
+        """The customer we most recently messaged at this address on this channel."""
+        customers = self.find_customers_by_recipient(channel, recipient)
+        return customers[0] if customers else None
+
+    def find_customers_by_recipient(self, channel: str, recipient: str) -> list[str]:
+        """Every customer we messaged at this address, most recent first.
+
+        A phone can be shared (a family, a shop's landline): an SMS STOP from it must reach
+        everyone we text at that number, not only the last one.
+        """
         with self.engine.connect() as conn:
-            found: str | None = conn.execute(
-                select(message_recipients.c.customer_id)
+            rows = conn.execute(
+                select(message_recipients.c.customer_id, message_recipients.c.created_at)
                 .where(
                     message_recipients.c.channel == channel,
                     message_recipients.c.recipient == normalize_recipient(channel, recipient),
                 )
                 .order_by(message_recipients.c.created_at.desc())
-                .limit(1)
-            ).scalar()
-            return found
+            ).all()
+        return list(dict.fromkeys(row.customer_id for row in rows))
 
     def with_status(self, status: LedgerStatus, limit: int = 100) -> list[LedgerEntry]:
         """Rows in one state, oldest first: what an operator reviews (e.g. ``unconfirmed``)."""

@@ -322,7 +322,22 @@ async def test_opt_out_keywords_revoke_sms_consent(
     assert event.type == "consent_changed"
     assert (event.customer_id, event.source) == ("cus_42", "sms")
     assert event.properties["channel"] == "sms" and event.properties["granted"] is False
-    assert event.id == f"twilio_{'SM' + '9' * 32}_consent"
+    assert event.id == f"twilio_{'SM' + '9' * 32}_consent_cus_42"
+
+
+async def test_a_stop_from_a_shared_phone_reaches_every_customer_we_text_there(
+    client: httpx.AsyncClient, ingest: RecordingIngest, ledger: MessageLedger
+) -> None:
+    shared = sms_request("msg_2", "sms", "Your cart is waiting").model_copy(update={"customer_id": "cus_77"})
+    ledger.claim(shared, "twilio")
+    ledger.mark_sent("msg_2", "twilio", "SM" + "2" * 32)
+
+    response = await post_signed(client, "/webhooks/twilio/inbound", inbound_params("STOP"))
+
+    assert response.status_code == 200
+    assert sorted(e.customer_id for e in ingest.events) == ["cus_42", "cus_77"]
+    assert all(e.properties["granted"] is False for e in ingest.events)
+    assert len({e.id for e in ingest.events}) == 2
 
 
 @pytest.mark.parametrize("body", ["START", "unstop", " Start ", "yes"])

@@ -12,10 +12,11 @@ from Twilio's ``MessageSid`` (plus the status), and the ingest side ignores an i
   the message ledger as evidence that Twilio accepted it (this settles a send left in doubt by a
   crash).
 * ``POST /webhooks/twilio/inbound`` is the number's (or Messaging Service's) incoming-message URL.
-  A body that is exactly an opt-out keyword (STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT, OPTOUT, REVOKE; any
-  case, surrounding blanks ignored) becomes ``consent_changed`` sms ``granted: false`` for the
-  customer we last messaged at that number; START, UNSTOP and YES give consent back. The answer is an
-  empty TwiML ``<Response/>``: Twilio's own opt-out handling sends the confirmation text.
+  A body that is exactly an opt-out keyword (STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT, OPTOUT,
+  REVOKE; any case, surrounding blanks ignored) becomes ``consent_changed`` sms ``granted: false``
+  for every customer we have messaged at that number (a phone can be shared); START, UNSTOP and YES
+  give consent back. The answer is an empty TwiML ``<Response/>``: Twilio's own opt-out handling
+  sends the confirmation text.
 
 A callback for a message id or phone number we do not know is accepted and logged (by ids only;
 phone numbers and message bodies never reach the logs).
@@ -129,26 +130,29 @@ async def twilio_inbound(request: Request) -> Response:
         raise HTTPException(status_code=400, detail="an inbound message needs MessageSid")
 
     ledger: MessageLedger = request.app.state.ledger
-    customer_id = await asyncio.to_thread(ledger.find_customer_by_recipient, "sms", sender)
-    if customer_id is None:
+    customer_ids = await asyncio.to_thread(ledger.find_customers_by_recipient, "sms", sender)
+    if not customer_ids:
         log.info("twilio inbound %s (%s) from a number we never messaged: accepted", sid, keyword)
         return _twiml()
-    event = Event.parse(
-        {
-            "id": f"twilio_{sid}_consent",
-            "type": "consent_changed",
-            "customer_id": customer_id,
-            "timestamp": datetime.now(UTC).isoformat(),
-            "source": "sms",
-            "properties": {"channel": "sms", "granted": granted, "via": f"twilio_{keyword.lower()}"},
-        }
-    )
-    await _ingest(request).submit([event])
+    events = [
+        Event.parse(
+            {
+                "id": f"twilio_{sid}_consent_{customer_id}",
+                "type": "consent_changed",
+                "customer_id": customer_id,
+                "timestamp": datetime.now(UTC).isoformat(),
+                "source": "sms",
+                "properties": {"channel": "sms", "granted": granted, "via": f"twilio_{keyword.lower()}"},
+            }
+        )
+        for customer_id in customer_ids
+    ]
+    await _ingest(request).submit(events)
     log.info(
-        "twilio inbound %s: sms consent %s for customer %s",
+        "twilio inbound %s: sms consent %s for customers %s",
         sid,
         "granted" if granted else "revoked",
-        customer_id,
+        ", ".join(customer_ids),
     )
     return _twiml()
 
