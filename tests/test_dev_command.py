@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -31,10 +32,25 @@ STOP_TIMEOUT = 45.0
 
 
 def free_port() -> int:
+    """A free port below Linux's ephemeral range (32768+), so no other socket is handed it meanwhile.
+
+    Port 0 would give an ephemeral port, which another process (the session's Temporal server opens
+    many connections) can receive between this check and the dev server binding it.
+    """
+    for _ in range(200):
+        port = random.randint(20000, 30000)
+        if _bindable(port):
+            return port
+    raise RuntimeError("no free port found between 20000 and 30000")
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def listening(port: int) -> bool:
