@@ -54,7 +54,7 @@ ENGAGEMENT = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class SendCommand:
     """A message the journey decided to send; ``send_request`` turns it into the activity's input."""
 
@@ -68,7 +68,7 @@ class SendCommand:
     trigger: dict[str, Any]
 
 
-@dataclass
+@dataclass(slots=True)
 class Output:
     """What one call asks of its driver: messages to send, sends to cancel, and what happened."""
 
