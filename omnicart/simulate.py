@@ -8,6 +8,7 @@ production, sends nothing and needs no running system.
 from __future__ import annotations
 
 import gc
+import heapq
 import json
 import multiprocessing
 import os
@@ -33,34 +34,33 @@ def simulate(bundle: JourneyBundle, events: Iterable[Event], workers: int | None
     """Every action of the journey for these events, in time order.
 
     Customers are independent, so each customer's timeline runs on its own (large timelines on all
-    cores) and the results are merged by time: ties keep each customer's own order, customers in
-    order of first appearance.
+    cores) and the results are merged by time: ties keep each customer's own order, customers in the
+    order they first appear in the input.
     """
     timelines: dict[str, list[Event]] = {}
-    for event in sorted(events, key=event_sort_key):
+    for event in events:
         timelines.setdefault(event.customer_id, []).append(event)
     shards = _shards(list(timelines.items()), workers)
     if len(shards) == 1 or "fork" not in multiprocessing.get_all_start_methods():
-        keyed = [item for shard in shards for item in _run_shard(bundle, shard)]
+        parts = [_run_shard(bundle, shard) for shard in shards]
     else:
         # Forked workers inherit the timelines; only their results travel back.
         global _JOB
         _JOB = (bundle, shards)
-        # Children inherit the timelines; frozen, the garbage collector leaves those pages shared.
+        # Frozen, the garbage collector leaves the inherited pages shared instead of copying them.
         gc.freeze()
         try:
             context = multiprocessing.get_context("fork")
             with ProcessPoolExecutor(len(shards), mp_context=context) as pool:
-                keyed = [
-                    (at, order, seq, Action(*fields))
+                parts = [
+                    [(at, order, seq, Action(*fields)) for at, order, seq, fields in part]
                     for part in pool.map(_run_job, range(len(shards)))
-                    for at, order, seq, fields in part
                 ]
         finally:
             _JOB = None
             gc.unfreeze()
-    keyed.sort()  # (time, customer order, sequence) is unique: actions themselves are never compared
-    return [item[3] for item in keyed]
+    # Each part is in (time, customer order, sequence) order, a unique key: actions are never compared.
+    return [item[3] for item in heapq.merge(*parts)]
 
 
 def _shards(
@@ -89,10 +89,13 @@ def _run_job(index: int) -> list[tuple[float, int, int, tuple[Any, ...]]]:
 def _run_shard(
     bundle: JourneyBundle, shard: list[tuple[int, str, list[Event]]]
 ) -> list[tuple[float, int, int, Action]]:
+    """A share of the customers, each timeline in timestamp order; the actions sorted by time."""
     keyed: list[tuple[float, int, int, Action]] = []
     for order, customer_id, timeline in shard:
+        timeline.sort(key=event_sort_key)
         for seq, action in enumerate(run_customer(customer_id, bundle, timeline)):
             keyed.append((action.at.timestamp(), order, seq, action))
+    keyed.sort()
     return keyed
 
 

@@ -119,3 +119,23 @@ def test_a_second_checkout_restarts_the_run_when_the_journey_says_so() -> None:
     again = checkout(state, journey, start + timedelta(minutes=30), number=2)
     assert said(again) == ["exit restarted", "enter"]
     assert interpreter.next_wakeup(state) == start + timedelta(minutes=90)
+
+
+def test_a_branch_can_look_at_what_the_customer_did_since_the_trigger() -> None:
+    start = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+    journey = bundle([
+        {"wait": "1h"},
+        {"branch": [{"if": "events.exists(e, e.type == 'product_viewed' && e.properties.sku == 'SKU-9')",
+                     "goto": "nudge"}, {"else": "done"}]},
+        {"id": "done", "exit": "not_browsing"},
+        {"id": "nudge", "send": {"template": "mail"}},
+    ])
+    browsing, idle = customer(start), customer(start)
+    checkout(browsing, journey, start)
+    checkout(idle, journey, start)
+    viewed = event("product_viewed", start + timedelta(minutes=20), 5, sku="SKU-9")
+    interpreter.handle_event(browsing, viewed, [], viewed.timestamp)
+    assert said(interpreter.handle_timers(browsing, start + timedelta(hours=1))) == [
+        "send email mail", "exit completed"
+    ]
+    assert said(interpreter.handle_timers(idle, start + timedelta(hours=1))) == ["exit not_browsing"]

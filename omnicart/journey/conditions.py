@@ -30,7 +30,11 @@ class ConditionError(ValueError):
 
 
 # A dotted path from a variable, e.g. `event.properties.items` (not preceded by a dot or a letter).
-_PATH = re.compile(r"(?<![\w.])(" + "|".join(VARIABLES) + r")((?:\.[A-Za-z_]\w*)*)")
+_PATH = re.compile(r"(?<![\w.])(" + "|".join(VARIABLES) + r")\b((?:\.[A-Za-z_]\w*)*)")
+# A path that is the whole argument of size(...).
+_SIZE_BEFORE = re.compile(r"(?<![\w.])size\(\s*$")
+_CLOSE_AFTER = re.compile(r"\s*\)")
+_SIZE = "#size"
 
 
 @dataclass(frozen=True)
@@ -62,11 +66,14 @@ def compile_condition(expression: str) -> Condition:
             f"unknown name {unknown[0]!r} in condition; use one of: {', '.join(VARIABLES)}"
         )
     paths: dict[str, set[tuple[str, ...]]] = {}
-    for root, rest in _PATH.findall(expression):
+    for match in _PATH.finditer(expression):
+        root, rest = match.groups()
         if root in bound:
             continue
         path = tuple(part for part in rest.split(".") if part)
         _check_field(root, path)
+        if _SIZE_BEFORE.search(expression, 0, match.start()) and _CLOSE_AFTER.match(expression, match.end()):
+            path = (*path, _SIZE)  # `size(x)` reads how many, not what
         paths.setdefault(root, set()).add(path)
     return Condition(program, {root: tuple(sorted(found)) for root, found in paths.items()})
 
@@ -81,16 +88,30 @@ def _check_field(root: str, path: tuple[str, ...]) -> None:
 
 
 def _prune(value: Any, paths: tuple[tuple[str, ...], ...]) -> Any:
-    """The parts of ``value`` the paths reach; whole sub-values where a path stops or leaves a map."""
+    """The parts of ``value`` the paths reach; whole sub-values where a path stops or leaves a map.
+
+    A value only ever counted (``size(cart.items)``) becomes a stand-in of the same size: a cart's
+    items cost CEL far more to receive than their number does.
+    """
+    if paths and all(path == (_SIZE,) for path in paths):
+        return _same_size(value)
     if not isinstance(value, dict) or any(not path for path in paths):
         return value
     pruned: dict[str, Any] = {}
     for path in paths:
         head = path[0]
-        if head not in value:
+        if head == _SIZE or head not in value:
             return value  # a method (`.startsWith`) or a missing key: keep the value as it is
         pruned[head] = _prune(value[head], tuple(p[1:] for p in paths if p[0] == head))
     return pruned
+
+
+def _same_size(value: Any) -> Any:
+    if isinstance(value, list):
+        return [0] * len(value)
+    if isinstance(value, dict):
+        return dict.fromkeys(value, 0)
+    return value
 
 
 class LazyScope(Mapping[str, Any]):
