@@ -37,30 +37,38 @@ def simulate(bundle: JourneyBundle, events: Iterable[Event], workers: int | None
     cores) and the results are merged by time: ties keep each customer's own order, customers in the
     order they first appear in the input.
     """
-    timelines: dict[str, list[Event]] = {}
-    for event in events:
-        timelines.setdefault(event.customer_id, []).append(event)
-    shards = _shards(list(timelines.items()), workers)
-    if len(shards) == 1 or "fork" not in multiprocessing.get_all_start_methods():
-        parts = [_run_shard(bundle, shard) for shard in shards]
-    else:
-        # Forked workers inherit the timelines; only their results travel back.
-        global _JOB
-        _JOB = (bundle, shards)
-        # Frozen, the garbage collector leaves the inherited pages shared instead of copying them.
-        gc.freeze()
-        try:
-            context = multiprocessing.get_context("fork")
-            with ProcessPoolExecutor(len(shards), mp_context=context) as pool:
-                parts = [
-                    [(at, order, seq, Action(*fields)) for at, order, seq, fields in part]
-                    for part in pool.map(_run_job, range(len(shards)))
-                ]
-        finally:
-            _JOB = None
-            gc.unfreeze()
+    # The timeline is read-only from here on: frozen, the garbage collector stops rescanning it (and,
+    # in forked workers, leaves its memory pages shared instead of copying them).
+    gc.freeze()
+    try:
+        timelines: dict[str, list[Event]] = {}
+        for event in events:
+            timelines.setdefault(event.customer_id, []).append(event)
+        shards = _shards(list(timelines.items()), workers)
+        if len(shards) == 1 or "fork" not in multiprocessing.get_all_start_methods():
+            parts = [_run_shard(bundle, shard) for shard in shards]
+        else:
+            parts = _run_forked(bundle, shards)
+    finally:
+        gc.unfreeze()
     # Each part is in (time, customer order, sequence) order, a unique key: actions are never compared.
     return [item[3] for item in heapq.merge(*parts)]
+
+
+def _run_forked(
+    bundle: JourneyBundle, shards: list[list[tuple[int, str, list[Event]]]]
+) -> list[list[tuple[float, int, int, Action]]]:
+    """One forked worker per shard; they inherit the timelines, only their results travel back."""
+    global _JOB
+    _JOB = (bundle, shards)
+    try:
+        with ProcessPoolExecutor(len(shards), mp_context=multiprocessing.get_context("fork")) as pool:
+            return [
+                [(at, order, seq, Action(*fields)) for at, order, seq, fields in part]
+                for part in pool.map(_run_job, range(len(shards)))
+            ]
+    finally:
+        _JOB = None
 
 
 def _shards(
@@ -78,6 +86,7 @@ _JOB: tuple[JourneyBundle, list[list[tuple[int, str, list[Event]]]]] | None = No
 def _run_job(index: int) -> list[tuple[float, int, int, tuple[Any, ...]]]:
     """One forked worker's share, sent back as plain tuples (five times cheaper to pickle)."""
     assert _JOB is not None
+    gc.disable()  # a short-lived worker that builds no cycles: collecting would only cost time
     bundle, shards = _JOB
     return [
         (at, order, seq, (a.at, a.customer_id, a.journey, a.action, a.step, a.channel, a.template, a.reason,

@@ -43,9 +43,9 @@ def test_a_condition_reading_part_of_the_context_answers_as_the_whole_context_wo
 
 def test_a_list_that_is_only_counted_reaches_cel_as_a_stand_in_of_the_same_size() -> None:
     condition = compile_condition("size(trigger.properties.items) > 1")
-    assert condition.paths == {"trigger": (("properties", "items", "#size"),)}
-    counted = compile_condition("size(trigger.properties.items) > 1 && trigger.properties.items[0].sku == 'A'")
-    assert counted.paths == {"trigger": (("properties", "items"), ("properties", "items", "#size"))}
+    assert condition.plans == {"trigger": {"properties": {"items": "size"}}}
+    read = compile_condition("size(trigger.properties.items) > 1 && trigger.properties.items[0].sku == 'A'")
+    assert read.plans == {"trigger": {"properties": {"items": "whole"}}}
 
 
 def test_unknown_names_and_fields_are_errors() -> None:

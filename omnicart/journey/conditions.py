@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 import cel
 
@@ -36,6 +36,9 @@ _SIZE_BEFORE = re.compile(r"(?<![\w.])size\(\s*$")
 _CLOSE_AFTER = re.compile(r"\s*\)")
 _SIZE = "#size"
 
+# What a condition reads of a value: all of it, only how many items it has, or some of its fields.
+Plan = Literal["whole", "size"] | dict[str, "Plan"]
+
 
 @dataclass(frozen=True)
 class Condition:
@@ -46,10 +49,10 @@ class Condition:
     """
 
     program: Any
-    paths: dict[str, tuple[tuple[str, ...], ...]]
+    plans: dict[str, Plan]
 
     def execute(self, scope: Mapping[str, Any]) -> Any:
-        return self.program.execute({root: _prune(scope[root], paths) for root, paths in self.paths.items()})
+        return self.program.execute({root: _prune(scope[root], plan) for root, plan in self.plans.items()})
 
 
 @lru_cache(maxsize=4096)
@@ -75,7 +78,7 @@ def compile_condition(expression: str) -> Condition:
         if _SIZE_BEFORE.search(expression, 0, match.start()) and _CLOSE_AFTER.match(expression, match.end()):
             path = (*path, _SIZE)  # `size(x)` reads how many, not what
         paths.setdefault(root, set()).add(path)
-    return Condition(program, {root: tuple(sorted(found)) for root, found in paths.items()})
+    return Condition(program, {root: _plan(tuple(found)) for root, found in paths.items()})
 
 
 def _check_field(root: str, path: tuple[str, ...]) -> None:
@@ -87,22 +90,34 @@ def _check_field(root: str, path: tuple[str, ...]) -> None:
     raise ConditionError(f"unknown field '{path[0]}' of {root}{hint}")
 
 
-def _prune(value: Any, paths: tuple[tuple[str, ...], ...]) -> Any:
-    """The parts of ``value`` the paths reach; whole sub-values where a path stops or leaves a map.
+def _plan(paths: tuple[tuple[str, ...], ...]) -> Plan:
+    """Merge the paths read from one value into what to hand CEL of it.
 
-    A value only ever counted (``size(cart.items)``) becomes a stand-in of the same size: a cart's
+    A value only ever counted (``size(cart.items)``) needs just a stand-in of the same size: a cart's
     items cost CEL far more to receive than their number does.
     """
-    if paths and all(path == (_SIZE,) for path in paths):
+    if any(not path for path in paths):
+        return "whole"
+    if all(path == (_SIZE,) for path in paths):
+        return "size"
+    if any(path[0] == _SIZE for path in paths):
+        return "whole"
+    return {head: _plan(tuple(p[1:] for p in paths if p[0] == head)) for head in sorted({p[0] for p in paths})}
+
+
+def _prune(value: Any, plan: Plan) -> Any:
+    """The parts of ``value`` the plan reads; the whole value where a field is missing or not a map."""
+    if plan == "whole":
+        return value
+    if plan == "size":
         return _same_size(value)
-    if not isinstance(value, dict) or any(not path for path in paths):
+    if not isinstance(value, dict):
         return value
     pruned: dict[str, Any] = {}
-    for path in paths:
-        head = path[0]
-        if head == _SIZE or head not in value:
+    for head, inner in plan.items():
+        if head not in value:
             return value  # a method (`.startsWith`) or a missing key: keep the value as it is
-        pruned[head] = _prune(value[head], tuple(p[1:] for p in paths if p[0] == head))
+        pruned[head] = _prune(value[head], inner)
     return pruned
 
 
