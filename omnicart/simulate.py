@@ -37,9 +37,10 @@ def simulate(bundle: JourneyBundle, events: Iterable[Event], workers: int | None
     cores) and the results are merged by time: ties keep each customer's own order, customers in the
     order they first appear in the input.
     """
-    # The timeline is read-only from here on: frozen, the garbage collector stops rescanning it (and,
-    # in forked workers, leaves its memory pages shared instead of copying them).
-    gc.freeze()
+    # Simulating creates many objects but no reference cycles: the garbage collector would only
+    # rescan them (and, in forked workers, copy the inherited memory pages it touches).
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         timelines: dict[str, list[Event]] = {}
         for event in events:
@@ -49,10 +50,11 @@ def simulate(bundle: JourneyBundle, events: Iterable[Event], workers: int | None
             parts = [_run_shard(bundle, shard) for shard in shards]
         else:
             parts = _run_forked(bundle, shards)
+        # Each part is in (time, customer order, sequence) order, a unique key: actions are never compared.
+        return [item[3] for item in heapq.merge(*parts)]
     finally:
-        gc.unfreeze()
-    # Each part is in (time, customer order, sequence) order, a unique key: actions are never compared.
-    return [item[3] for item in heapq.merge(*parts)]
+        if collecting:
+            gc.enable()
 
 
 def _run_forked(
@@ -86,7 +88,6 @@ _JOB: tuple[JourneyBundle, list[list[tuple[int, str, list[Event]]]]] | None = No
 def _run_job(index: int) -> list[tuple[float, int, int, tuple[Any, ...]]]:
     """One forked worker's share, sent back as plain tuples (five times cheaper to pickle)."""
     assert _JOB is not None
-    gc.disable()  # a short-lived worker that builds no cycles: collecting would only cost time
     bundle, shards = _JOB
     return [
         (at, order, seq, (a.at, a.customer_id, a.journey, a.action, a.step, a.channel, a.template, a.reason,

@@ -128,7 +128,8 @@ def handle_event(
     ``journeys`` are the published journeys this event's type may trigger; a run that starts takes
     its own copy, so a journey edited later never changes a run under way.
     """
-    out = handle_timers(state, now)
+    due = next_wakeup(state)
+    out = handle_timers(state, now) if due is not None and due <= now else Output()
     if event.id in state.seen:
         return out
     state.seen.append(event.id)
@@ -587,9 +588,11 @@ def _end(state: CustomerState, run: RunState, at: datetime, reason: str, out: Ou
 
 
 def _expire_goals(state: CustomerState, now: datetime) -> None:
-    if state.goals and any(watch.until < now for watch in state.goals):
-        state.goals = [watch for watch in state.goals if watch.until >= now]
-        _forget_unused_bundles(state)
+    for watch in state.goals:
+        if watch.until < now:
+            state.goals = [watch for watch in state.goals if watch.until >= now]
+            _forget_unused_bundles(state)
+            return
 
 
 def _forget_unused_bundles(state: CustomerState) -> None:
