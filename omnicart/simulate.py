@@ -60,14 +60,18 @@ def simulate(bundle: JourneyBundle, events: Iterable[Event], workers: int | None
 def _run_forked(
     bundle: JourneyBundle, shards: list[list[tuple[int, str, list[Event]]]]
 ) -> list[list[tuple[float, int, int, Action]]]:
-    """One forked worker per shard; they inherit the timelines, only their results travel back."""
+    """The first shard here, each other one in a forked worker that inherits the timelines.
+
+    Only the workers' actions travel back; this process works meanwhile instead of waiting.
+    """
     global _JOB
     _JOB = (bundle, shards)
     try:
-        with ProcessPoolExecutor(len(shards), mp_context=multiprocessing.get_context("fork")) as pool:
-            return [
-                [(at, order, seq, Action(*fields)) for at, order, seq, fields in part]
-                for part in pool.map(_run_job, range(len(shards)))
+        with ProcessPoolExecutor(len(shards) - 1, mp_context=multiprocessing.get_context("fork")) as pool:
+            elsewhere = pool.map(_run_job, range(1, len(shards)))
+            here = _run_shard(bundle, shards[0])
+            return [here] + [
+                [(at, order, seq, Action(*fields)) for at, order, seq, fields in part] for part in elsewhere
             ]
     finally:
         _JOB = None
