@@ -8,7 +8,7 @@ journey run it concerns. That is what lets a click in one channel change at once
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 
 from pydantic import BaseModel, Field
 from temporalio.client import Client
@@ -51,22 +51,19 @@ class CustomerWorkflowInput(BaseModel):
 async def deliver(
     client: Client,
     task_queue: str,
-    events: Iterable[Event],
+    customer_id: str,
+    events: Sequence[Event],
     journeys_for: Callable[[str], Sequence[JourneyBundle]],
     max_history_events: int = 2000,
     send_timeout_seconds: float = 60.0,
 ) -> None:
-    """Signal-with-start each customer's events to that customer's workflow, in the order given.
+    """Hand one customer's events, in the order given, to that customer's workflow.
 
-    A customer's events travel in one signal: one history event however large the batch, and the
-    workflow sees them together, in order.
+    They travel in one signal: one history event however large the batch, and the workflow sees
+    them together, in order. Each carries the published journeys its type can trigger.
     """
-    by_customer: dict[str, list[IncomingEvent]] = {}
-    for event in events:
-        incoming = IncomingEvent(event=event, journeys=list(journeys_for(event.type)))
-        by_customer.setdefault(event.customer_id, []).append(incoming)
-    for customer_id, batch in by_customer.items():
-        await signal_customer(client, task_queue, customer_id, batch, max_history_events, send_timeout_seconds)
+    batch = [IncomingEvent(event=event, journeys=list(journeys_for(event.type))) for event in events]
+    await signal_customer(client, task_queue, customer_id, batch, max_history_events, send_timeout_seconds)
 
 
 async def signal_customer(

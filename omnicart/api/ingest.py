@@ -130,6 +130,7 @@ class Ingest:
                     await deliver(
                         self.client,
                         self.task_queue,
+                        events[0].customer_id,
                         events,
                         self.catalog.bundles_for,
                         max_history_events=self.settings.max_history_events,
