@@ -20,7 +20,7 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
-from pydantic_core import InitErrorDetails
+from pydantic_core import ErrorDetails, InitErrorDetails
 
 Source = Literal["web", "app", "store", "email", "sms", "push", "api"]
 Channel = Literal["email", "sms", "push"]
@@ -205,6 +205,28 @@ PROPERTY_MODELS: dict[str, type[BaseModel]] = {
 }
 
 KNOWN_EVENT_TYPES: tuple[str, ...] = tuple(PROPERTY_MODELS)
+
+
+_FRIENDLY = {
+    "missing": "is required",
+    "extra_forbidden": "unknown key: an envelope has id, type, customer_id, timestamp, source and "
+    "properties; put anything else under properties",
+    "timezone_aware": "needs an offset, e.g. 2026-11-22T10:00:00+03:00 or 2026-11-22T07:00:00Z",
+}
+
+
+def describe_error(error: ErrorDetails) -> tuple[str, str]:
+    """One validation error as a producer reads it: the field (``properties.items[0].price``) and
+    what is wrong with it. The API's 422 and ``omnicart simulate`` both say it this way."""
+    loc = error["loc"]
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else part)
+    if error["type"] == "string_pattern_mismatch" and loc == ("type",):
+        message = "must be a snake_case name such as checkout_started"
+    else:
+        message = _FRIENDLY.get(error["type"], error["msg"].removeprefix("Value error, "))
+    return path or "envelope", message
 
 
 def event_sort_key(event: Event) -> tuple[datetime, str]:

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from omnicart.engine import interpreter
 from omnicart.engine.state import Action, CustomerState
-from omnicart.events import Event, event_sort_key
+from omnicart.events import Event, describe_error, event_sort_key
 from omnicart.journey.model import JourneyBundle
 
 # Below this many customers a preview runs in-process; above it, on every core.
@@ -146,10 +146,7 @@ def read_events(path: Path) -> list[Event]:
             except json.JSONDecodeError as exc:
                 raise SimulationInputError(f"{path}:{number}:{exc.colno}: not JSON: {exc.msg}") from None
             except ValidationError as exc:
-                problems = "; ".join(
-                    f"{'.'.join(str(part) for part in error['loc']) or 'event'}: {error['msg']}"
-                    for error in exc.errors()
-                )
+                problems = "; ".join(": ".join(describe_error(error)) for error in exc.errors())
                 raise SimulationInputError(f"{path}:{number}:1: bad event: {problems}") from None
     return events
 

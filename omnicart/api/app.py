@@ -30,7 +30,7 @@ from omnicart.api import sendgrid_webhook, twilio_webhooks, unsubscribe
 from omnicart.api.event_log import EventLog
 from omnicart.api.ingest import Ingest, IngestResult, TemporalUnavailable
 from omnicart.db import create_tables, get_engine
-from omnicart.events import Event
+from omnicart.events import Event, describe_error
 from omnicart.journey.catalog import JourneyCatalog
 from omnicart.ledger import MessageLedger
 from omnicart.settings import Settings, get_settings
@@ -296,29 +296,9 @@ def _envelopes(data: Any, max_events: int) -> list[Any]:
     return items
 
 
-_FRIENDLY = {
-    "missing": "is required",
-    "extra_forbidden": "unknown key: an envelope has id, type, customer_id, timestamp, source and "
-    "properties; put anything else under properties",
-    "timezone_aware": "needs an offset, e.g. 2026-11-22T10:00:00+03:00 or 2026-11-22T07:00:00Z",
-}
-
-
 def _problem(index: int, error: ErrorDetails) -> Problem:
-    loc = error["loc"]
-    field = _field_path(loc)
-    if error["type"] == "string_pattern_mismatch" and loc == ("type",):
-        message = "must be a snake_case name such as checkout_started"
-    else:
-        message = _FRIENDLY.get(error["type"], error["msg"].removeprefix("Value error, "))
-    return Problem(index=index, field=field or "envelope", message=message)
-
-
-def _field_path(loc: tuple[int | str, ...]) -> str:
-    path = ""
-    for part in loc:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else part)
-    return path
+    field, message = describe_error(error)
+    return Problem(index=index, field=field, message=message)
 
 
 def _document_event_schemas(app: FastAPI) -> None:
