@@ -25,6 +25,8 @@ from omnicart.temporal import connect
 from workflows.customer import CustomerWorkflow
 from workflows.sandbox import workflow_runner
 
+HEARTBEAT_THROTTLE = timedelta(seconds=2)
+
 
 def build_worker(client: Client, settings: Settings) -> Worker:
     """A worker for the customer workflow and the send activity, wired to the configured channels."""
@@ -42,6 +44,9 @@ def build_worker(client: Client, settings: Settings) -> Worker:
         workflows=[CustomerWorkflow],
         activities=[activities.send_message],
         workflow_runner=workflow_runner(),
+        # Sends heartbeat every second; the SDK passes one on at most this often, which bounds how
+        # long a run's exit takes to stop a send that has not reached the provider yet.
+        max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
     )
 
 

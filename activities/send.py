@@ -19,6 +19,7 @@ Outcomes, as the workflow sees them:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -71,6 +72,40 @@ class SendActivities:
 
     @activity.defn(name="send_message")
     async def send_message(self, request: SendRequest) -> SendResult:
+        """Send one message, heartbeating meanwhile; a cancellation stops it before the provider call.
+
+        The work runs shielded: a cancellation (the run exited, or the worker is shutting down) only
+        raises a flag that ``_deliver`` checks just before it calls the provider. A call already made
+        is always finished and recorded, so the ledger never loses track of a message.
+        """
+        self._alert_if_retrying(request)
+        stop = asyncio.Event()
+        work = asyncio.create_task(self._send(request, stop))
+        heartbeats = asyncio.create_task(_heartbeat_until(work))
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            stop.set()
+            with contextlib.suppress(Exception):
+                await work
+            raise
+        finally:
+            heartbeats.cancel()
+
+    def _alert_if_retrying(self, request: SendRequest) -> None:
+        """A log line and a metric an operator can alert on: a send that keeps failing to go out."""
+        attempt = activity.info().attempt
+        if attempt <= self.settings.send_retry_alert_attempts:
+            return
+        activity.logger.warning(
+            "send %s on %s is still retrying (attempt %d): a provider may be down",
+            request.message_id, request.channel, attempt,
+        )
+        activity.metric_meter().create_counter(
+            "omnicart_send_retries_past_alert", "Send attempts past the alert threshold", "attempts"
+        ).add(1, {"channel": request.channel})
+
+    async def _send(self, request: SendRequest, stop: asyncio.Event) -> SendResult:
         sender = self.senders.get(request.channel)
         if sender is None:
             return _failed(request, "none", f"no sender is configured for channel {request.channel!r}")
@@ -91,6 +126,13 @@ class SendActivities:
             resolved = await self._resolve_in_doubt(request, claim.entry, sender, message)
             if resolved is not None:
                 return resolved
+        if stop.is_set():
+            # Claimed but not handed over: the message surely did not go out, and may be sent later.
+            await asyncio.to_thread(
+                self.ledger.mark_deferred, request.message_id, "cancelled before the provider call"
+            )
+            activity.logger.info("send %s cancelled before the provider call", request.message_id)
+            raise asyncio.CancelledError
         return await self._deliver(request, sender, message)
 
     # -- rendering ---------------------------------------------------------------------------
@@ -141,7 +183,7 @@ class SendActivities:
         except RetryableChannelError as exc:
             mark = self.ledger.mark_in_doubt if exc.maybe_delivered else self.ledger.mark_deferred
             await asyncio.to_thread(mark, request.message_id, str(exc))
-            log.warning("send %s (customer %s) will be retried: %s", request.message_id, request.customer_id, exc)
+            log.warning("send %s will be retried: %s", request.message_id, type(exc).__name__)
             raise _retry(exc) from None
         except PermanentChannelError as exc:
             await asyncio.to_thread(
@@ -151,7 +193,7 @@ class SendActivities:
                 revoke_consent=exc.revoke_consent,
                 invalid_address=exc.invalid_address,
             )
-            log.warning("send %s (customer %s) failed for good: %s", request.message_id, request.customer_id, exc)
+            log.warning("send %s failed for good: %s", request.message_id, type(exc).__name__)
             return _result(
                 request,
                 "failed",
@@ -164,13 +206,7 @@ class SendActivities:
         await asyncio.to_thread(
             self.ledger.mark_sent, request.message_id, delivery.provider, delivery.provider_message_id
         )
-        log.info(
-            "sent %s %s to customer %s via %s",
-            request.channel,
-            request.message_id,
-            request.customer_id,
-            delivery.provider,
-        )
+        log.info("sent %s %s via %s", request.channel, request.message_id, delivery.provider)
         return _sent(request, delivery)
 
     async def _resolve_in_doubt(
@@ -212,7 +248,7 @@ class SendActivities:
             "the provider cannot be asked; not sent again (at most once)"
         )
         await asyncio.to_thread(self.ledger.mark_unconfirmed, entry.message_id, reason)
-        activity.logger.warning("send %s (customer %s) is %s", entry.message_id, entry.customer_id, reason)
+        activity.logger.warning("send %s is %s", entry.message_id, reason)
         return _already_sent(request, entry.provider, entry.provider_message_id, error=reason)
 
     async def _refuse(self, request: SendRequest, sender: ChannelSender, error: str) -> SendResult:
@@ -221,11 +257,21 @@ class SendActivities:
         if claim.state is not ClaimState.SEND:
             return _settled(request, claim.entry)
         await asyncio.to_thread(self.ledger.mark_failed, request.message_id, error)
-        activity.logger.error("send %s (customer %s) refused: %s", request.message_id, request.customer_id, error)
+        activity.logger.error("send %s refused: its template does not render", request.message_id)
         return _failed(request, sender.provider, error)
 
 
 _SETTLED = (LedgerStatus.SENT, LedgerStatus.FAILED, LedgerStatus.UNCONFIRMED)
+
+HEARTBEAT_EVERY = timedelta(seconds=1)
+"""How often a running send heartbeats. The SDK throttles what it sends to the server (see the
+worker's ``max_heartbeat_throttle_interval``), so this only bounds how soon a cancellation is heard."""
+
+
+async def _heartbeat_until(work: asyncio.Task[SendResult]) -> None:
+    while not work.done():
+        activity.heartbeat()
+        await asyncio.sleep(HEARTBEAT_EVERY.total_seconds())
 
 
 def _retry(exc: RetryableChannelError) -> ApplicationError:

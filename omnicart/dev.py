@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import shutil
@@ -23,6 +24,7 @@ from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+import temporalio.workflow
 import uvicorn
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from rich.console import Console
@@ -43,6 +45,9 @@ TEMPORAL_START_TIMEOUT = 60.0
 SHUTDOWN_TIMEOUT = 30.0
 DEV_SERVER_STOP_TIMEOUT = 15.0
 LOOPBACK = "127.0.0.1"
+PR_SET_PDEATHSIG = 1
+TEMPORAL_RESTARTS = 3
+"""How often ``omnicart dev`` restarts a Temporal dev server that died under it before giving up."""
 
 
 class DevSettings(BaseSettings):
@@ -108,6 +113,7 @@ class TemporalDevServer:
         self.binary = binary
         self.db_path = data_dir / "temporal.db"
         self.log_path = data_dir / "temporal-dev.log"
+        self.pid_path = data_dir / "temporal-dev.pid"
         self.port = port
         self.ui_port = ui_port
         self.process: asyncio.subprocess.Process | None = None
@@ -122,8 +128,11 @@ class TemporalDevServer:
         return f"http://{LOOPBACK}:{self.ui_port}"
 
     async def start(self) -> None:
+        """Start the server, first stopping one that a crashed ``omnicart dev`` left on this data dir."""
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = self.log_path.open("ab")
+        await self.stop_leftover()
+        if self._log is None:
+            self._log = self.log_path.open("ab")
         self.process = await asyncio.create_subprocess_exec(
             str(self.binary),
             "server",
@@ -142,7 +151,30 @@ class TemporalDevServer:
             stdout=self._log,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
+        self.pid_path.write_text(f"{self.process.pid}\n")
+
+    async def stop_leftover(self) -> None:
+        """Stop the dev server a previous ``omnicart dev`` started here and could not stop (SIGKILL).
+
+        Only a process that is still ``temporal server start-dev`` on this data dir's database is
+        touched: a recycled pid belongs to someone else and is left alone.
+        """
+        try:
+            pid = int(self.pid_path.read_text().strip())
+        except (OSError, ValueError):
+            return
+        if _is_dev_server(pid, self.db_path):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + DEV_SERVER_STOP_TIMEOUT
+            while _is_dev_server(pid, self.db_path) and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            if _is_dev_server(pid, self.db_path):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        self.pid_path.unlink(missing_ok=True)
 
     async def connect(self, timeout: float = TEMPORAL_START_TIMEOUT) -> Client:
         """A client once the server answers its health check; DevError if it exits or never answers."""
@@ -174,6 +206,7 @@ class TemporalDevServer:
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
                 await process.wait()
+        self.pid_path.unlink(missing_ok=True)
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -183,6 +216,31 @@ class TemporalDevServer:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: on Linux, ask for SIGTERM when ``omnicart dev`` dies, even by SIGKILL.
+
+    Elsewhere the pidfile is the safety net: the next ``omnicart dev`` stops the leftover server.
+    """
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _is_dev_server(pid: int, db_path: Path) -> bool:
+    """Whether ``pid`` is a live ``temporal server start-dev`` using this database."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        if sys.platform.startswith("linux"):
+            return False
+        try:
+            os.kill(pid, 0)  # no /proc: trust the pidfile while the pid lives
+        except OSError:
+            return False
+        return True
+    return b"start-dev" in cmdline and str(db_path).encode() in cmdline
 
 
 class _Server(uvicorn.Server):
@@ -198,13 +256,14 @@ async def _run(settings: Settings, dev: DevSettings, console: Console) -> None:
     from omnicart.journey.catalog import JourneyCatalog
     from worker import run_worker
 
+    temporal = TemporalDevServer(find_temporal(), settings.data_dir, dev.temporal_port, dev.ui_port)
+    await temporal.stop_leftover()  # a crashed earlier run's server would hold the ports checked next
     check_port_free(settings.api_host, settings.api_port, "the ingest API", "use --port or OMNICART_API_PORT")
     check_port_free(LOOPBACK, dev.temporal_port, "Temporal", "set OMNICART_DEV_TEMPORAL_PORT")
     check_port_free(LOOPBACK, dev.ui_port, "the Temporal UI", "set OMNICART_DEV_UI_PORT")
 
     stop = asyncio.Event()
     _handle_signals(stop)
-    temporal = TemporalDevServer(find_temporal(), settings.data_dir, dev.temporal_port, dev.ui_port)
     console.print(f"Starting the Temporal dev server on {temporal.address} (state in {escape(str(temporal.db_path))})…")
     await temporal.start()
     try:
@@ -229,8 +288,10 @@ async def _run(settings: Settings, dev: DevSettings, console: Console) -> None:
             await asyncio.sleep(0.05)
         if server.started:
             _print_banner(console, settings, temporal)
-        await asyncio.wait({worker, api, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        temporal_died = await _watch(temporal, {worker, api, stopping}, console)
         ended_alone = [task.get_name() for task in (worker, api) if task.done() and not stop.is_set()]
+        if temporal_died:
+            ended_alone.append("Temporal dev server")
         console.print("Stopping the API and the worker, then the Temporal dev server…")
         server.should_exit = True
         stop.set()
@@ -247,6 +308,33 @@ async def _run(settings: Settings, dev: DevSettings, console: Console) -> None:
     finally:
         await temporal.stop()
         console.print("Stopped.")
+
+
+async def _watch(temporal: TemporalDevServer, tasks: set[asyncio.Task[Any]], console: Console) -> bool:
+    """Wait until one of ``tasks`` ends, restarting the Temporal dev server if it dies meanwhile.
+
+    The worker and the API reconnect by themselves once the server is back (its state is on disk).
+    True when it kept dying and ``omnicart dev`` must stop.
+    """
+    restarts = 0
+    while True:
+        assert temporal.process is not None
+        exited = asyncio.create_task(temporal.process.wait(), name="temporal")
+        done, _ = await asyncio.wait({*tasks, exited}, return_when=asyncio.FIRST_COMPLETED)
+        if exited not in done:
+            exited.cancel()
+            return False
+        code = exited.result()
+        console.print(
+            f"[bold red]The Temporal dev server exited (code {code}).[/] Its log ({escape(str(temporal.log_path))}) "
+            f"ends with:\n{escape(temporal.log_tail())}"
+        )
+        if restarts == TEMPORAL_RESTARTS:
+            console.print(f"[bold red]It died {restarts + 1} times: giving up.[/]")
+            return True
+        restarts += 1
+        console.print(f"Restarting it ({restarts} of {TEMPORAL_RESTARTS})…")
+        await temporal.start()
 
 
 async def _until_stopped(work: Coroutine[Any, Any, Client], stop: asyncio.Event) -> Client | None:
@@ -292,10 +380,23 @@ def _print_banner(console: Console, settings: Settings, temporal: TemporalDevSer
     console.print(Panel(table, title="omnicart dev is running", subtitle="Ctrl-C to stop", expand=False))
 
 
+class _SandboxSafeRichHandler(RichHandler):
+    """Rich's handler, usable from inside the workflow sandbox.
+
+    Rich imports parts of itself lazily while it renders; inside the sandbox those imports would be
+    re-executed (and refused), hiding the real message behind an ImportError. Emitting with imports
+    passed through makes them use the modules already loaded outside.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with temporalio.workflow.unsafe.imports_passed_through():
+            super().emit(record)
+
+
 def _configure_logging(console: Console) -> None:
     logging.basicConfig(
         level=logging.WARNING,
         format="%(name)s: %(message)s",
-        handlers=[RichHandler(console=console, show_path=False)],
+        handlers=[_SandboxSafeRichHandler(console=console, show_path=False)],
     )
     logging.getLogger("omnicart").setLevel(logging.INFO)

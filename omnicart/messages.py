@@ -19,13 +19,38 @@ from omnicart.journey.model import Template
 SEND_START_TO_CLOSE = timedelta(seconds=60)
 """Longer than any sender's own HTTP timeout (SendGrid: 20 s), so a live attempt records its outcome."""
 
+SEND_HEARTBEAT_TIMEOUT = timedelta(seconds=20)
+"""A send attempt heartbeats while it works, so a dead worker is noticed within this (not after the
+whole start-to-close), and a run that exits can cancel a send that has not reached the provider yet."""
+
+NON_RETRYABLE_SEND_ERRORS = [
+    "AssertionError",
+    "AttributeError",
+    "IndexError",
+    "KeyError",
+    "NameError",
+    "NotImplementedError",
+    "RecursionError",
+    "TypeError",
+    "UnicodeError",
+    "UnicodeEncodeError",
+    "ValidationError",
+]
+"""Errors that are bugs or bad data, not outages: retrying cannot help, so the send fails for good
+(the journey moves to the step's fallback) instead of retrying for ever."""
+
 SEND_RETRY_POLICY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=10),
     maximum_attempts=0,  # unlimited: an outage delays a message, it never drops it
+    non_retryable_error_types=NON_RETRYABLE_SEND_ERRORS,
 )
-"""How the workflow retries the send activity; the activity relies on the same start-to-close."""
+"""How the workflow retries the send activity; the activity relies on the same start-to-close.
+
+Provider outages (timeouts, 429, 5xx) retry without limit, with backoff capped at ten minutes; the
+activity logs and counts attempts past ``send_retry_alert_attempts`` so an operator can alert on them.
+"""
 
 
 class SendRequest(BaseModel):

@@ -10,42 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from pydantic import BaseModel, Field
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 
-from omnicart.engine.state import CustomerState
 from omnicart.events import Event
 from omnicart.journey.model import JourneyBundle
-
-CUSTOMER_WORKFLOW = "CustomerWorkflow"
-EVENT_SIGNAL = "event"
+from omnicart.signals import CUSTOMER_WORKFLOW, EVENT_SIGNAL, CustomerWorkflowInput, IncomingEvent
 
 
 def customer_workflow_id(customer_id: str) -> str:
     return f"customer/{customer_id}"
-
-
-class IncomingEvent(BaseModel):
-    """An event plus the published journeys it may trigger.
-
-    The ingest side attaches the journeys whose trigger is this event's type, as published at the
-    moment the event arrived. A new run snapshots its journey from here, so publishing a changed
-    file affects only runs that start afterwards, and the workflow never reads files.
-    """
-
-    event: Event
-    journeys: list[JourneyBundle] = Field(default_factory=list)
-
-
-class CustomerWorkflowInput(BaseModel):
-    """Start (or continue-as-new) input of a customer's workflow."""
-
-    customer_id: str
-    state: CustomerState | None = Field(default=None, description="Carried over by continue-as-new.")
-    pending: list[IncomingEvent] = Field(default_factory=list, description="Events received but not yet handled.")
-    max_history_events: int = 2000
-    send_timeout_seconds: float = Field(default=60.0, gt=0, description="Start-to-close of one send attempt.")
 
 
 async def deliver(

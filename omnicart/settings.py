@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     # How long one send attempt may run before Temporal retries it; the worker's ledger waits this
     # long before it treats an unfinished attempt as dead. Both sides must agree.
     send_timeout_seconds: float = 60.0
+    # A send still retrying after this many attempts is logged as a warning and counted in the
+    # ``omnicart_send_retries_past_alert`` metric, for an operator's alert.
+    send_retry_alert_attempts: int = 10
 
     # Local outbox: where messages go when no provider is configured for a channel.
     outbox_path: Path | None = None

@@ -113,18 +113,29 @@ def _run_shard(
     return keyed
 
 
-def run_customer(customer_id: str, bundle: JourneyBundle, timeline: list[Event]) -> Iterator[Action]:
-    """One customer's actions: events in timestamp order, timers fired at their deadlines."""
+def run_customer(customer_id: str, bundle: JourneyBundle, timeline: list[Event]) -> list[Action]:
+    """One customer's actions: events in timestamp order, timers fired at their deadlines.
+
+    It runs without checkpoints (fast); only if the interpreter fails on something does it play this
+    customer again in safe mode, which quarantines the failing input exactly as the workflow does.
+    """
+    try:
+        return list(_play(customer_id, bundle, timeline, safe=False))
+    except Exception:
+        return list(_play(customer_id, bundle, timeline, safe=True))
+
+
+def _play(customer_id: str, bundle: JourneyBundle, timeline: list[Event], *, safe: bool) -> Iterator[Action]:
     state = interpreter.new_state(customer_id)
     for event in timeline:
-        yield from _drain_timers(state, until=event.timestamp)
-        yield from _settle(state, interpreter.handle_event(state, event, [bundle], event.timestamp))
-    yield from _drain_timers(state, until=None)
+        yield from _drain_timers(state, until=event.timestamp, safe=safe)
+        yield from _settle(state, interpreter.handle_event(state, event, [bundle], event.timestamp, safe=safe))
+    yield from _drain_timers(state, until=None, safe=safe)
 
 
-def _drain_timers(state: CustomerState, until: datetime | None) -> Iterator[Action]:
+def _drain_timers(state: CustomerState, until: datetime | None, *, safe: bool) -> Iterator[Action]:
     while (due := interpreter.next_wakeup(state)) is not None and (until is None or due < until):
-        yield from _settle(state, interpreter.handle_timers(state, due))
+        yield from _settle(state, interpreter.handle_timers(state, due, safe=safe))
 
 
 def _settle(state: CustomerState, out: interpreter.Output) -> Iterator[Action]:

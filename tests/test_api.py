@@ -28,8 +28,9 @@ from omnicart.api.app import create_app
 from omnicart.api.event_log import EventLog
 from omnicart.db import get_engine
 from omnicart.journey.catalog import JourneyCatalog
-from omnicart.routing import EVENT_SIGNAL, IncomingEvent, customer_workflow_id
+from omnicart.routing import customer_workflow_id
 from omnicart.settings import Settings
+from omnicart.signals import EVENT_SIGNAL, IncomingEvent
 from omnicart.temporal import connect
 
 ROOT = Path(__file__).resolve().parent.parent

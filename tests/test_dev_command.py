@@ -213,3 +213,74 @@ def test_a_port_in_use_is_a_clear_message_and_nothing_is_left_running(dev: Dev) 
     assert f"port {dev.api_port}" in output and "already in use" in output and "--port" in output
     assert "Traceback" not in output
     assert processes_mentioning(str(dev.data_dir / "temporal.db")) == []
+
+
+def test_a_sigkilled_dev_leaves_no_temporal_server_and_the_next_start_works(dev: Dev) -> None:
+    database = str(dev.data_dir / "temporal.db")
+    dev.start()
+    dev.wait_healthy()
+    assert dev.process is not None and processes_mentioning(database)
+
+    dev.process.kill()  # what the OOM killer or `kill -9` does: no chance to clean up
+    dev.process.wait()
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while processes_mentioning(database) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert processes_mentioning(database) == [], "the Temporal dev server outlived a SIGKILLed omnicart dev"
+
+    dev.start()  # same ports, same data dir
+    dev.wait_healthy()
+    assert dev.interrupt() == 0
+
+
+def test_a_leftover_dev_server_from_an_earlier_crash_is_stopped_by_pidfile(dev: Dev) -> None:
+    """A server that survived its `omnicart dev` (any platform without parent-death signals)."""
+    database = dev.data_dir / "temporal.db"
+    temporal = Path(sys.executable).parent / "temporal"
+    leftover = subprocess.Popen(
+        [str(temporal), "server", "start-dev", "--db-filename", str(database), "--ip", "127.0.0.1",
+         "--port", str(dev.temporal_port), "--ui-port", str(dev.ui_port), "--log-level", "error"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        (dev.data_dir / "temporal-dev.pid").write_text(f"{leftover.pid}\n")
+        deadline = time.monotonic() + START_TIMEOUT
+        while not listening(dev.temporal_port) and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+        dev.start()
+        dev.wait_healthy()
+        assert leftover.wait(STOP_TIMEOUT) is not None  # it was stopped, and a new server serves
+        assert len(processes_mentioning(str(database))) == 1
+        assert dev.interrupt() == 0
+    finally:
+        if leftover.poll() is None:
+            leftover.kill()
+
+
+def test_dev_restarts_its_temporal_server_when_it_dies_and_ingest_works_again(dev: Dev) -> None:
+    database = str(dev.data_dir / "temporal.db")
+    dev.start()
+    dev.wait_healthy()
+    [server] = processes_mentioning(database)
+    os.kill(server, signal.SIGKILL)
+
+    deadline = time.monotonic() + START_TIMEOUT
+    while "Restarting it" not in dev.text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    dev.wait_healthy()
+    event = {
+        "id": f"evt_{uuid.uuid4().hex}", "type": "product_viewed", "customer_id": "cus_after_restart",
+        "timestamp": "2026-11-22T10:00:00+01:00", "source": "web", "properties": {"sku": "MUG-1"},
+    }
+    for _ in range(50):  # the API's client reconnects on its own; give it a moment
+        accepted = httpx.post(f"http://127.0.0.1:{dev.api_port}/v1/events", json=event, timeout=10)
+        if accepted.status_code == 202:
+            break
+        time.sleep(0.5)
+    output = dev.text()
+    assert accepted.status_code == 202, output
+    assert "The Temporal dev server exited" in output and "Restarting it (1 of 3)" in output
+    assert processes_mentioning(database) not in ([], [server])
+    assert dev.interrupt() == 0
+    assert processes_mentioning(database) == []

@@ -4,6 +4,12 @@ It owns no journey logic. It feeds the interpreter what happens (signalled event
 send outcomes) and carries out what the interpreter asks (send activities, cancellations). One timer
 is armed at a time, for the earliest deadline of any run, so a three-step journey costs the same
 history as a hand-written workflow that sleeps and sends three times.
+
+Nothing a customer sends can wedge it: the interpreter runs in safe mode, so an input it fails on
+is rolled back and quarantined (the ``quarantine`` query shows it, the ``replay_quarantine`` update
+retries it after a fix) while every other run goes on. A quarantine asks for a fresh run soon
+(continue-as-new), so the failing input is not replayed from history by a fixed worker: it lives on
+only as data in the state.
 """
 
 from __future__ import annotations
@@ -11,15 +17,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
-with workflow.unsafe.imports_passed_through():
-    from omnicart.engine import interpreter
-    from omnicart.engine.state import CustomerState
-    from omnicart.messages import SEND_RETRY_POLICY, SendRequest, SendResult
-    from omnicart.routing import CUSTOMER_WORKFLOW, EVENT_SIGNAL, CustomerWorkflowInput, IncomingEvent
+from omnicart.engine import interpreter
+from omnicart.engine.state import CustomerState
+from omnicart.messages import SEND_HEARTBEAT_TIMEOUT, SEND_RETRY_POLICY, SendRequest, SendResult
+from omnicart.signals import (
+    CUSTOMER_WORKFLOW,
+    EVENT_SIGNAL,
+    QUARANTINE_QUERY,
+    REPLAY_QUARANTINE_UPDATE,
+    STATE_BYTES_BUDGET,
+    CustomerWorkflowInput,
+    IncomingEvent,
+)
+
 
 @workflow.defn(name=CUSTOMER_WORKFLOW)
 class CustomerWorkflow:
@@ -29,6 +44,7 @@ class CustomerWorkflow:
         self._inbox: list[IncomingEvent] = list(input.pending)
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._send_timeout = timedelta(seconds=input.send_timeout_seconds)
+        self._quarantined_before = self._state.quarantined_total
 
     @workflow.signal(name=EVENT_SIGNAL)
     def event(self, batch: list[IncomingEvent]) -> None:
@@ -45,17 +61,33 @@ class CustomerWorkflow:
         """The whole picture: profile, consent, carts, runs under way."""
         return self._state
 
+    @workflow.query(name=QUARANTINE_QUERY)
+    def quarantine(self) -> list[dict[str, Any]]:
+        """What the interpreter failed on and set aside: ids, types and errors, no event contents."""
+        return [entry.summary() for entry in self._state.quarantine]
+
+    @workflow.update(name=REPLAY_QUARANTINE_UPDATE)
+    def replay_quarantine(self) -> list[dict[str, Any]]:
+        """Try the quarantined events again (after a fix); answers what is still quarantined."""
+        self._carry_out(interpreter.replay_quarantined(self._state, workflow.now()))
+        return self.quarantine()
+
     @workflow.run
     async def run(self, input: CustomerWorkflowInput) -> None:
         state = self._state
+        # Sends still in flight when the previous run continued-as-new: the same message ids go out
+        # again, and the ledger turns any that had already reached the customer into already_sent.
+        self._start_sends(interpreter.sends_in_flight(state))
         while True:
             await self._until_something_to_do(input)
-            self._carry_out(interpreter.handle_timers(state, workflow.now()))
+            self._carry_out(interpreter.handle_timers(state, workflow.now(), safe=True))
             while self._inbox:
                 incoming = self._inbox.pop(0)
-                journeys = incoming.journeys
-                self._carry_out(interpreter.handle_event(state, incoming.event, journeys, workflow.now()))
+                self._carry_out(
+                    interpreter.handle_event(state, incoming.event, incoming.journeys, workflow.now(), safe=True)
+                )
             if self._should_continue_as_new(input):
+                self._fit_state(state)
                 workflow.continue_as_new(
                     CustomerWorkflowInput(
                         customer_id=state.customer_id,
@@ -68,7 +100,7 @@ class CustomerWorkflow:
 
     async def _until_something_to_do(self, input: CustomerWorkflowInput) -> None:
         """Sleep until an event arrives, the earliest deadline passes, or it is time to continue-as-new."""
-        if self._inbox:
+        if self._inbox or self._should_continue_as_new(input):
             return
         deadline = interpreter.next_wakeup(self._state)
         timeout = None if deadline is None else (deadline - workflow.now()).total_seconds()
@@ -83,18 +115,32 @@ class CustomerWorkflow:
             )
 
     def _should_continue_as_new(self, input: CustomerWorkflowInput) -> bool:
-        """Start a fresh history once it grows large, but never with a send's outcome still owed."""
-        if self._in_flight or not workflow.all_handlers_finished():
+        """Start a fresh history once it grows large, or once something was quarantined.
+
+        Sends in flight do not hold it back: the next run starts them again by message id.
+        """
+        if not workflow.all_handlers_finished():
             return False
+        if self._state.quarantined_total > self._quarantined_before:
+            return True
         info = workflow.info()
         return info.is_continue_as_new_suggested() or info.get_current_history_length() >= input.max_history_events
+
+    def _fit_state(self, state: CustomerState) -> None:
+        """Shed the oldest history-like parts of the state until it fits one payload comfortably."""
+        converter = workflow.payload_converter()
+        while len(converter.to_payloads([state])[0].data) > STATE_BYTES_BUDGET and state.shed():
+            pass
 
     def _carry_out(self, out: interpreter.Output) -> None:
         for message_id in out.cancel:
             task = self._in_flight.pop(message_id, None)
             if task is not None:
                 task.cancel()
-        for command in out.sends:
+        self._start_sends(out.sends)
+
+    def _start_sends(self, commands: list[interpreter.SendCommand]) -> None:
+        for command in commands:
             request = interpreter.send_request(self._state, command)
             self._in_flight[request.message_id] = asyncio.create_task(self._send(request))
 
@@ -105,16 +151,19 @@ class CustomerWorkflow:
                 request,
                 result_type=SendResult,
                 start_to_close_timeout=self._send_timeout,
+                heartbeat_timeout=SEND_HEARTBEAT_TIMEOUT,
                 retry_policy=SEND_RETRY_POLICY,
             )
         except asyncio.CancelledError:
             return  # the run exited (an order, an emptied cart): this message must not go out
         except ActivityError as error:
-            workflow.logger.warning("send %s failed for good: %s", request.message_id, error.cause)
+            # The cause's message may quote the recipient: log its type only (it stays in history, encrypted).
+            cause = type(error.cause).__name__ if error.cause is not None else "unknown"
+            workflow.logger.warning("send %s failed for good (%s)", request.message_id, cause)
             result = SendResult(
                 message_id=request.message_id, channel=request.channel, outcome="failed",
                 provider="unknown", error=str(error.cause),
             )
         finally:
             self._in_flight.pop(request.message_id, None)
-        self._carry_out(interpreter.handle_send_result(self._state, result, workflow.now()))
+        self._carry_out(interpreter.handle_send_result(self._state, result, workflow.now(), safe=True))

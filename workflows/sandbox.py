@@ -1,12 +1,30 @@
-"""The workflow sandbox, told which modules are safe to share across workflow runs."""
+"""The workflow sandbox, told which modules are safe to share across workflow runs.
+
+Only pure code passes through: the interpreter, the journey language's models, conditions and
+durations, and the workflow-facing contracts (events, signals, send request/result), plus the
+libraries they use. Everything else the workflow might import by accident (the API, the database,
+channels, logging handlers) is re-imported inside the sandbox, where its I/O is refused loudly.
+"""
 
 from __future__ import annotations
 
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-# The interpreter and the libraries it uses are deterministic and side-effect free; passing them
-# through keeps them imported once per worker process instead of once per workflow run.
-PASSTHROUGH = ("omnicart", "cel", "liquid", "pydantic", "pydantic_core", "ruamel", "zoneinfo")
+PASSTHROUGH = (
+    "omnicart.engine",
+    "omnicart.events",
+    "omnicart.journey.conditions",
+    "omnicart.journey.durations",
+    "omnicart.journey.model",
+    "omnicart.limits",
+    "omnicart.messages",
+    "omnicart.signals",
+    "cel",
+    "pydantic",
+    "pydantic_core",
+    "annotated_types",
+    "zoneinfo",
+)
 
 
 def workflow_runner() -> SandboxedWorkflowRunner:

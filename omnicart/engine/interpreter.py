@@ -25,6 +25,7 @@ from omnicart.engine.localtime import next_local_time, quiet_until, zone
 from omnicart.engine.state import (
     CARTS,
     JOURNAL,
+    QUARANTINE,
     RECENT_EVENTS,
     RUN_EVENTS,
     SEEN_EVENT_IDS,
@@ -33,6 +34,8 @@ from omnicart.engine.state import (
     Deferred,
     GoalWatch,
     PendingSend,
+    Quarantined,
+    QuarantineKind,
     RunState,
 )
 from omnicart.events import Channel, Event
@@ -44,6 +47,9 @@ from omnicart.messages import SendRequest, SendResult
 # A run may take this many instant steps (send, branch) in a row before it must wait; more means a
 # goto loop with no wait in it, which would otherwise spin forever.
 MAX_INSTANT_STEPS = 100
+
+INTERNAL_ERROR = "internal_error"
+"""The exit reason of a run whose wait could not be handled (the failure is in ``state.quarantine``)."""
 
 ENGAGEMENT = {
     "message_delivered": "delivered",
@@ -94,47 +100,142 @@ def next_wakeup(state: CustomerState) -> datetime | None:
     return earliest
 
 
-def handle_timers(state: CustomerState, now: datetime) -> Output:
-    """Resume every run whose wait is over by ``now``, earliest first, each at its own deadline."""
+def handle_timers(state: CustomerState, now: datetime, *, safe: bool = False) -> Output:
+    """Resume every run whose wait is over by ``now``, earliest first, each at its own deadline.
+
+    With ``safe``, a deadline whose handling fails is rolled back and quarantined (its run ends
+    with reason ``internal_error``) instead of raising, so one bad run cannot stop the others.
+    """
     out = Output()
     while (due := next_wakeup(state)) is not None and due <= now:
-        deferred = next((item for item in state.deferred if item.due == due), None) if state.deferred else None
-        if deferred is not None:
-            state.deferred.remove(deferred)
-            _resend(state, deferred.pending, deferred.pending.option, due, out)
+        if not safe:
+            _fire(state, due, out)
             continue
-        run = next(run for run in state.runs if run.wake_at == due)
-        at = max(due, run.entered_at)
-        run.wake_at = None
-        bundle = state.bundles[run.version]
-        step = bundle.journey.steps[run.step]
-        if run.wake_action == "retry":
-            pass  # a send held by quiet hours: run the same step again
-        elif run.wake_action == "timeout" and step.wait_for is not None:
-            run.step = _target(bundle.journey, run.step, step.wait_for.on_timeout)
-        else:
-            run.step = _target(bundle.journey, run.step, step.goto)
-        _advance(state, run, at, out)
+        checkpoint = state.checkpoint()
+        fired = Output()
+        try:
+            _fire(state, due, fired)
+        except Exception as error:
+            state.restore(checkpoint)
+            fired = Output()
+            _abandon_due(state, due, error, fired)
+        out.extend(fired)
     _expire_goals(state, now)
     _journal(state, out)
     return out
 
 
+def _fire(state: CustomerState, due: datetime, out: Output) -> None:
+    """Handle the one wait (or held fallback) that is due at ``due``."""
+    deferred = next((item for item in state.deferred if item.due == due), None) if state.deferred else None
+    if deferred is not None:
+        state.deferred.remove(deferred)
+        _resend(state, deferred.pending, deferred.pending.option, due, out)
+        return
+    run = next(run for run in state.runs if run.wake_at == due)
+    at = max(due, run.entered_at)
+    run.wake_at = None
+    bundle = state.bundles[run.version]
+    step = bundle.journey.steps[run.step]
+    if run.wake_action == "retry":
+        pass  # a send held by quiet hours: run the same step again
+    elif run.wake_action == "timeout" and step.wait_for is not None:
+        run.step = _target(bundle.journey, run.step, step.wait_for.on_timeout)
+    else:
+        run.step = _target(bundle.journey, run.step, step.goto)
+    _advance(state, run, at, out)
+
+
+def _abandon_due(state: CustomerState, due: datetime, error: Exception, out: Output) -> None:
+    """Set aside the deadline that failed: drop a held fallback, or end the run that was waiting."""
+    deferred = next((item for item in state.deferred if item.due == due), None)
+    if deferred is not None:
+        state.deferred.remove(deferred)
+        _quarantine(state, due, "timer", error, out, run_id=deferred.pending.run_id, journey=deferred.pending.journey)
+        return
+    run = next(run for run in state.runs if run.wake_at == due)
+    _quarantine(state, due, "timer", error, out, run_id=run.run_id, journey=run.journey)
+    _end(state, run, due, INTERNAL_ERROR, out)
+
+
+def _quarantine(
+    state: CustomerState,
+    at: datetime,
+    kind: QuarantineKind,
+    error: Exception,
+    out: Output,
+    **where: Any,
+) -> None:
+    entry = Quarantined(at=at, kind=kind, error=describe_failure(error), **where)
+    state.quarantine.append(entry)
+    state.quarantined_total += 1
+    del state.quarantine[:-QUARANTINE]
+    out.actions.append(_action(state, entry.journey or "", at, "quarantine", reason=entry.error))
+
+
+def describe_failure(error: BaseException) -> str:
+    """The error as an operator reads it: its type and message, cut short (it is kept in state)."""
+    text = f"{type(error).__name__}: {error}"
+    return text if len(text) <= 500 else text[:497] + "..."
+
+
 def handle_event(
-    state: CustomerState, event: Event, journeys: list[JourneyBundle], now: datetime
+    state: CustomerState, event: Event, journeys: list[JourneyBundle], now: datetime, *, safe: bool = False
 ) -> Output:
     """Apply one event: profile and carts, engagement, goals, exits, awaited events, then triggers.
 
     ``journeys`` are the published journeys this event's type may trigger; a run that starts takes
     its own copy, so a journey edited later never changes a run under way.
+
+    With ``safe``, an event whose handling fails is rolled back and quarantined with its error
+    (``state.quarantine``, replayable with :func:`replay_quarantined`) instead of raising: the
+    customer's other journeys go on. The workflow always runs safe; ``omnicart simulate`` runs fast
+    and replays a customer safe only when something failed, which gives the same result.
     """
     due = next_wakeup(state)
-    out = handle_timers(state, now) if due is not None and due <= now else Output()
+    out = handle_timers(state, now, safe=safe) if due is not None and due <= now else Output()
     if event.id in state.seen:
         return out
-    state.seen.append(event.id)
+    if not safe:
+        out.extend(_apply_event(state, event, journeys, now))
+        return out
+    checkpoint = state.checkpoint()
+    try:
+        out.extend(_apply_event(state, event, journeys, now))
+    except Exception as error:
+        state.restore(checkpoint)
+        _remember_seen(state, event.id)  # a redelivery must not fail again; a replay forgets this
+        failed = Output()
+        _quarantine(state, now, "event", error, failed, event=event, journeys=list(journeys))
+        _journal(state, failed)
+        out.extend(failed)
+    return out
+
+
+def replay_quarantined(state: CustomerState, now: datetime) -> Output:
+    """Try every quarantined event again (after a fix was deployed), in the order they came.
+
+    Each is handled safely, so one that still fails goes back into quarantine with its new error.
+    Quarantined timers and send outcomes are not replayed: their runs were ended.
+    """
+    events = [entry for entry in state.quarantine if entry.kind == "event" and entry.event is not None]
+    state.quarantine = [entry for entry in state.quarantine if entry not in events]
+    out = Output()
+    for entry in events:
+        assert entry.event is not None
+        if entry.event.id in state.seen:
+            state.seen.remove(entry.event.id)
+        out.extend(handle_event(state, entry.event, entry.journeys, now, safe=True))
+    return out
+
+
+def _remember_seen(state: CustomerState, event_id: str) -> None:
+    state.seen.append(event_id)
     del state.seen[:-SEEN_EVENT_IDS]
 
+
+def _apply_event(state: CustomerState, event: Event, journeys: list[JourneyBundle], now: datetime) -> Output:
+    _remember_seen(state, event.id)
     new = Output()
     ctx_event = event.context()
     _learn(state, event, ctx_event)
@@ -150,12 +251,32 @@ def handle_event(
     state.recent.append(ctx_event)
     del state.recent[:-RECENT_EVENTS]
     _journal(state, new)
-    out.extend(new)
-    return out
+    return new
 
 
-def handle_send_result(state: CustomerState, result: SendResult, now: datetime) -> Output:
-    """Learn from a send's outcome; a permanent failure moves to the step's next channel."""
+def handle_send_result(state: CustomerState, result: SendResult, now: datetime, *, safe: bool = False) -> Output:
+    """Learn from a send's outcome; a permanent failure moves to the step's next channel.
+
+    With ``safe``, an outcome whose handling fails is rolled back and quarantined; the send is
+    settled all the same, so it is not asked for again.
+    """
+    if not safe:
+        return _apply_send_result(state, result, now)
+    checkpoint = state.checkpoint()
+    try:
+        return _apply_send_result(state, result, now)
+    except Exception as error:
+        state.restore(checkpoint)
+        pending = _settle(state, result.message_id)
+        out = Output()
+        where = {"run_id": pending.run_id, "journey": pending.journey} if pending is not None else {}
+        _quarantine(state, now, "send_result", error, out, **where)
+        _forget_unused_bundles(state)
+        _journal(state, out)
+        return out
+
+
+def _apply_send_result(state: CustomerState, result: SendResult, now: datetime) -> Output:
     out = Output()
     pending = _settle(state, result.message_id)
     if pending is None:
@@ -202,6 +323,26 @@ def _fall_back(state: CustomerState, pending: PendingSend, now: datetime, out: O
                 channel=pending.channel, template=template, reason=f"{pending.channel}_failed")
     )
     _resend(state, pending, pending.option + 1, now, out)
+
+
+def sends_in_flight(state: CustomerState) -> list[SendCommand]:
+    """Every send handed to a channel whose outcome is not known yet, as the command that started it.
+
+    A new run after continue-as-new starts these again: the message ids are the same, so the
+    ledger makes a send that had in fact gone out report ``already_sent`` instead of sending twice.
+    """
+    commands = []
+    for pending in state.pending:
+        bundle = state.bundles[pending.version]
+        step = bundle.journey.steps[pending.step_index]
+        assert step.send is not None
+        option = _options(step.send)[pending.option]
+        commands.append(
+            SendCommand(pending.message_id, pending.journey, pending.version, pending.run_id,
+                        _step_id(bundle.journey, pending.step_index), cast(Channel, pending.channel),
+                        option.template, pending.trigger)
+        )
+    return commands
 
 
 def new_state(customer_id: str) -> CustomerState:

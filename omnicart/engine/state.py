@@ -7,20 +7,24 @@ customer-journeys a second) and round-trip through Temporal's pydantic data conv
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from omnicart.events import Event
 from omnicart.journey.model import JourneyBundle
 
-ActionKind = Literal["enter", "send", "skip", "exit", "convert"]
+ActionKind = Literal["enter", "send", "skip", "exit", "convert", "quarantine"]
 WakeAction = Literal["next", "timeout", "retry"]
+QuarantineKind = Literal["event", "timer", "send_result"]
 
 SEEN_EVENT_IDS = 2000
 RECENT_EVENTS = 50
 RUN_EVENTS = 50
 JOURNAL = 200
 CARTS = 20
+QUARANTINE = 20
 
 
 @dataclass(slots=True)
@@ -130,6 +134,35 @@ class GoalWatch:
 
 
 @dataclass(slots=True)
+class Quarantined:
+    """Something the interpreter failed on, set aside so the customer's other journeys go on.
+
+    An event keeps what it needs to be replayed after a fix (the event and the journeys it could
+    trigger); a timer or a send outcome keeps which run it belonged to, because that run is ended.
+    """
+
+    at: datetime
+    kind: QuarantineKind
+    error: str
+    event: Event | None = None
+    journeys: list[JourneyBundle] = field(default_factory=list)
+    run_id: str | None = None
+    journey: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """What an operator is shown: ids, types and the error, never the event's properties."""
+        return {
+            "at": self.at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "kind": self.kind,
+            "event_id": self.event.id if self.event is not None else None,
+            "event_type": self.event.type if self.event is not None else None,
+            "run_id": self.run_id,
+            "journey": self.journey,
+            "error": self.error,
+        }
+
+
+@dataclass(slots=True)
 class CustomerState:
     """The whole durable picture of one customer."""
 
@@ -144,6 +177,8 @@ class CustomerState:
     seen: list[str] = field(default_factory=list)
     recent: list[dict[str, Any]] = field(default_factory=list)
     journal: list[Action] = field(default_factory=list)
+    quarantine: list[Quarantined] = field(default_factory=list)
+    quarantined_total: int = 0
     runs_started: int = 0
 
     def run(self, run_id: str) -> RunState | None:
@@ -152,3 +187,58 @@ class CustomerState:
     def is_idle(self) -> bool:
         """Nothing under way: no run, no send in flight, no goal window open."""
         return not (self.runs or self.pending or self.deferred or self.goals)
+
+    def shed(self) -> bool:
+        """Drop the older half of what is kept only as history (recent events, journal, each run's
+        events, old carts); False once nothing is left to drop. Journeys under way keep working."""
+        shed = False
+        histories: list[list[Any]] = [self.recent, self.journal, *(run.events for run in self.runs)]
+        for items in histories:
+            if items:
+                del items[: max(1, len(items) // 2)]
+                shed = True
+        if len(self.carts) > 1:
+            for cart_id in list(self.carts)[: len(self.carts) // 2]:
+                del self.carts[cart_id]
+            shed = True
+        return shed
+
+    def checkpoint(self) -> CustomerState:
+        """A copy to roll back to if handling one input fails half-way.
+
+        The interpreter updates state in place, so a failure would otherwise leave it half-changed.
+        Only what the interpreter mutates is copied: journey bundles are frozen and shared, events
+        and actions are replaced rather than changed. That keeps a checkpoint to a few microseconds.
+        """
+        profile = self.profile
+        return dataclasses.replace(
+            self,
+            profile=dataclasses.replace(
+                profile,
+                consent=dict(profile.consent),
+                push_tokens=list(profile.push_tokens),
+                attributes=dict(profile.attributes),
+                undeliverable=dict(profile.undeliverable),
+                updated_at=dict(profile.updated_at),
+            ),
+            carts=dict(self.carts),
+            runs=[
+                dataclasses.replace(
+                    run, engagement=dict(run.engagement), events=list(run.events), messages=list(run.messages)
+                )
+                for run in self.runs
+            ],
+            bundles=dict(self.bundles),
+            goals=list(self.goals),
+            pending=list(self.pending),
+            deferred=list(self.deferred),
+            seen=list(self.seen),
+            recent=list(self.recent),
+            journal=list(self.journal),
+            quarantine=list(self.quarantine),
+        )
+
+    def restore(self, checkpoint: CustomerState) -> None:
+        """Roll back, in place, to a checkpoint taken by :meth:`checkpoint`."""
+        for item in dataclasses.fields(self):
+            setattr(self, item.name, getattr(checkpoint, item.name))

@@ -16,7 +16,8 @@ from temporalio.worker import Worker
 from omnicart.events import Event
 from omnicart.journey.model import JourneyBundle
 from omnicart.messages import SendRequest, SendResult
-from omnicart.routing import IncomingEvent, customer_workflow_id, signal_customer
+from omnicart.routing import customer_workflow_id, signal_customer
+from omnicart.signals import IncomingEvent
 from workflows.customer import CustomerWorkflow
 from workflows.sandbox import workflow_runner
 

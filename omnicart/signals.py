@@ -1,0 +1,47 @@
+"""What crosses into a customer's workflow: its type name, its signals and updates, and their shapes.
+
+This module is the workflow-facing contract, kept free of I/O so that the workflow sandbox can pass it
+through (``workflows/sandbox.py``). The client side that sends these lives in ``omnicart.routing``.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from omnicart.engine.state import CustomerState
+from omnicart.events import Event
+from omnicart.journey.model import JourneyBundle
+
+CUSTOMER_WORKFLOW = "CustomerWorkflow"
+EVENT_SIGNAL = "event"
+REPLAY_QUARANTINE_UPDATE = "replay_quarantine"
+QUARANTINE_QUERY = "quarantine"
+
+STATE_BYTES_BUDGET = 512 * 1024
+"""How large a customer's state may be when it is carried to the next run (continue-as-new).
+
+Temporal refuses payloads over 2 MB and warns from 512 KB; the state sheds its oldest history-like
+parts (recent events, journal) to stay under this, so continue-as-new can never fail on size.
+"""
+
+
+class IncomingEvent(BaseModel):
+    """An event plus the published journeys it may trigger.
+
+    The ingest side attaches the journeys whose trigger is this event's type, as published at the
+    moment the event arrived. A new run snapshots its journey from here, so publishing a changed
+    file affects only runs that start afterwards, and the workflow never reads files.
+    """
+
+    event: Event
+    journeys: list[JourneyBundle] = Field(default_factory=list)
+
+
+class CustomerWorkflowInput(BaseModel):
+    """Start (or continue-as-new) input of a customer's workflow."""
+
+    customer_id: str
+    state: CustomerState | None = Field(default=None, description="Carried over by continue-as-new.")
+    pending: list[IncomingEvent] = Field(default_factory=list, description="Events received but not yet handled.")
+    max_history_events: int = 2000
+    send_timeout_seconds: float = Field(default=60.0, gt=0, description="Start-to-close of one send attempt.")
