@@ -16,10 +16,12 @@ from datetime import timedelta
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.quarantine import QuarantineActivities
 from activities.send import SendActivities
 from omnicart.channels.registry import build_senders
 from omnicart.db import create_tables, get_engine
 from omnicart.ledger import MessageLedger
+from omnicart.quarantine import QuarantineLog
 from omnicart.settings import Settings, get_settings
 from omnicart.temporal import connect
 from workflows.customer import CustomerWorkflow
@@ -42,7 +44,7 @@ def build_worker(client: Client, settings: Settings) -> Worker:
         client,
         task_queue=settings.task_queue,
         workflows=[CustomerWorkflow],
-        activities=[activities.send_message],
+        activities=[activities.send_message, QuarantineActivities(QuarantineLog(engine)).record_quarantine],
         workflow_runner=workflow_runner(),
         # Sends heartbeat every second; the SDK passes one on at most this often, which bounds how
         # long a run's exit takes to stop a send that has not reached the provider yet.

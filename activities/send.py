@@ -86,6 +86,7 @@ class SendActivities:
             return await asyncio.shield(work)
         except asyncio.CancelledError:
             stop.set()
+            activity.logger.info("send %s: cancellation received", request.message_id)
             with contextlib.suppress(Exception):
                 await work
             raise

@@ -58,5 +58,84 @@ def dev(
     run_dev(port=port)
 
 
+quarantine_app = typer.Typer(
+    help="What customers' workflows could not handle and set aside: list it, show it, replay it after a fix.",
+    no_args_is_help=True,
+)
+app.add_typer(quarantine_app, name="quarantine")
+
+
+@quarantine_app.command("list")
+def quarantine_list(
+    limit: Annotated[int, typer.Option(help="At most this many entries, oldest first.")] = 100,
+) -> None:
+    """Every quarantined input not replayed yet, across all customers (from the product database)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from omnicart.db import create_tables, get_engine
+    from omnicart.quarantine import QuarantineLog
+    from omnicart.settings import get_settings
+
+    engine = get_engine(get_settings().database())
+    create_tables(engine)
+    entries = QuarantineLog(engine).open_entries(limit)
+    table = Table("workflow", "#", "when", "kind", "event", "journey", "error")
+    for entry in entries:
+        table.add_row(entry.workflow_id, str(entry.seq), entry.quarantined_at.isoformat(timespec="seconds"),
+                      entry.kind, f"{entry.event_type or ''} {entry.event_id or ''}".strip(), entry.journey or "",
+                      entry.error)
+    Console().print(table if entries else "Nothing is quarantined.")
+
+
+@quarantine_app.command("show")
+def quarantine_show(customer_id: Annotated[str, typer.Argument(help="The customer's id.")]) -> None:
+    """One customer's quarantine, as their workflow holds it (JSON lines)."""
+    import asyncio
+
+    from omnicart.routing import customer_workflow_id
+    from omnicart.signals import QUARANTINE_QUERY
+    from omnicart.temporal import connect
+
+    async def show() -> list[dict[str, object]]:
+        client = await connect()
+        entries: list[dict[str, object]] = await client.get_workflow_handle(
+            customer_workflow_id(customer_id)).query(QUARANTINE_QUERY)
+        return entries
+
+    for entry in asyncio.run(show()):
+        typer.echo(json.dumps(entry))
+
+
+@quarantine_app.command("replay")
+def quarantine_replay(
+    customer_ids: Annotated[list[str] | None, typer.Argument(help="Customers whose events to replay.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every workflow on `omnicart quarantine list`.")] = False,
+) -> None:
+    """Try quarantined events again, once the fix for what failed is deployed."""
+    import asyncio
+
+    from omnicart.db import create_tables, get_engine
+    from omnicart.quarantine import QuarantineLog, replay
+    from omnicart.routing import customer_workflow_id
+    from omnicart.settings import get_settings
+    from omnicart.temporal import connect
+
+    engine = get_engine(get_settings().database())
+    create_tables(engine)
+    log = QuarantineLog(engine)
+    workflow_ids = [customer_workflow_id(customer_id) for customer_id in customer_ids or []]
+    if all_:
+        workflow_ids += [entry.workflow_id for entry in log.open_entries(limit=100_000)]
+    if not workflow_ids:
+        raise typer.BadParameter("name customers, or --all")
+
+    async def run() -> dict[str, list[dict[str, object]]]:
+        return await replay(await connect(), log, workflow_ids)
+
+    for workflow_id, still in asyncio.run(run()).items():
+        typer.echo(f"{workflow_id}: {'replayed' if not still else f'{len(still)} still quarantined'}")
+
+
 if __name__ == "__main__":
     app()

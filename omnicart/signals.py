@@ -6,6 +6,8 @@ through (``workflows/sandbox.py``). The client side that sends these lives in ``
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, Field
 
 from omnicart.engine.state import CustomerState
@@ -16,6 +18,7 @@ CUSTOMER_WORKFLOW = "CustomerWorkflow"
 EVENT_SIGNAL = "event"
 REPLAY_QUARANTINE_UPDATE = "replay_quarantine"
 QUARANTINE_QUERY = "quarantine"
+RECORD_QUARANTINE_ACTIVITY = "record_quarantine"
 
 STATE_BYTES_BUDGET = 512 * 1024
 """How large a customer's state may be when it is carried to the next run (continue-as-new).
@@ -45,3 +48,11 @@ class CustomerWorkflowInput(BaseModel):
     pending: list[IncomingEvent] = Field(default_factory=list, description="Events received but not yet handled.")
     max_history_events: int = 2000
     send_timeout_seconds: float = Field(default=60.0, gt=0, description="Start-to-close of one send attempt.")
+
+
+class QuarantineReport(BaseModel):
+    """What a customer's workflow reports when it quarantines something: the new entries' summaries
+    (``Quarantined.summary``: ids, types, errors), for the operators' list across customers."""
+
+    workflow_id: str
+    entries: list[dict[str, Any]]

@@ -1,10 +1,14 @@
 """Record the workflow histories the replay test guards (run when a workflow change is intended).
 
-    .venv/bin/python -m tests.record_histories
+    .venv/bin/python -m tests.record_histories [--edge-cases-only]
 
 A changed workflow that running journeys replay must go through ``workflow.patched`` (or a new
 workflow type); the replay test proves it does by replaying these saved histories. Re-record only
 for a deliberate, compatible change, and keep the old files next to the new ones.
+
+Besides ordinary journeys, the histories cover what is easy to break: a permanent failure that
+falls back to another channel, an exit that cancels a send in flight, a poison event quarantined,
+and continue-as-new while a send is in flight.
 """
 
 from __future__ import annotations
@@ -14,13 +18,18 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+from temporalio import activity
+from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from omnicart.events import Event
+from omnicart.journey.model import JourneyBundle
+from omnicart.messages import SendRequest, SendResult
 from omnicart.routing import customer_workflow_id
 from tests.support.bundles import browse, flagship
 from tests.support.runtime import RecordingChannel, customer_worker, send_event
-from tests.support.timelines import DAY, aligned_start, browse_timelines, flagship_timelines
+from tests.support.timelines import DAY, HOUR, aligned_start, browse_timelines, cart, flagship_timelines, order, profile
 
 HISTORIES = Path(__file__).resolve().parent / "histories"
 RECORDED = {
@@ -30,31 +39,131 @@ RECORDED = {
 }
 
 
+class ScriptedChannel(RecordingChannel):
+    """Accepts sends, except SMS (failed for good: the step falls back) and, while ``held`` is set,
+    the email reminders (held in flight until released)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held = False
+        self.release = asyncio.Event()
+
+    @activity.defn(name="send_message")
+    async def send_message(self, request: SendRequest) -> SendResult:
+        self.requests.append(request)
+        if request.channel == "sms":
+            return SendResult(message_id=request.message_id, channel="sms", outcome="failed",
+                              provider="recording", error="21614: not a mobile number", invalid_address=True)
+        if self.held:
+            await self.release.wait()
+        return SendResult(message_id=request.message_id, channel=request.channel, outcome="sent",
+                          provider="recording")
+
+
+def _event(customer_id: str, number: int, event_type: str, at: object, properties: dict[str, object]) -> Event:
+    return Event.model_validate({"id": f"{customer_id}-{number}", "type": event_type, "customer_id": customer_id,
+                                 "timestamp": at, "source": "web", "properties": properties})
+
+
+async def _save(client: Client, journey: str, name: str, customer_id: str, run_id: str | None = None) -> None:
+    handle = client.get_workflow_handle(customer_workflow_id(customer_id), run_id=run_id)
+    history = await handle.fetch_history()
+    path = HISTORIES / f"{journey}-{name}.json"
+    path.write_text(history.to_json())
+    print(f"recorded {path.name}: {len(history.events)} events")
+
+
+async def _record_edge_cases(env: WorkflowEnvironment, task_queue: str, channel: ScriptedChannel) -> None:
+    bundle = [flagship()]
+
+    # SMS fails for good: the step falls back to email.
+    start = aligned_start(await env.get_current_time())
+    customer = "cus_sms_fails_falls_back_to_email"
+    await send_event(env.client, task_queue, _event(customer, 0, "customer_updated", start - DAY, profile()), bundle)
+    await send_event(env.client, task_queue, _event(customer, 1, "checkout_started", start, cart()), bundle)
+    await env.sleep(start + 4 * DAY - await env.get_current_time())
+    await _save(env.client, "abandoned_cart", "sms_fails_falls_back_to_email", customer)
+
+    # An order while the first reminder is in flight: the send is cancelled. The checkout happened an
+    # hour ago, so the reminder is due at once (time cannot skip while an activity is running).
+    now = await env.get_current_time()
+    customer = "cus_order_cancels_send_in_flight"
+    await send_event(env.client, task_queue, _event(customer, 0, "customer_updated", now - DAY, profile()), bundle)
+    channel.held, channel.release = True, asyncio.Event()
+    sent_before = len(channel.requests)
+    await send_event(env.client, task_queue, _event(customer, 1, "checkout_started", now - HOUR, cart()), bundle)
+    await _until_held(channel, sent_before + 1)
+    await send_event(env.client, task_queue, _event(customer, 2, "order_placed", now, order()), bundle)
+    await asyncio.sleep(1)
+    channel.held = False
+    channel.release.set()
+    await asyncio.sleep(1)
+    await _save(env.client, "abandoned_cart", "order_cancels_send_in_flight", customer)
+
+    # A poison event (it skipped the API's validation) is quarantined; the journey goes on.
+    start = aligned_start(await env.get_current_time())
+    customer = "cus_poison_event_quarantined"
+    await send_event(env.client, task_queue, _event(customer, 0, "customer_updated", start - DAY, profile()), bundle)
+    await send_event(env.client, task_queue, _event(customer, 1, "checkout_started", start, cart()), bundle)
+    first_run = await env.client.get_workflow_handle(customer_workflow_id(customer)).describe()
+    await send_event(env.client, task_queue,
+                     _event(customer, 2, "customer_updated", start + HOUR / 2, {"push_tokens": 5}), bundle)
+    await env.sleep(start + 4 * DAY - await env.get_current_time())
+    await _save(env.client, "abandoned_cart", "poison_event_quarantined", customer, first_run.run_id)
+    await _save(env.client, "abandoned_cart", "after_quarantine", customer)
+
+    # The history limit is reached while a send is in flight: continue-as-new does not wait for it.
+    now = await env.get_current_time()
+    customer = "cus_continued_as_new_with_send_in_flight"
+    limit = {"max_history_events": 20}
+    await send_event(env.client, task_queue, _event(customer, 0, "customer_updated", now - DAY, profile()), bundle,
+                     **limit)
+    channel.held, channel.release = True, asyncio.Event()
+    sent_before = len(channel.requests)
+    await send_event(env.client, task_queue, _event(customer, 1, "checkout_started", now - HOUR, cart()), bundle,
+                     **limit)
+    await _until_held(channel, sent_before + 1)
+    first_run = await env.client.get_workflow_handle(customer_workflow_id(customer)).describe()
+    for number in range(2, 8):
+        await send_event(env.client, task_queue, _event(customer, number, "product_viewed", now, {"sku": "S"}),
+                         bundle, **limit)
+    await asyncio.sleep(1)
+    channel.held = False
+    channel.release.set()
+    await asyncio.sleep(1)
+    await _save(env.client, "abandoned_cart", "continued_as_new_with_send_in_flight", customer, first_run.run_id)
+
+
+async def _until_held(channel: ScriptedChannel, requests: int) -> None:
+    while len(channel.requests) < requests:
+        await asyncio.sleep(0.05)
+
+
 async def main() -> None:
     binary = Path(sys.executable).parent / "temporal-test-server"
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(binary), data_converter=pydantic_data_converter
     )
-    bundles = {"abandoned_cart": flagship(), "browse_abandonment": browse()}
+    bundles: dict[str, JourneyBundle] = {"abandoned_cart": flagship(), "browse_abandonment": browse()}
     timelines = {"abandoned_cart": flagship_timelines(), "browse_abandonment": browse_timelines()}
     try:
-        channel = RecordingChannel()
-        async with customer_worker(env.client, [channel.send_message]) as task_queue:
-            for journey, names in RECORDED.items():
-                for timeline in (t for t in timelines[journey] if t.name in names):
-                    start = aligned_start(await env.get_current_time())
-                    customer_id = f"cus_{timeline.name}"
-                    for event in timeline.events(start, customer_id):
-                        wait = event.timestamp - await env.get_current_time()
-                        if wait > timedelta(0):
-                            await env.sleep(wait)
-                        await send_event(env.client, task_queue, event, [bundles[journey]])
-                    await env.sleep(start + 8 * DAY - await env.get_current_time())
-                    handle = env.client.get_workflow_handle(customer_workflow_id(customer_id))
-                    history = await handle.fetch_history()
-                    path = HISTORIES / f"{journey}-{timeline.name}.json"
-                    path.write_text(history.to_json())
-                    print(f"recorded {path.name}: {len(history.events)} events")
+        if "--edge-cases-only" not in sys.argv:
+            plain = RecordingChannel()
+            async with customer_worker(env.client, [plain.send_message]) as task_queue:
+                for journey, names in RECORDED.items():
+                    for timeline in (t for t in timelines[journey] if t.name in names):
+                        start = aligned_start(await env.get_current_time())
+                        customer_id = f"cus_{timeline.name}"
+                        for event in timeline.events(start, customer_id):
+                            wait = event.timestamp - await env.get_current_time()
+                            if wait > timedelta(0):
+                                await env.sleep(wait)
+                            await send_event(env.client, task_queue, event, [bundles[journey]])
+                        await env.sleep(start + 8 * DAY - await env.get_current_time())
+                        await _save(env.client, journey, timeline.name, customer_id)
+        scripted = ScriptedChannel()
+        async with customer_worker(env.client, [scripted.send_message]) as task_queue:
+            await _record_edge_cases(env, task_queue, scripted)
     finally:
         await env.shutdown()
 

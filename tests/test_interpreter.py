@@ -139,3 +139,19 @@ def test_a_branch_can_look_at_what_the_customer_did_since_the_trigger() -> None:
         "send email mail", "exit completed"
     ]
     assert said(interpreter.handle_timers(idle, start + timedelta(hours=1))) == ["exit not_browsing"]
+
+
+def test_a_send_that_falls_due_and_is_cancelled_in_one_call_is_never_handed_out() -> None:
+    """A wedge found by the history recorder: the timer's send and the exit's cancellation came out of
+    one ``handle_event``, and the workflow then built a request for a journey the run had forgotten."""
+    start = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
+    state = customer(start)
+    journey = bundle([{"wait": "1h"}, {"send": {"template": "mail"}}, {"wait": "1d"}],
+                     exit_when=[{"event": "order_placed"}])
+    interpreter.handle_event(state, event("checkout_started", start, 1, cart_id="c1"), [journey], start)
+
+    late = start + timedelta(hours=2)  # the reminder fell due before the order arrived
+    out = interpreter.handle_event(state, event("order_placed", late, 2, order_id="o1"), [journey], late)
+
+    assert [action.action for action in out.actions] == ["send", "exit"]
+    assert out.sends == [] and state.bundles == {}

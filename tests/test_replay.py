@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
@@ -31,3 +32,26 @@ async def test_saved_history_replays_without_nondeterminism(path: Path) -> None:
                         workflow_runner=workflow_runner())
     history = WorkflowHistory.from_json(path.stem, path.read_text())
     await replayer.replay_workflow(history)
+
+
+def _kinds(name: str) -> list[EventType.ValueType]:
+    path = Path(__file__).parent / "histories" / f"abandoned_cart-{name}.json"
+    return [event.event_type for event in WorkflowHistory.from_json(name, path.read_text()).events]
+
+
+def test_saved_histories_cover_fallback_cancellation_quarantine_and_continue_as_new() -> None:
+    """The histories that guard the risky paths must still contain them (re-recording could lose them)."""
+    fallback = _kinds("sms_fails_falls_back_to_email")
+    assert fallback.count(EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED) == 4  # email, failed sms, email, email
+
+    cancelled = _kinds("order_cancels_send_in_flight")
+    assert EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED in cancelled
+
+    quarantined = _kinds("poison_event_quarantined")
+    assert quarantined[-1] == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+    assert EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED not in quarantined
+
+    in_flight = _kinds("continued_as_new_with_send_in_flight")
+    assert in_flight[-1] == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+    assert EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED in in_flight
+    assert EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED not in in_flight

@@ -7,7 +7,9 @@ outbox and the real SendGrid SDK against the local SendGrid server.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
+import logging
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -19,7 +21,7 @@ from pydantic import SecretStr
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.send import SendActivities
+from activities.send import RETRYABLE_ERROR_TYPE, SendActivities
 from omnicart.api.unsubscribe import read_token
 from omnicart.channels.base import ChannelSender, Delivery, RenderedMessage
 from omnicart.channels.outbox import OutboxSender, read_outbox
@@ -348,3 +350,32 @@ def test_retry_policy_never_gives_up_and_backs_off_to_a_cap() -> None:
     assert SEND_RETRY_POLICY.maximum_interval is not None
     assert SEND_RETRY_POLICY.maximum_interval <= timedelta(minutes=15)
     assert timedelta(seconds=SENDGRID_TIMEOUT) < SEND_START_TO_CLOSE, "an attempt records its own outcome"
+
+
+async def test_a_send_still_retrying_past_the_threshold_is_logged_for_an_alert(
+    tmp_path: Path, sendgrid: SendGridServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = Harness(tmp_path, sendgrid)
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(env.info, attempt=h.settings.send_retry_alert_attempts + 1)
+    sendgrid.script(Reply.rate_limited(retry_after="7"))
+    with caplog.at_level(logging.WARNING, logger="temporalio.activity"), pytest.raises(ApplicationError):
+        await env.run(h.activities.send_message, request())
+    alerts = [r.getMessage() for r in caplog.records if "still retrying" in r.getMessage()]
+    assert len(alerts) == 1 and alerts[0].startswith(
+        f"send msg_cus42_run7_last_chance_1 on email is still retrying (attempt "
+        f"{h.settings.send_retry_alert_attempts + 1}): a provider may be down")
+    assert EMAIL not in caplog.text  # never the recipient
+
+    caplog.clear()
+    sendgrid.script(Reply.rate_limited(retry_after="7"))
+    with caplog.at_level(logging.WARNING, logger="temporalio.activity"), pytest.raises(ApplicationError):
+        await h.send(request())  # attempt 1
+    assert "still retrying" not in caplog.text
+
+
+def test_bugs_are_not_retried_but_outages_are() -> None:
+    non_retryable = SEND_RETRY_POLICY.non_retryable_error_types or []
+    for bug in ("TypeError", "KeyError", "AttributeError", "ValidationError"):
+        assert bug in non_retryable
+    assert RETRYABLE_ERROR_TYPE not in non_retryable

@@ -20,7 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, CancelledError
 
 from omnicart.engine import interpreter
 from omnicart.engine.state import CustomerState
@@ -29,10 +29,12 @@ from omnicart.signals import (
     CUSTOMER_WORKFLOW,
     EVENT_SIGNAL,
     QUARANTINE_QUERY,
+    RECORD_QUARANTINE_ACTIVITY,
     REPLAY_QUARANTINE_UPDATE,
     STATE_BYTES_BUDGET,
     CustomerWorkflowInput,
     IncomingEvent,
+    QuarantineReport,
 )
 
 
@@ -45,6 +47,8 @@ class CustomerWorkflow:
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._send_timeout = timedelta(seconds=input.send_timeout_seconds)
         self._quarantined_before = self._state.quarantined_total
+        self._recorded_total = self._state.quarantined_total  # a run continues-as-new only once recorded
+        self._recording: asyncio.Task[None] | None = None
 
     @workflow.signal(name=EVENT_SIGNAL)
     def event(self, batch: list[IncomingEvent]) -> None:
@@ -86,6 +90,7 @@ class CustomerWorkflow:
                 self._carry_out(
                     interpreter.handle_event(state, incoming.event, incoming.journeys, workflow.now(), safe=True)
                 )
+            self._record_quarantine()
             if self._should_continue_as_new(input):
                 self._fit_state(state)
                 workflow.continue_as_new(
@@ -110,7 +115,8 @@ class CustomerWorkflow:
             await workflow.wait_condition(
                 lambda: bool(self._inbox)
                 or interpreter.next_wakeup(self._state) != deadline
-                or self._should_continue_as_new(input),
+                or self._should_continue_as_new(input)
+                or self._unrecorded(),
                 timeout=timeout,
             )
 
@@ -119,12 +125,33 @@ class CustomerWorkflow:
 
         Sends in flight do not hold it back: the next run starts them again by message id.
         """
-        if not workflow.all_handlers_finished():
+        if not workflow.all_handlers_finished() or self._recording is not None or self._unrecorded():
             return False
         if self._state.quarantined_total > self._quarantined_before:
             return True
         info = workflow.info()
         return info.is_continue_as_new_suggested() or info.get_current_history_length() >= input.max_history_events
+
+    def _unrecorded(self) -> bool:
+        return self._recording is None and self._state.quarantined_total > self._recorded_total
+
+    def _record_quarantine(self) -> None:
+        """Put new quarantine entries on the operators' list (``omnicart quarantine list``)."""
+        if not self._unrecorded():
+            return
+        entries = [entry.summary() for entry in self._state.quarantine if entry.seq > self._recorded_total]
+        total = self._state.quarantined_total
+        self._recording = asyncio.create_task(self._report(QuarantineReport(workflow_id=workflow.info().workflow_id,
+                                                                            entries=entries), total))
+
+    async def _report(self, report: QuarantineReport, total: int) -> None:
+        try:
+            await workflow.execute_activity(
+                RECORD_QUARANTINE_ACTIVITY, report, start_to_close_timeout=timedelta(seconds=30), result_type=int
+            )
+            self._recorded_total = total
+        finally:
+            self._recording = None
 
     def _fit_state(self, state: CustomerState) -> None:
         """Shed the oldest history-like parts of the state until it fits one payload comfortably."""
@@ -157,6 +184,8 @@ class CustomerWorkflow:
         except asyncio.CancelledError:
             return  # the run exited (an order, an emptied cart): this message must not go out
         except ActivityError as error:
+            if isinstance(error.cause, CancelledError):
+                return  # cancelled by an exit, as above, reported through the activity's handle
             # The cause's message may quote the recipient: log its type only (it stays in history, encrypted).
             cause = type(error.cause).__name__ if error.cause is not None else "unknown"
             workflow.logger.warning("send %s failed for good (%s)", request.message_id, cause)

@@ -83,6 +83,11 @@ class Output:
     actions: list[Action] = field(default_factory=list)
 
     def extend(self, other: Output) -> None:
+        """Append what followed. A send that what followed cancels is dropped, never started:
+        its run ended (and may have forgotten its journey) before the driver saw the send."""
+        if other.cancel and self.sends:
+            cancelled = set(other.cancel)
+            self.sends = [send for send in self.sends if send.message_id not in cancelled]
         self.sends.extend(other.sends)
         self.cancel.extend(other.cancel)
         self.actions.extend(other.actions)
@@ -166,9 +171,9 @@ def _quarantine(
     out: Output,
     **where: Any,
 ) -> None:
-    entry = Quarantined(at=at, kind=kind, error=describe_failure(error), **where)
-    state.quarantine.append(entry)
     state.quarantined_total += 1
+    entry = Quarantined(at=at, kind=kind, error=describe_failure(error), seq=state.quarantined_total, **where)
+    state.quarantine.append(entry)
     del state.quarantine[:-QUARANTINE]
     out.actions.append(_action(state, entry.journey or "", at, "quarantine", reason=entry.error))
 

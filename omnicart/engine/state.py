@@ -144,6 +144,7 @@ class Quarantined:
     at: datetime
     kind: QuarantineKind
     error: str
+    seq: int = 0  # numbered per customer (``quarantined_total``), so every entry has its own key
     event: Event | None = None
     journeys: list[JourneyBundle] = field(default_factory=list)
     run_id: str | None = None
@@ -152,6 +153,7 @@ class Quarantined:
     def summary(self) -> dict[str, Any]:
         """What an operator is shown: ids, types and the error, never the event's properties."""
         return {
+            "seq": self.seq,
             "at": self.at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
             "kind": self.kind,
             "event_id": self.event.id if self.event is not None else None,

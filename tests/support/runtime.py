@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Engine
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.quarantine import QuarantineActivities
+from omnicart.db import create_tables, get_engine
 from omnicart.events import Event
 from omnicart.journey.model import JourneyBundle
 from omnicart.messages import SendRequest, SendResult
+from omnicart.quarantine import QuarantineLog
 from omnicart.routing import customer_workflow_id, signal_customer
 from omnicart.signals import IncomingEvent
 from workflows.customer import CustomerWorkflow
@@ -36,12 +42,29 @@ class RecordingChannel:
 
 
 @asynccontextmanager
-async def customer_worker(client: Client, activities: Sequence[Callable[..., Any]]) -> AsyncIterator[str]:
-    """A worker for CustomerWorkflow on a fresh task queue; yields the task queue name."""
+async def customer_worker(
+    client: Client,
+    activities: Sequence[Callable[..., Any]],
+    quarantine: QuarantineLog | None = None,
+    **options: Any,
+) -> AsyncIterator[str]:
+    """A worker for CustomerWorkflow on a fresh task queue (``options`` go to ``Worker``); yields the queue.
+
+    Quarantined inputs are recorded in ``quarantine`` (by default a throwaway SQLite database).
+    """
     task_queue = f"test-{uuid.uuid4()}"
-    async with Worker(client, task_queue=task_queue, workflows=[CustomerWorkflow], activities=list(activities),
-                      workflow_runner=workflow_runner()):
-        yield task_queue
+    with tempfile.TemporaryDirectory() as scratch:
+        log = quarantine or QuarantineLog(_database(Path(scratch) / "quarantine.db"))
+        recording = QuarantineActivities(log).record_quarantine
+        async with Worker(client, task_queue=task_queue, workflows=[CustomerWorkflow],
+                          activities=[*activities, recording], workflow_runner=workflow_runner(), **options):
+            yield task_queue
+
+
+def _database(path: Path) -> Engine:
+    engine = get_engine(f"sqlite:///{path}")
+    create_tables(engine)
+    return engine
 
 
 def journeys_for(bundles: Sequence[JourneyBundle]) -> Callable[[str], list[JourneyBundle]]:
@@ -49,9 +72,9 @@ def journeys_for(bundles: Sequence[JourneyBundle]) -> Callable[[str], list[Journ
 
 
 async def send_event(client: Client, task_queue: str, event: Event, bundles: Sequence[JourneyBundle],
-                     max_history_events: int = 2000) -> None:
+                     max_history_events: int = 2000, send_timeout_seconds: float = 60.0) -> None:
     incoming = IncomingEvent(event=event, journeys=journeys_for(bundles)(event.type))
-    await signal_customer(client, task_queue, event.customer_id, [incoming], max_history_events)
+    await signal_customer(client, task_queue, event.customer_id, [incoming], max_history_events, send_timeout_seconds)
 
 
 async def journal(client: Client, customer_id: str) -> list[dict[str, Any]]:
