@@ -52,6 +52,17 @@ def poison(at: datetime, customer_id: str = "c1") -> Event:
     return _event("customer_updated", at, {"push_tokens": 5}, customer_id, number=99)
 
 
+def _bug_for_grace(learn: Any) -> Any:
+    """A bug in the profile code that a later deploy fixes: renaming anyone to Grace fails."""
+
+    def buggy(state: CustomerState, event: Event, ctx: dict[str, Any]) -> None:
+        if event.properties.get("first_name") == "Grace":
+            raise AttributeError("a bug in the profile code")
+        learn(state, event, ctx)
+
+    return buggy
+
+
 @pytest.fixture
 def started() -> Iterator[CustomerState]:
     state = interpreter.new_state("c1")
@@ -110,13 +121,7 @@ def test_a_run_whose_wait_fails_ends_with_internal_error_and_other_runs_go_on(
 
 def test_replay_after_a_fix_applies_the_event(started: CustomerState, monkeypatch: pytest.MonkeyPatch) -> None:
     real_learn = interpreter._learn
-
-    def bug(state: CustomerState, event: Event, ctx: dict[str, Any]) -> None:
-        if event.properties.get("first_name") == "Grace":
-            raise AttributeError("a bug in the profile code")
-        real_learn(state, event, ctx)
-
-    monkeypatch.setattr(interpreter, "_learn", bug)
+    monkeypatch.setattr(interpreter, "_learn", _bug_for_grace(real_learn))
     rename = _event("customer_updated", T0 + timedelta(minutes=1), {"first_name": "Grace"}, number=5)
     interpreter.handle_event(started, rename, [], T0 + timedelta(minutes=1), safe=True)
     assert started.profile.first_name == "Ada" and len(started.quarantine) == 1
@@ -131,13 +136,7 @@ def test_replay_after_a_fix_applies_the_event(started: CustomerState, monkeypatc
 
 def test_simulate_quarantines_exactly_as_the_workflow_would(monkeypatch: pytest.MonkeyPatch) -> None:
     real_learn = interpreter._learn
-
-    def bug(state: CustomerState, event: Event, ctx: dict[str, Any]) -> None:
-        if event.properties.get("first_name") == "Grace":
-            raise AttributeError("a bug in the profile code")
-        real_learn(state, event, ctx)
-
-    monkeypatch.setattr(interpreter, "_learn", bug)
+    monkeypatch.setattr(interpreter, "_learn", _bug_for_grace(real_learn))
     events = [
         _event("customer_updated", T0 - timedelta(days=1), profile()),
         _event("checkout_started", T0, cart(), number=1),
@@ -216,13 +215,7 @@ async def test_a_poison_event_never_wedges_the_workflow_and_is_replayable_after_
 
         # A bug that a later deploy fixes: quarantined now, applied by replay afterwards.
         real_learn = interpreter._learn
-
-        def bug(state: CustomerState, event: Event, ctx: dict[str, Any]) -> None:
-            if event.properties.get("first_name") == "Grace":
-                raise AttributeError("a bug in the profile code")
-            real_learn(state, event, ctx)
-
-        monkeypatch.setattr(interpreter, "_learn", bug)
+        monkeypatch.setattr(interpreter, "_learn", _bug_for_grace(real_learn))
         rename = _event("customer_updated", datetime.now(UTC), {"first_name": "Grace"}, customer_id, 3)
         await send_event(client, task_queue, rename, [fast])
 
