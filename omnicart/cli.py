@@ -58,5 +58,39 @@ def dev(
     run_dev(port=port)
 
 
+db = typer.Typer(help="The product's database: migrations.", no_args_is_help=True)
+app.add_typer(db, name="db")
+
+
+@db.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision (default: the newest).")] = "head",
+) -> None:
+    """Migrate OMNICART_DATABASE_URL to the schema this version needs; run before rolling out.
+
+    Safe to run from several processes at once: they take turns on a lock in the database.
+    """
+    from omnicart.settings import get_settings
+    from omnicart.storage import display_url
+    from omnicart.storage.migrate import upgrade
+
+    url = get_settings().database()
+    typer.echo(f"{display_url(url)} is at {', '.join(upgrade(url, revision))}")
+
+
+@db.command("current")
+def db_current() -> None:
+    """Print the database's revision and the one this code needs; exit 1 when they differ."""
+    from omnicart.settings import get_settings
+    from omnicart.storage import display_url, get_engine
+    from omnicart.storage.migrate import current_revisions, head_revisions
+
+    url = get_settings().database()
+    current, heads = current_revisions(get_engine(url)), head_revisions()
+    at = ", ".join(current) or "nothing (never migrated)"
+    typer.echo(f"{display_url(url)}: at {at}; code needs {', '.join(heads)}")
+    raise typer.Exit(0 if set(current) == set(heads) else 1)
+
+
 if __name__ == "__main__":
     app()
