@@ -92,5 +92,15 @@ def db_current() -> None:
     raise typer.Exit(0 if set(current) == set(heads) else 1)
 
 
+@db.command("revision")
+def db_revision(
+    message: Annotated[str, typer.Argument(help="What the migration does, e.g. 'add customer_keys'.")],
+) -> None:
+    """Write a new migration for the tables declared in code but not yet migrated; review it before committing."""
+    from omnicart.storage.migrate import new_revision
+
+    typer.echo(f"wrote {new_revision(message)}: review it (batch mode, named constraints) before committing")
+
+
 if __name__ == "__main__":
     app()

@@ -23,6 +23,7 @@ from omnicart.storage.migrate import (
     current_revisions,
     head_revisions,
     migration_lock,
+    new_revision,
 )
 from omnicart.storage.schema import load_tables
 
@@ -53,6 +54,33 @@ def test_alembic_check_fails_when_a_table_is_declared_without_a_migration(databa
             check_models(database)
     finally:
         metadata.remove(undeclared)
+
+
+def test_the_migrations_form_one_line_from_the_baseline() -> None:
+    """Two branches that each added a revision after the same parent leave two heads: merge them."""
+    assert len(head_revisions()) == 1
+
+
+def test_a_new_table_gets_a_migration_written_that_makes_it(tmp_path: Path) -> None:
+    """``omnicart db revision``: what a branch adding a table runs, then reviews and commits."""
+    load_tables()
+    parent = head_revisions()[0]
+    added = Table("customer_keys_example", metadata, Column("key", String(50), primary_key=True))
+    script = None
+    try:
+        script = new_revision("add customer_keys_example")
+        written = script.read_text()
+        assert "customer_keys_example" in written
+        assert f"down_revision: str | Sequence[str] | None = {parent!r}" in written
+        url = f"sqlite:///{tmp_path / 'new.db'}"
+        upgrade(url)
+        assert "customer_keys_example" in tables(url)
+        check_models(url)
+    finally:
+        metadata.remove(added)
+        if script is not None:
+            script.unlink()
+    assert head_revisions() == (parent,)
 
 
 def test_a_database_made_by_create_all_before_migrations_is_stamped_and_keeps_its_rows(

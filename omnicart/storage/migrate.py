@@ -19,7 +19,9 @@ Three things Alembic alone does not do for us:
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
@@ -92,6 +94,25 @@ def check_models(url: str) -> None:
     engine = get_engine(url)
     with engine.connect() as connection:
         command.check(alembic_config(url, connection))
+
+
+def new_revision(message: str) -> Path:
+    """Write a migration for what the declared tables have and the migrations do not (autogenerate).
+
+    It compares against a throwaway SQLite database at head, so it needs no server; the file lands
+    in ``omnicart/storage/migrations/versions`` for a person to review (see docs/DEPLOYMENT.md).
+    """
+    with tempfile.TemporaryDirectory() as scratch:
+        url = f"sqlite:///{Path(scratch) / 'head.db'}"
+        upgrade(url)
+        engine = get_engine(url)
+        try:
+            with engine.connect() as connection:
+                script = command.revision(alembic_config(url, connection), message=message, autogenerate=True)
+        finally:
+            engine.dispose()
+    assert script is not None and not isinstance(script, list)
+    return Path(script.path)
 
 
 def require_current(engine: Engine) -> None:
