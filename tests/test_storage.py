@@ -134,7 +134,7 @@ def test_a_shared_phone_maps_back_to_every_customer_newest_first(database: str) 
 
 def test_api_processes_recording_overlapping_batches_at_once_record_each_id_once(database: str) -> None:
     log = EventLog(get_engine(database))
-    ids = [f"evt_{n:02d}" for n in range(20)]
+    ids = [f"evt_{n:04d}" for n in range(1000)]  # the largest batch the API takes
 
     def record(racer: int) -> list[str]:
         # Each racer holds the same ids in a different order, as separate API processes would.
@@ -150,6 +150,17 @@ def test_api_processes_recording_overlapping_batches_at_once_record_each_id_once
     log.mark_forwarded(ids)
     again = log.record([event(event_id) for event_id in ids])
     assert again.to_forward == [] and again.duplicates == ids
+
+
+def test_api_processes_marking_big_overlapping_batches_forwarded_at_once_do_not_deadlock(database: str) -> None:
+    log = EventLog(get_engine(database))
+    ids = [f"evt_{n:04d}" for n in range(1500)]  # several statements' worth of ids per transaction
+    log.record([event(event_id) for event_id in ids])
+
+    race(lambda racer: log.mark_forwarded(ids if racer % 2 else list(reversed(ids))), racers=4)
+
+    assert log.unforwarded() == []
+    assert log.record([event(ids[0])]).duplicates == [ids[0]]
 
 
 def test_the_event_log_keeps_times_as_utc_instants(database: str) -> None:

@@ -134,7 +134,9 @@ class EventLog:
         if not event_ids:
             return
         with self.engine.begin() as connection:
-            for chunk in _chunks(list(event_ids)):
+            # In id order, like the inserts: two processes marking overlapping batches lock rows in
+            # the same order, so neither waits on a row the other holds while holding one it needs.
+            for chunk in _chunks(sorted(set(event_ids))):
                 connection.execute(
                     update(ingested_events).where(ingested_events.c.event_id.in_(chunk)).values(forwarded=True)
                 )
