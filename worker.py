@@ -19,10 +19,10 @@ from temporalio.worker import Worker
 from activities.quarantine import QuarantineActivities
 from activities.send import SendActivities
 from omnicart.channels.registry import build_senders
-from omnicart.db import create_tables, get_engine
 from omnicart.ledger import MessageLedger
 from omnicart.quarantine import QuarantineLog
 from omnicart.settings import Settings, get_settings
+from omnicart.storage import SchemaNotCurrent, get_engine, require_current
 from omnicart.temporal import connect
 from workflows.customer import CustomerWorkflow
 from workflows.sandbox import workflow_runner
@@ -31,9 +31,13 @@ HEARTBEAT_THROTTLE = timedelta(seconds=2)
 
 
 def build_worker(client: Client, settings: Settings) -> Worker:
-    """A worker for the customer workflow and the send activity, wired to the configured channels."""
+    """A worker for the customer workflow and the send activity, wired to the configured channels.
+
+    Raises ``SchemaNotCurrent`` when the database was not migrated (``omnicart db upgrade``): a
+    worker on an old schema would fail its first send, long after the deployment looked fine.
+    """
     engine = get_engine(settings.database())
-    create_tables(engine)
+    require_current(engine)
     activities = SendActivities(
         MessageLedger(engine),
         build_senders(settings),
@@ -71,4 +75,7 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except SchemaNotCurrent as exc:
+        raise SystemExit(f"worker.py: {exc}") from None

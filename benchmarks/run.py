@@ -40,13 +40,13 @@ from benchmarks.minimal_workflow import MinimalCartInput, MinimalCartWorkflow
 from benchmarks.simulate_speed import bench_simulate, customer_events
 from omnicart.api.app import create_app
 from omnicart.channels.outbox import OutboxSender
-from omnicart.db import create_tables, get_engine
 from omnicart.journey.catalog import JourneyCatalog
 from omnicart.journey.loader import load_journey
 from omnicart.ledger import MessageLedger
 from omnicart.messages import SendRequest
 from omnicart.routing import customer_workflow_id
 from omnicart.settings import Settings
+from omnicart.storage import get_engine, upgrade
 from workflows.customer import CustomerWorkflow
 from workflows.sandbox import workflow_runner
 
@@ -158,8 +158,8 @@ async def main() -> None:
             for name in ("omnicart", "minimal"):
                 data = Path(tmp) / name
                 settings = Settings(data_dir=data, journeys_dir=journey_dir, task_queue=f"bench-{name}")
+                upgrade(settings.database())
                 engine = get_engine(settings.database())
-                create_tables(engine)
                 quiet = io.StringIO()  # the outbox's console lines would drown the results
                 activities = SendActivities(MessageLedger(engine),
                                             {c: OutboxSender(settings.outbox(), console=quiet)

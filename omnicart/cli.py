@@ -73,12 +73,12 @@ def quarantine_list(
     from rich.console import Console
     from rich.table import Table
 
-    from omnicart.db import create_tables, get_engine
     from omnicart.quarantine import QuarantineLog
     from omnicart.settings import get_settings
+    from omnicart.storage import get_engine, require_current
 
     engine = get_engine(get_settings().database())
-    create_tables(engine)
+    require_current(engine)
     entries = QuarantineLog(engine).open_entries(limit)
     table = Table("workflow", "#", "when", "kind", "event", "journey", "error")
     for entry in entries:
@@ -115,14 +115,14 @@ def quarantine_replay(
     """Try quarantined events again, once the fix for what failed is deployed."""
     import asyncio
 
-    from omnicart.db import create_tables, get_engine
     from omnicart.quarantine import QuarantineLog, replay
     from omnicart.routing import customer_workflow_id
     from omnicart.settings import get_settings
+    from omnicart.storage import get_engine, require_current
     from omnicart.temporal import connect
 
     engine = get_engine(get_settings().database())
-    create_tables(engine)
+    require_current(engine)
     log = QuarantineLog(engine)
     workflow_ids = [customer_workflow_id(customer_id) for customer_id in customer_ids or []]
     if all_:
@@ -135,6 +135,48 @@ def quarantine_replay(
 
     for workflow_id, still in asyncio.run(run()).items():
         typer.echo(f"{workflow_id}: {'replayed' if not still else f'{len(still)} still quarantined'}")
+db = typer.Typer(help="The product's database: migrations.", no_args_is_help=True)
+app.add_typer(db, name="db")
+
+
+@db.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision (default: the newest).")] = "head",
+) -> None:
+    """Migrate OMNICART_DATABASE_URL to the schema this version needs; run before rolling out.
+
+    Safe to run from several processes at once: they take turns on a lock in the database.
+    """
+    from omnicart.settings import get_settings
+    from omnicart.storage import display_url
+    from omnicart.storage.migrate import upgrade
+
+    url = get_settings().database()
+    typer.echo(f"{display_url(url)} is at {', '.join(upgrade(url, revision))}")
+
+
+@db.command("current")
+def db_current() -> None:
+    """Print the database's revision and the one this code needs; exit 1 when they differ."""
+    from omnicart.settings import get_settings
+    from omnicart.storage import display_url, get_engine
+    from omnicart.storage.migrate import current_revisions, head_revisions
+
+    url = get_settings().database()
+    current, heads = current_revisions(get_engine(url)), head_revisions()
+    at = ", ".join(current) or "nothing (never migrated)"
+    typer.echo(f"{display_url(url)}: at {at}; code needs {', '.join(heads)}")
+    raise typer.Exit(0 if set(current) == set(heads) else 1)
+
+
+@db.command("revision")
+def db_revision(
+    message: Annotated[str, typer.Argument(help="What the migration does, e.g. 'add customer_keys'.")],
+) -> None:
+    """Write a new migration for the tables declared in code but not yet migrated; review it before committing."""
+    from omnicart.storage.migrate import new_revision
+
+    typer.echo(f"wrote {new_revision(message)}: review it (batch mode, named constraints) before committing")
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from rich.text import Text
 from temporalio.client import Client
 
 from omnicart.settings import Settings, get_settings
+from omnicart.storage import display_url, upgrade
 from omnicart.temporal import connect
 
 if TYPE_CHECKING:
@@ -264,6 +265,8 @@ async def _run(settings: Settings, dev: DevSettings, console: Console) -> None:
 
     stop = asyncio.Event()
     _handle_signals(stop)
+    console.print(f"Migrating the database ({escape(display_url(settings.database()))})…")
+    await asyncio.to_thread(upgrade, settings.database())
     console.print(f"Starting the Temporal dev server on {temporal.address} (state in {escape(str(temporal.db_path))})…")
     await temporal.start()
     try:

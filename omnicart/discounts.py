@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from sqlalchemy import Column, DateTime, Engine, Integer, String, Table, select, update
 from sqlalchemy.exc import IntegrityError
 
-from omnicart.db import metadata
+from omnicart.storage import metadata, utc
 
 discount_codes = Table(
     "discount_codes",
@@ -62,7 +62,6 @@ class DiscountBook:
     def __init__(self, engine: Engine, secret: SecretStr | str) -> None:
         self.engine = engine
         self._secret = secret
-        metadata.create_all(engine, tables=[discount_codes])
 
     def issue(self, *, customer_id: str, message_id: str, percent: int) -> Discount:
         """The code for this message, recorded on first issue; the same answer on every retry."""
@@ -98,8 +97,8 @@ class DiscountBook:
             customer_id=row.customer_id,
             message_id=row.message_id,
             percent=row.percent,
-            issued_at=_aware(row.issued_at),
-            redeemed_at=_aware(row.redeemed_at) if row.redeemed_at is not None else None,
+            issued_at=utc(row.issued_at),
+            redeemed_at=None if row.redeemed_at is None else utc(row.redeemed_at),
             order_id=row.order_id,
         )
 
@@ -112,7 +111,3 @@ class DiscountBook:
                 .values(redeemed_at=datetime.now(UTC), order_id=order_id)
             )
             return result.rowcount == 1
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

@@ -73,8 +73,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from omnicart.db import metadata
 from omnicart.messages import SendRequest
+from omnicart.storage import metadata, utc
 
 message_ledger = Table(
     "message_ledger",
@@ -117,8 +117,6 @@ message_evidence = Table(
     Column("kind", String(50), primary_key=True),
     Column("first_at", DateTime(timezone=True), nullable=False),
 )
-
-_TABLES = [message_ledger, message_recipients, message_evidence]
 
 
 class LedgerStatus(StrEnum):
@@ -175,13 +173,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; everything stored here is UTC.
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
 def normalize_recipient(channel: str, recipient: str) -> str:
     """Email addresses compare case-insensitively; phone numbers and tokens exactly."""
     recipient = recipient.strip()
@@ -193,7 +184,6 @@ class MessageLedger:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine, tables=_TABLES)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -408,12 +398,6 @@ class MessageLedger:
 
 
 def _entry(row: Row[Any], evidence: tuple[str, ...], recipients: tuple[str, ...]) -> LedgerEntry:
-    created_at, updated_at, claimed_at = (
-        _aware(row.created_at),
-        _aware(row.updated_at),
-        _aware(row.claimed_at),
-    )
-    assert created_at is not None and updated_at is not None and claimed_at is not None
     return LedgerEntry(
         message_id=row.message_id,
         customer_id=row.customer_id,
@@ -429,10 +413,10 @@ def _entry(row: Row[Any], evidence: tuple[str, ...], recipients: tuple[str, ...]
         error=row.error,
         revoke_consent=bool(row.revoke_consent),
         invalid_address=bool(row.invalid_address),
-        created_at=created_at,
-        updated_at=updated_at,
-        claimed_at=claimed_at,
-        sent_at=_aware(row.sent_at),
+        created_at=utc(row.created_at),
+        updated_at=utc(row.updated_at),
+        claimed_at=utc(row.claimed_at),
+        sent_at=None if row.sent_at is None else utc(row.sent_at),
         evidence=evidence,
         recipients=recipients,
     )

@@ -20,8 +20,8 @@ from sqlalchemy import Column, DateTime, Engine, Integer, String, Table, Text, s
 from sqlalchemy.exc import IntegrityError
 from temporalio.client import Client
 
-from omnicart.db import metadata
 from omnicart.signals import QUARANTINE_QUERY, REPLAY_QUARANTINE_UPDATE, QuarantineReport
+from omnicart.storage import metadata
 
 quarantined_inputs = Table(
     "quarantined_inputs",

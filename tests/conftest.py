@@ -1,16 +1,19 @@
-"""Shared fixtures: real Temporal servers started from the installed binaries (never downloaded)."""
+"""Shared fixtures: real Temporal and PostgreSQL servers started from the installed binaries (never downloaded)."""
 
 from __future__ import annotations
 
 import shutil
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
+
+from omnicart.storage import get_engine, upgrade
+from tests.support.postgres import PostgresNotInstalled, PostgresServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,3 +48,33 @@ async def time_env() -> AsyncIterator[WorkflowEnvironment]:
     )
     yield env
     await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server from the installed binaries, for the session (see tests/support/postgres.py)."""
+    try:
+        server = PostgresServer()
+    except PostgresNotInstalled as exc:
+        pytest.fail(str(exc))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of a new, empty database: SQLite in the test's directory, or one on the PostgreSQL server."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'omnicart.db'}"
+    else:
+        url = request.getfixturevalue("postgres").create_database()
+    yield url
+    get_engine(url).dispose()
+
+
+@pytest.fixture
+def database(empty_database: str) -> str:
+    """The URL of a new database migrated to head (``omnicart db upgrade``), on SQLite and PostgreSQL."""
+    upgrade(empty_database)
+    return empty_database

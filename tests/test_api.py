@@ -26,11 +26,11 @@ from temporalio.testing import WorkflowEnvironment
 
 from omnicart.api.app import create_app
 from omnicart.api.event_log import EventLog
-from omnicart.db import get_engine
 from omnicart.journey.catalog import JourneyCatalog
 from omnicart.routing import customer_workflow_id
 from omnicart.settings import Settings
 from omnicart.signals import EVENT_SIGNAL, IncomingEvent
+from omnicart.storage import get_engine, upgrade
 from omnicart.temporal import connect
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +45,9 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "api_token": None,
         **overrides,
     }
-    return Settings(**values)
+    settings = Settings(**values)
+    upgrade(settings.database())
+    return settings
 
 
 @pytest.fixture

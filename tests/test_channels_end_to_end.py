@@ -48,11 +48,11 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from omnicart.api.app import create_app
-from omnicart.db import get_engine
 from omnicart.engine.state import CustomerState
 from omnicart.ledger import LedgerEntry, LedgerStatus, MessageLedger
 from omnicart.routing import customer_workflow_id
 from omnicart.settings import Settings
+from omnicart.storage import get_engine, upgrade
 from tests.providers.fcm_server import FcmServer
 from tests.providers.sendgrid_server import Recorded as MailSend
 from tests.providers.sendgrid_server import Reply as SendGridReply
@@ -178,7 +178,9 @@ def product_settings(providers: Providers, tmp_path: Path, journeys_dir: Path, *
         "fcm_base_url": providers.fcm.url,
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)
+    settings = Settings(_env_file=None, **values)
+    upgrade(settings.database())
+    return settings
 
 
 # --- journeys ----------------------------------------------------------------------------------

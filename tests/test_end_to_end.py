@@ -20,6 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 from omnicart.api.app import create_app
 from omnicart.channels.outbox import read_outbox
 from omnicart.settings import Settings
+from omnicart.storage import upgrade
 from tests.support.runtime import journal
 from tests.support.short_journeys import copy_with_seconds
 from tests.support.timelines import cart, profile
@@ -34,6 +35,7 @@ async def product(dev_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator
         journeys_dir=copy_with_seconds(tmp_path / "journeys"),
         task_queue=f"e2e-{uuid.uuid4()}",
     )
+    upgrade(settings.database())
     stop = asyncio.Event()
     worker = asyncio.create_task(run_worker(dev_env.client, settings, stop))
     app = create_app(settings, client=dev_env.client)

@@ -23,7 +23,6 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from omnicart.db import create_tables, get_engine
 from omnicart.engine import interpreter
 from omnicart.engine.state import CustomerState
 from omnicart.events import Event
@@ -32,6 +31,7 @@ from omnicart.quarantine import QuarantineLog
 from omnicart.routing import customer_workflow_id
 from omnicart.signals import QUARANTINE_QUERY
 from omnicart.simulate import simulate
+from omnicart.storage import get_engine, upgrade
 from tests.support.bundles import flagship
 from tests.support.runtime import RecordingChannel, customer_worker, eventually, journal, send_event
 from tests.support.short_journeys import copy_with_seconds
@@ -171,8 +171,8 @@ async def test_a_poison_event_never_wedges_the_workflow_and_is_replayable_after_
     customer_id = f"cus_{uuid.uuid4().hex[:8]}"
     now = datetime.now(UTC)
     channel = RecordingChannel()
+    upgrade(f"sqlite:///{tmp_path / 'omnicart.db'}")
     engine = get_engine(f"sqlite:///{tmp_path / 'omnicart.db'}")
-    create_tables(engine)
     log = QuarantineLog(engine)
     async with customer_worker(client, [channel.send_message], quarantine=log) as task_queue:
         await send_event(client, task_queue, _event("customer_updated", now, profile(), customer_id), [fast])

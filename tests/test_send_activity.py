@@ -26,13 +26,13 @@ from omnicart.api.unsubscribe import read_token
 from omnicart.channels.base import ChannelSender, Delivery, RenderedMessage
 from omnicart.channels.outbox import OutboxSender, read_outbox
 from omnicart.channels.sendgrid_email import SENDGRID_TIMEOUT, SendGridEmailSender
-from omnicart.db import get_engine
 from omnicart.discounts import DiscountBook, discount_code
 from omnicart.events import Channel
 from omnicart.journey.model import EmailTemplate, SmsTemplate
 from omnicart.ledger import LedgerStatus, MessageLedger
 from omnicart.messages import SEND_RETRY_POLICY, SEND_START_TO_CLOSE, SendRequest
 from omnicart.settings import Settings
+from omnicart.storage import get_engine, upgrade
 from tests.providers.sendgrid_server import Reply, SendGridServer
 
 API_KEY = "SG.activity-test.key"
@@ -104,6 +104,7 @@ class Harness:
             sendgrid_api_key=SecretStr(API_KEY) if sendgrid else None,
             sendgrid_host=sendgrid.url if sendgrid else "http://127.0.0.1:9",
         )
+        upgrade(self.settings.database())
         self.ledger = MessageLedger(get_engine(self.settings.database()))
         self.console = io.StringIO()
         self.outbox = OutboxSender(self.settings.outbox(), console=self.console)

@@ -25,11 +25,11 @@ from pydantic import SecretStr
 
 from omnicart.api import sendgrid_webhook, unsubscribe
 from omnicart.api.unsubscribe import make_token
-from omnicart.db import get_engine
 from omnicart.events import Event
 from omnicart.ledger import LedgerStatus, MessageLedger
 from omnicart.messages import SendRequest
 from omnicart.settings import Settings
+from omnicart.storage import get_engine, upgrade
 
 SECRET = SecretStr("webhook-test-secret")
 MESSAGE_ID = "msg_cus42_run7_first_reminder_1"
@@ -82,6 +82,7 @@ class Api:
             signing_secret=SECRET,
             sendgrid_webhook_public_key=signer.public_key if public_key == "" else public_key,
         )
+        upgrade(self.settings.database())
         self.ledger = MessageLedger(get_engine(self.settings.database()))
         self.ingest: RecordingIngest | None = RecordingIngest()
         self.app = FastAPI()

@@ -22,13 +22,13 @@ from temporalio.testing import WorkflowEnvironment
 from activities.send import SendActivities
 from omnicart.channels.base import Delivery, RenderedMessage
 from omnicart.channels.outbox import OutboxSender, read_outbox
-from omnicart.db import get_engine
 from omnicart.engine.state import CustomerState
 from omnicart.events import Event
 from omnicart.journey.loader import load_journey
 from omnicart.ledger import LedgerStatus, MessageLedger
 from omnicart.routing import customer_workflow_id
 from omnicart.settings import Settings
+from omnicart.storage import get_engine, upgrade
 from tests.support.runtime import customer_worker, eventually, journal, send_event
 from tests.support.short_journeys import copy_with_seconds
 from tests.support.timelines import cart, describe, order, profile
@@ -54,6 +54,7 @@ class SlowOutbox(OutboxSender):
 
 def _activities(tmp_path: Path, sender: OutboxSender) -> tuple[SendActivities, MessageLedger]:
     settings = Settings(data_dir=tmp_path, signing_secret=SecretStr("in-flight-test"))
+    upgrade(settings.database())
     ledger = MessageLedger(get_engine(settings.database()))
     return SendActivities(ledger, {"email": sender}, settings,
                           attempt_timeout=timedelta(seconds=ATTEMPT_TIMEOUT)), ledger
@@ -201,6 +202,7 @@ async def test_a_channel_bug_is_not_retried_for_ever_the_step_falls_back(
     outbox = OutboxSender(tmp_path / "outbox.jsonl")
     buggy = BuggySms(tmp_path / "unused.jsonl")
     settings = Settings(data_dir=tmp_path, signing_secret=SecretStr("bug-test"))
+    upgrade(settings.database())
     activities = SendActivities(MessageLedger(get_engine(settings.database())), {"email": outbox, "sms": buggy},
                                 settings)
     # The shipped flagship without its SMS quiet hours, so the time of day the test runs at does not matter.

@@ -21,7 +21,6 @@ import pytest
 import pytest_asyncio
 from fastapi import FastAPI
 from pydantic import SecretStr
-from sqlalchemy import create_engine
 
 from omnicart.api.twilio_webhooks import router
 from omnicart.channels.twilio_sms import TwilioSmsSender
@@ -30,6 +29,7 @@ from omnicart.journey.model import SmsTemplate
 from omnicart.ledger import MessageLedger
 from omnicart.messages import SendRequest
 from omnicart.settings import Settings
+from omnicart.storage import get_engine, upgrade
 
 TOKEN = "twilio-webhook-test-token"
 SID = "AC" + "f" * 32
@@ -87,7 +87,9 @@ def sms_request(message_id: str, step_id: str, body: str) -> SendRequest:
 
 @pytest.fixture
 def ledger(tmp_path: Path) -> MessageLedger:
-    ledger = MessageLedger(create_engine(f"sqlite:///{tmp_path / 'ledger.db'}"))
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    upgrade(url)
+    ledger = MessageLedger(get_engine(url))
     ledger.claim(sms_request("msg_1", "sms", "Your cart is waiting"), "twilio")
     ledger.mark_sent("msg_1", "twilio", "SM" + "1" * 32)
     return ledger

@@ -29,11 +29,11 @@ from temporalio.client import Client
 from omnicart.api import sendgrid_webhook, twilio_webhooks, unsubscribe
 from omnicart.api.event_log import EventLog
 from omnicart.api.ingest import Ingest, IngestResult, TemporalUnavailable
-from omnicart.db import create_tables, get_engine
 from omnicart.events import Event, describe_error
 from omnicart.journey.catalog import JourneyCatalog
 from omnicart.ledger import MessageLedger
 from omnicart.settings import Settings, get_settings
+from omnicart.storage import get_engine, require_current
 from omnicart.temporal import connect
 
 HEALTH_TIMEOUT = timedelta(seconds=3)
@@ -89,17 +89,17 @@ def create_app(
     event_log = EventLog(engine)
 
     def prepare(temporal: Client) -> None:
-        create_tables(engine)
         app.state.temporal = temporal
         app.state.ingest = Ingest(temporal, settings.task_queue, journeys, event_log, settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Refuse to start on a database that was not migrated (`omnicart db upgrade`): the server
+        # exits with that message instead of answering 500 to every event.
+        await asyncio.to_thread(require_current, engine)
         if getattr(app.state, "ingest", None) is None:
             temporal = await connect(lazy=True)
-            await asyncio.to_thread(prepare, temporal)
-        else:
-            await asyncio.to_thread(create_tables, engine)
+            prepare(temporal)
         yield
 
     app = FastAPI(

@@ -30,8 +30,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from omnicart.db import metadata
 from omnicart.events import Event
+from omnicart.storage import metadata, utc
 
 # SQLite allows 999 bound parameters per statement in old builds; stay well below it.
 _CHUNK = 500
@@ -74,7 +74,7 @@ class Recorded:
 
 
 class EventLog:
-    """Accepted event ids in the product database (``omnicart.db``), shared by every API process."""
+    """Accepted event ids in the product database (``omnicart.storage``), shared by every API process."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -106,7 +106,9 @@ class EventLog:
                     )
                 )
                 known.update({row.event_id: bool(row.forwarded) for row in rows})
-            new = [event for event in events if event.id not in known]
+            # Inserted in id order: two processes recording overlapping batches on PostgreSQL then
+            # wait on the first shared id instead of each holding one the other needs (deadlock).
+            new = sorted((event for event in events if event.id not in known), key=lambda event: event.id)
             if new:
                 connection.execute(
                     ingested_events.insert(),
@@ -132,7 +134,9 @@ class EventLog:
         if not event_ids:
             return
         with self.engine.begin() as connection:
-            for chunk in _chunks(list(event_ids)):
+            # In id order, like the inserts: two processes marking overlapping batches lock rows in
+            # the same order, so neither waits on a row the other holds while holding one it needs.
+            for chunk in _chunks(sorted(set(event_ids))):
                 connection.execute(
                     update(ingested_events).where(ingested_events.c.event_id.in_(chunk)).values(forwarded=True)
                 )
@@ -160,8 +164,8 @@ def _logged(row: Row[Any]) -> LoggedEvent:
         event_id=row.event_id,
         customer_id=row.customer_id,
         type=row.type,
-        timestamp=row.timestamp,
-        received_at=row.received_at,
+        timestamp=utc(row.timestamp),
+        received_at=utc(row.received_at),
         forwarded=bool(row.forwarded),
     )
 

@@ -17,13 +17,13 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.quarantine import QuarantineActivities
-from omnicart.db import create_tables, get_engine
 from omnicart.events import Event
 from omnicart.journey.model import JourneyBundle
 from omnicart.messages import SendRequest, SendResult
 from omnicart.quarantine import QuarantineLog
 from omnicart.routing import customer_workflow_id, signal_customer
 from omnicart.signals import IncomingEvent
+from omnicart.storage import get_engine, upgrade
 from workflows.customer import CustomerWorkflow
 from workflows.sandbox import workflow_runner
 
@@ -62,9 +62,9 @@ async def customer_worker(
 
 
 def _database(path: Path) -> Engine:
-    engine = get_engine(f"sqlite:///{path}")
-    create_tables(engine)
-    return engine
+    url = f"sqlite:///{path}"
+    upgrade(url)
+    return get_engine(url)
 
 
 def journeys_for(bundles: Sequence[JourneyBundle]) -> Callable[[str], list[JourneyBundle]]:

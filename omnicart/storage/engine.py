@@ -1,0 +1,49 @@
+"""One SQLAlchemy engine per database URL, and the ``MetaData`` every table of the product joins.
+
+SQLite under the data directory by default; PostgreSQL (``postgresql+psycopg://``) in production,
+where several workers and API processes on several machines must share one ledger and one event
+log. Each component declares its tables on ``metadata`` in its own module; the schema itself is
+made and changed only by the migrations (``omnicart db upgrade``), never by ``create_all``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+
+from sqlalchemy import Engine, MetaData, create_engine, event, make_url
+
+metadata = MetaData()
+
+
+@lru_cache(maxsize=8)
+def get_engine(url: str) -> Engine:
+    """A pooled engine per URL; SQLite gets WAL so the API and a worker can share the file."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(connection, _record):  # type: ignore[no-untyped-def]
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def utc(value: datetime) -> datetime:
+    """A stored time as an aware UTC datetime, whichever database it came from.
+
+    SQLite hands back naive datetimes (everything stored is UTC); PostgreSQL hands back aware ones
+    in the session's time zone, which need not be UTC. Callers compare and print them: one form.
+    """
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def display_url(url: str) -> str:
+    """The URL with its password masked: what messages and logs may show."""
+    return make_url(url).render_as_string(hide_password=True)
