@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from omnicart.journey.registry import JourneyRegistry
 
 app = typer.Typer(
     help="Omnichannel cart-abandonment journeys on Temporal.",
@@ -56,6 +59,79 @@ def dev(
     from omnicart.dev import run_dev
 
     run_dev(port=port)
+
+
+def _registry() -> JourneyRegistry:
+    from omnicart.journey.registry import JourneyRegistry
+    from omnicart.settings import get_settings
+    from omnicart.storage import get_engine, require_current
+
+    engine = get_engine(get_settings().database())
+    require_current(engine)
+    return JourneyRegistry(engine)
+
+
+@app.command()
+def publish(
+    paths: Annotated[list[Path] | None, typer.Argument(help="Journey files or folders (default: journeys/).")] = None,
+    by: Annotated[str | None, typer.Option(help="Who publishes, for the history (default: user@host).")] = None,
+) -> None:
+    """Validate journeys and publish them to the registry every API host and worker reads; all or none.
+
+    A journey whose content changed becomes a new version; runs under way keep the version they began on.
+    """
+    from omnicart.journey.registry import default_author, publish_files
+
+    changed, problems = publish_files(_registry(), paths or [Path("journeys")], by or default_author())
+    for problem in problems:
+        typer.echo(str(problem), err=True)
+    if problems:
+        typer.echo("nothing was published", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"published: {', '.join(changed)}" if changed else "nothing changed")
+
+
+@app.command()
+def journeys() -> None:
+    """The published journeys: version, status, and who changed them last."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("journey", "version", "status", "trigger", "updated", "by")
+    for name, item in sorted(_registry().published().items()):
+        table.add_row(name, item.version, item.status, item.bundle.journey.trigger.event,
+                      item.updated_at.isoformat(timespec="seconds"), item.updated_by)
+    Console().print(table if table.row_count else "No journey is published: run omnicart publish.")
+
+
+@app.command()
+def pause(
+    name: Annotated[str, typer.Argument(help="The journey's name.")],
+    by: Annotated[str | None, typer.Option(help="Who pauses it (default: user@host).")] = None,
+) -> None:
+    """Stop new entries into a journey; customers already in it carry on."""
+    from omnicart.journey.registry import UnknownJourney, default_author
+
+    try:
+        changed = _registry().pause(name, by or default_author())
+    except UnknownJourney as exc:
+        raise typer.BadParameter(str(exc)) from None
+    typer.echo(f"{name} paused" if changed else f"{name} was already paused")
+
+
+@app.command()
+def resume(
+    name: Annotated[str, typer.Argument(help="The journey's name.")],
+    by: Annotated[str | None, typer.Option(help="Who resumes it (default: user@host).")] = None,
+) -> None:
+    """Let a paused journey take new entries again."""
+    from omnicart.journey.registry import UnknownJourney, default_author
+
+    try:
+        changed = _registry().resume(name, by or default_author())
+    except UnknownJourney as exc:
+        raise typer.BadParameter(str(exc)) from None
+    typer.echo(f"{name} resumed" if changed else f"{name} was not paused")
 
 
 quarantine_app = typer.Typer(

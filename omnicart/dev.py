@@ -36,17 +36,19 @@ from rich.text import Text
 from temporalio.client import Client
 
 from omnicart.settings import Settings, get_settings
-from omnicart.storage import display_url, upgrade
+from omnicart.storage import display_url, get_engine, upgrade
 from omnicart.temporal import connect
 
 if TYPE_CHECKING:
     from omnicart.journey.catalog import JourneyCatalog
+    from omnicart.journey.registry import JourneyRegistry
 
 TEMPORAL_START_TIMEOUT = 60.0
 SHUTDOWN_TIMEOUT = 30.0
 DEV_SERVER_STOP_TIMEOUT = 15.0
 LOOPBACK = "127.0.0.1"
 PR_SET_PDEATHSIG = 1
+DEV_AUTHOR = "omnicart dev"
 TEMPORAL_RESTARTS = 3
 """How often ``omnicart dev`` restarts a Temporal dev server that died under it before giving up."""
 
@@ -255,6 +257,7 @@ class _Server(uvicorn.Server):
 async def _run(settings: Settings, dev: DevSettings, console: Console) -> None:
     from omnicart.api.app import create_app
     from omnicart.journey.catalog import JourneyCatalog
+    from omnicart.journey.registry import JourneyRegistry
     from worker import run_worker
 
     temporal = TemporalDevServer(find_temporal(), settings.data_dir, dev.temporal_port, dev.ui_port)
@@ -274,10 +277,13 @@ async def _run(settings: Settings, dev: DevSettings, console: Console) -> None:
         if client is None:
             return
         catalog = JourneyCatalog(settings.journeys_dir)
+        registry = JourneyRegistry(get_engine(settings.database()))
+        await asyncio.to_thread(registry.publish, catalog.all().values(), DEV_AUTHOR)
         _print_journeys(console, settings, catalog)
+        publishing = asyncio.create_task(_publish_on_change(catalog, registry), name="publisher")
         server = _Server(
             uvicorn.Config(
-                create_app(settings, client=client, catalog=catalog),
+                create_app(settings, client=client),
                 host=settings.api_host,
                 port=settings.api_port,
                 log_level="warning",
@@ -297,6 +303,7 @@ async def _run(settings: Settings, dev: DevSettings, console: Console) -> None:
             ended_alone.append("Temporal dev server")
         console.print("Stopping the API and the worker, then the Temporal dev server…")
         server.should_exit = True
+        publishing.cancel()
         stop.set()
         done, pending = await asyncio.wait({worker, api}, timeout=SHUTDOWN_TIMEOUT)
         for task in pending:
@@ -311,6 +318,19 @@ async def _run(settings: Settings, dev: DevSettings, console: Console) -> None:
     finally:
         await temporal.stop()
         console.print("Stopped.")
+
+
+async def _publish_on_change(catalog: JourneyCatalog, registry: JourneyRegistry) -> None:
+    """Publish the journey folder whenever a file changes: saving a file is publishing, in dev."""
+    while True:
+        await asyncio.sleep(1.0)
+        try:
+            if await asyncio.to_thread(catalog.refresh):
+                changed = await asyncio.to_thread(registry.publish, catalog.all().values(), DEV_AUTHOR)
+                if changed:
+                    logging.getLogger("omnicart.dev").info("published: %s", ", ".join(changed))
+        except Exception:
+            logging.getLogger("omnicart.dev").exception("publishing the journey folder failed; will retry")
 
 
 async def _watch(temporal: TemporalDevServer, tasks: set[asyncio.Task[Any]], console: Console) -> bool:

@@ -58,7 +58,7 @@ from tests.providers.sendgrid_server import Recorded as MailSend
 from tests.providers.sendgrid_server import Reply as SendGridReply
 from tests.providers.sendgrid_server import SendGridServer
 from tests.providers.twilio_server import TwilioServer
-from tests.support.bundles import JOURNEYS
+from tests.support.bundles import JOURNEYS, publish_folder
 from tests.support.runtime import journal
 from tests.support.timelines import cart, describe, profile
 from worker import run_worker
@@ -221,6 +221,7 @@ def compressed_flagship() -> str:
 @asynccontextmanager
 async def ingest_api(settings: Settings, client: Client) -> AsyncIterator[httpx.AsyncClient]:
     """The real ingest API with its webhooks, reached in process over httpx's ASGI transport."""
+    publish_folder(settings.database(), settings.journeys_dir)
     app = create_app(settings, client=client)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

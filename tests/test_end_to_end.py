@@ -21,6 +21,7 @@ from omnicart.api.app import create_app
 from omnicart.channels.outbox import read_outbox
 from omnicart.settings import Settings
 from omnicart.storage import upgrade
+from tests.support.bundles import publish_folder
 from tests.support.runtime import journal
 from tests.support.short_journeys import copy_with_seconds
 from tests.support.timelines import cart, profile
@@ -36,6 +37,7 @@ async def product(dev_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator
         task_queue=f"e2e-{uuid.uuid4()}",
     )
     upgrade(settings.database())
+    publish_folder(settings.database(), settings.journeys_dir)
     stop = asyncio.Event()
     worker = asyncio.create_task(run_worker(dev_env.client, settings, stop))
     app = create_app(settings, client=dev_env.client)

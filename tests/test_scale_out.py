@@ -161,6 +161,10 @@ async def test_two_workers_and_two_apis_on_one_postgresql_send_every_message_exa
     database_url = postgres.create_database()
     upgrade(database_url)
     env = product_env(database_url, dev_env, tmp_path, task_queue=f"scale-out-{tmp_path.name}")
+    # What a deploy does before rolling out: publish the journeys to the registry both APIs read.
+    published = subprocess.run([sys.executable, "-m", "omnicart.cli", "publish", env["OMNICART_JOURNEYS_DIR"],
+                                "--by", "deploy"], env=env, capture_output=True, text=True, timeout=60)
+    assert published.returncode == 0 and "two_emails_scale_out" in published.stdout, published.stderr
     ports = [free_port(), free_port()]
     for index in (1, 2):
         processes.start(f"worker{index}", worker_command(), env)

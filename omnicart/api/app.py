@@ -28,9 +28,9 @@ from temporalio.client import Client
 
 from omnicart.api import sendgrid_webhook, twilio_webhooks, unsubscribe
 from omnicart.api.event_log import EventLog
-from omnicart.api.ingest import Ingest, IngestResult, TemporalUnavailable
+from omnicart.api.ingest import Ingest, IngestResult, JourneySource, TemporalUnavailable
 from omnicart.events import Event, describe_error
-from omnicart.journey.catalog import JourneyCatalog
+from omnicart.journey.registry import JourneyRegistry, PublishedJourneys
 from omnicart.ledger import MessageLedger
 from omnicart.settings import Settings, get_settings
 from omnicart.storage import get_engine, require_current
@@ -76,16 +76,17 @@ class Rejected(Exception):
 def create_app(
     settings: Settings,
     client: Client | None = None,
-    catalog: JourneyCatalog | None = None,
+    catalog: JourneySource | None = None,
 ) -> FastAPI:
     """The ingest API with the provider webhooks.
 
     With ``client`` given (tests, ``omnicart dev``) everything is ready at once; without it the
     lifespan opens a lazy connection from the environment (``omnicart.temporal.connect``), so the
-    API starts, and answers ``503``, even while Temporal is down.
+    API starts, and answers ``503``, even while Temporal is down. Journeys come from the journey
+    registry in the shared database (``omnicart publish``) unless ``catalog`` says otherwise.
     """
     engine = get_engine(settings.database())
-    journeys = catalog if catalog is not None else JourneyCatalog(settings.journeys_dir)
+    journeys = catalog if catalog is not None else PublishedJourneys(JourneyRegistry(engine))
     event_log = EventLog(engine)
 
     def prepare(temporal: Client) -> None:

@@ -18,6 +18,7 @@ TABLE_MODULES = (
     "omnicart.api.event_log",
     "omnicart.discounts",
     "omnicart.quarantine",
+    "omnicart.journey.registry",
 )
 
 

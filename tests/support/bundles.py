@@ -17,3 +17,12 @@ def flagship() -> JourneyBundle:
 
 def browse() -> JourneyBundle:
     return load_journey(JOURNEYS / "browse_abandonment.yaml")
+
+
+def publish_folder(database_url: str, folder: Path) -> None:
+    """Publish a journey folder to the registry of a migrated database, as ``omnicart publish`` does."""
+    from omnicart.journey.registry import JourneyRegistry, publish_files
+    from omnicart.storage import get_engine
+
+    _, problems = publish_files(JourneyRegistry(get_engine(database_url)), [folder], "tests")
+    assert not problems, problems
