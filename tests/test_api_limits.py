@@ -180,7 +180,8 @@ async def test_a_forwarding_failure_of_any_kind_is_503_and_the_retry_forwards_wh
     assert retry.json() == {"accepted": 1, "duplicates": 1}
     assert [i.event.id for i in await signalled(dev_env.client, ana)] == [fine["id"]]
     assert [i.event.id for i in await signalled(dev_env.client, ben)] == [failing["id"]]
-    assert all(logged is not None and logged.forwarded for logged in map(event_log(settings).get, [fine["id"], failing["id"]]))
+    rows = [event_log(settings).get(event["id"]) for event in (fine, failing)]
+    assert all(row is not None and row.forwarded for row in rows)
 
 
 async def test_one_customers_1000_events_reach_its_workflow_in_signals_under_the_budget(

@@ -82,6 +82,7 @@ def test_a_shipped_template_renders_sensibly_with_only_the_required_properties(p
     for name, text in texts.items():
         for pattern, meaning in ARTEFACTS:
             found = pattern.search(text)
-            assert found is None, f"{path.stem}.{name}: {meaning}: ...{text[max(0, found.start() - 60) : found.end() + 20]!r}"
+            where = "" if found is None else text[max(0, found.start() - 60) : found.end() + 20]
+            assert found is None, f"{path.stem}.{name}: {meaning}: ...{where!r}"
     if isinstance(template, EmailTemplate):
         assert "MUG-1" in " ".join(texts.values()), "the item is named by its SKU when it has no name"
