@@ -18,10 +18,12 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
 from omnicart.api.app import create_app
+from omnicart.db import get_engine
 from omnicart.journey.catalog import JourneyCatalog
 from omnicart.journey.model import JourneyBundle
 from omnicart.limits import MAX_SAFE_INTEGER, SIGNAL_BUDGET_BYTES
@@ -182,6 +184,21 @@ async def test_a_forwarding_failure_of_any_kind_is_503_and_the_retry_forwards_wh
     assert [i.event.id for i in await signalled(dev_env.client, ben)] == [failing["id"]]
     rows = [event_log(settings).get(event["id"]) for event in (fine, failing)]
     assert all(row is not None and row.forwarded for row in rows)
+
+
+async def test_an_event_log_failure_is_503_and_nothing_is_forwarded(
+    settings: Settings, dev_env: WorkflowEnvironment, catalog: JourneyCatalog
+) -> None:
+    event = envelope()
+
+    async with serving(create_app(settings, client=dev_env.client, catalog=catalog)) as http:
+        with get_engine(settings.database()).begin() as connection:
+            connection.execute(text("DROP TABLE ingested_events"))  # the database lost its table
+        response = await http.post("/v1/events", json=event)
+
+    assert response.status_code == 503
+    assert response.headers["retry-after"]
+    assert not await has_workflow(dev_env.client, event["customer_id"])
 
 
 async def test_one_customers_1000_events_reach_its_workflow_in_signals_under_the_budget(
