@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -20,7 +20,9 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
-from pydantic_core import ErrorDetails, InitErrorDetails
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
+
+from omnicart import limits
 
 Source = Literal["web", "app", "store", "email", "sms", "push", "api"]
 Channel = Literal["email", "sms", "push"]
@@ -35,9 +37,9 @@ class Event(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    id: str = Field(min_length=1, max_length=200)
+    id: str = Field(min_length=1, max_length=limits.MAX_ID_CHARS)
     type: str = Field(pattern=r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$", max_length=100)
-    customer_id: str = Field(min_length=1, max_length=200)
+    customer_id: str = Field(min_length=1, max_length=limits.MAX_ID_CHARS)
     timestamp: AwareDatetime
     source: Source
     properties: dict[str, Any] = Field(default_factory=dict)
@@ -47,25 +49,47 @@ class Event(BaseModel):
     def _in_utc(cls, value: datetime) -> datetime:
         """Kept in UTC: one zone makes every comparison exact and cheap; local time comes from the
         customer's profile, never from the producer's offset."""
-        return value.astimezone(UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T00:00:00+00:01 is before the calendar's first moment in UTC
+            raise ValueError("is outside the calendar's range once converted to UTC") from None
 
     @classmethod
-    def parse(cls, data: Any) -> Event:
-        """Validate an envelope and, for the types the product understands, its properties.
+    def parse(cls, data: Any, max_event_bytes: int = limits.MAX_EVENT_BYTES) -> Event:
+        """Validate an envelope at the door: its limits (``omnicart.limits``), its shape and, for the
+        types the product understands, its properties.
 
-        Property errors are reported at ``properties.<field>`` so that the producer sees exactly
-        which field to fix; unknown property names are always allowed.
+        Every way in (the API, provider webhooks, ``omnicart simulate``) comes through here, so what
+        one accepts the worker can always decode and run. Property errors are reported at
+        ``properties.<field>`` so that the producer sees exactly which field to fix; unknown property
+        names are always allowed.
         """
+        violations = limits.check_json(data)
+        if violations:
+            raise _invalid([_violation(v.loc, v.message) for v in violations])
         event = cls.model_validate(data)
+        errors: list[InitErrorDetails] = []
+        if not limits.in_time_range(event.timestamp):
+            errors.append(_violation(("timestamp",), _TIME_RANGE))
         model = PROPERTY_MODELS.get(event.type)
         if model is not None:
             try:
                 model.model_validate(event.properties)
             except ValidationError as exc:
-                raise ValidationError.from_exception_data(
-                    "Event",
-                    [_prefixed(error) for error in exc.errors()],
-                ) from None
+                errors += [_prefixed(error) for error in exc.errors()]
+        if errors:
+            raise _invalid(errors)
+        size = len(event.model_dump_json())
+        if size > max_event_bytes:
+            raise _invalid(
+                [
+                    _violation(
+                        (),
+                        f"the event is {size:,} bytes as JSON; the limit is {max_event_bytes:,} "
+                        "(OMNICART_MAX_EVENT_BYTES): send less in properties",
+                    )
+                ]
+            )
         return event
 
     def context(self) -> dict[str, Any]:
@@ -80,6 +104,20 @@ class Event(BaseModel):
         }
 
 
+_TIME_RANGE = (
+    f"must be between {limits.EARLIEST_TIMESTAMP:%Y-%m-%d} and {limits.LATEST_TIMESTAMP:%Y-%m-%d} (UTC)"
+)
+
+
+def _invalid(errors: list[InitErrorDetails]) -> ValidationError:
+    return ValidationError.from_exception_data("Event", errors)
+
+
+def _violation(loc: tuple[str | int, ...], message: str) -> InitErrorDetails:
+    """A broken limit as a pydantic error, so it reads like every other validation error."""
+    return {"type": PydanticCustomError("limit", message), "loc": loc, "input": None}
+
+
 def _prefixed(error: Any) -> InitErrorDetails:
     details: InitErrorDetails = {
         "type": error["type"],
@@ -92,7 +130,8 @@ def _prefixed(error: Any) -> InitErrorDetails:
 
 
 class _Properties(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    # No "inf"/"NaN" strings read as prices either: the raw string would reach the money filter.
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
 
 class Consent(BaseModel):
@@ -103,14 +142,21 @@ class Consent(BaseModel):
     push: bool | None = None
 
 
+# Known short fields get tighter limits than limits.MAX_STRING_CHARS (see there for why each).
+IdText = Annotated[str, Field(min_length=1, max_length=limits.MAX_ID_CHARS)]
+UrlText = Annotated[str, Field(max_length=limits.MAX_URL_CHARS)]
+NameText = Annotated[str, Field(max_length=limits.MAX_NAME_CHARS)]
+ShortText = Annotated[str, Field(max_length=limits.MAX_SHORT_CHARS)]
+
+
 class CustomerUpdated(_Properties):
-    email: str | None = None
-    phone: str | None = None
-    timezone: str | None = None
-    locale: str | None = None
-    first_name: str | None = None
+    email: str | None = Field(default=None, max_length=limits.MAX_EMAIL_CHARS)
+    phone: str | None = Field(default=None, max_length=limits.MAX_PHONE_CHARS)
+    timezone: ShortText | None = None
+    locale: ShortText | None = None
+    first_name: NameText | None = None
     consent: Consent | None = None
-    push_tokens: list[str] | None = None
+    push_tokens: list[UrlText] | None = Field(default=None, max_length=limits.MAX_PUSH_TOKENS)
 
     @field_validator("email")
     @classmethod
@@ -132,53 +178,53 @@ class CustomerUpdated(_Properties):
         if value is not None:
             try:
                 ZoneInfo(value)
-            except (ZoneInfoNotFoundError, ValueError):
+            except (ZoneInfoNotFoundError, ValueError, OSError):  # "America" is a directory
                 raise ValueError(f"unknown IANA time zone {value!r}") from None
         return value
 
 
 class Item(_Properties):
-    sku: str
-    name: str | None = None
+    sku: IdText
+    name: NameText | None = None
     quantity: int = Field(default=1, ge=0)
     price: float | None = Field(default=None, ge=0)
-    image_url: str | None = None
-    url: str | None = None
+    image_url: UrlText | None = None
+    url: UrlText | None = None
 
 
 class CartUpdated(_Properties):
-    cart_id: str = Field(min_length=1)
+    cart_id: IdText
     items: list[Item] = Field(default_factory=list)
     total: float | None = Field(default=None, ge=0)
     currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
-    restore_url: str | None = None
+    restore_url: UrlText | None = None
 
 
 class CheckoutStarted(CartUpdated):
-    checkout_id: str | None = None
+    checkout_id: IdText | None = None
 
 
 class OrderPlaced(_Properties):
-    order_id: str = Field(min_length=1)
-    cart_id: str | None = None
+    order_id: IdText
+    cart_id: IdText | None = None
     items: list[Item] = Field(default_factory=list)
     total: float | None = Field(default=None, ge=0)
     currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
-    store_id: str | None = None
+    store_id: ShortText | None = None
 
 
 class ProductViewed(_Properties):
-    sku: str = Field(min_length=1)
-    name: str | None = None
+    sku: IdText
+    name: NameText | None = None
     price: float | None = Field(default=None, ge=0)
-    url: str | None = None
-    image_url: str | None = None
+    url: UrlText | None = None
+    image_url: UrlText | None = None
 
 
 class MessageEvent(_Properties):
     channel: Channel
-    message_id: str = Field(min_length=1)
-    journey: str | None = None
+    message_id: IdText
+    journey: IdText | None = None
 
 
 class ConsentChanged(_Properties):
@@ -226,7 +272,8 @@ def describe_error(error: ErrorDetails) -> tuple[str, str]:
         message = "must be a snake_case name such as checkout_started"
     else:
         message = _FRIENDLY.get(error["type"], error["msg"].removeprefix("Value error, "))
-    return path or "envelope", message
+    # Escaped, because the answer must itself encode as UTF-8 whatever the producer sent.
+    return limits.safe_text(path or "envelope"), limits.safe_text(message)
 
 
 def event_sort_key(event: Event) -> tuple[datetime, str]:

@@ -8,14 +8,19 @@ journey run it concerns. That is what lets a click in one channel change at once
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
 
+from pydantic_core import to_json
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 
 from omnicart.events import Event
 from omnicart.journey.model import JourneyBundle
+from omnicart.limits import SIGNAL_BUDGET_BYTES
 from omnicart.signals import CUSTOMER_WORKFLOW, EVENT_SIGNAL, CustomerWorkflowInput, IncomingEvent
+
+T = TypeVar("T")
 
 
 def customer_workflow_id(customer_id: str) -> str:
@@ -30,14 +35,40 @@ async def deliver(
     journeys_for: Callable[[str], Sequence[JourneyBundle]],
     max_history_events: int = 2000,
     send_timeout_seconds: float = 60.0,
+    on_signalled: Callable[[Sequence[Event]], None] | None = None,
 ) -> None:
     """Hand one customer's events, in the order given, to that customer's workflow.
 
-    They travel in one signal: one history event however large the batch, and the workflow sees
-    them together, in order. Each carries the published journeys its type can trigger.
+    Each carries the published journeys its type can trigger. They travel in as few signals as keep
+    each under ``SIGNAL_BUDGET_BYTES`` (see ``split_by_size``), one after another, so the workflow
+    sees them in order. ``on_signalled`` hears each part once Temporal has it: if a later part fails,
+    the caller knows which events already arrived.
     """
     batch = [IncomingEvent(event=event, journeys=list(journeys_for(event.type))) for event in events]
-    await signal_customer(client, task_queue, customer_id, batch, max_history_events, send_timeout_seconds)
+    for part in split_by_size(batch, SIGNAL_BUDGET_BYTES):
+        await signal_customer(client, task_queue, customer_id, part, max_history_events, send_timeout_seconds)
+        if on_signalled is not None:
+            on_signalled([incoming.event for incoming in part])
+
+
+def split_by_size(items: Sequence[T], budget: int) -> Iterator[list[T]]:
+    """Consecutive runs of ``items`` whose JSON list, as the pydantic data converter encodes it
+    (``pydantic_core.to_json``), stays within ``budget`` bytes.
+
+    One item over the budget on its own still travels alone: the budget keeps signals well under
+    Temporal's hard limit, and the envelope limits (``omnicart.limits``) bound a single item.
+    """
+    part: list[T] = []
+    size = 2  # the list's brackets
+    for item in items:
+        cost = len(to_json(item)) + (1 if part else 0)  # a comma before every item but the first
+        if part and size + cost > budget:
+            yield part
+            part, size, cost = [], 2, cost - 1
+        part.append(item)
+        size += cost
+    if part:
+        yield part
 
 
 async def signal_customer(

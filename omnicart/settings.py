@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     # Secret for deterministic single-use discount codes and signed links.
     signing_secret: SecretStr = SecretStr("omnicart-dev-secret-change-me")
 
+    # One event's JSON at most (omnicart.limits.MAX_EVENT_BYTES says why 32 KiB).
+    max_event_bytes: int = 32 * 1024
+
     def database(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'omnicart.db'}"
 

@@ -760,7 +760,7 @@ def test_catalog_keeps_the_last_good_version_of_a_file_that_became_invalid(
 
     # A broken template makes the journeys using it invalid too: still served as they were.
     template = folder / "templates" / "browse_push.yaml"
-    template.write_text(template.read_text().replace("trigger.properties.url", "trigger.properties.ulr"))
+    template.write_text(template.read_text().replace("{{ trigger.properties.url", "{{ trigr.properties.url"))
     cart.write_text(text.replace("  - wait: 1h\n", "  - wait: 3h\n", 1))
     clock.now += 1.0
     assert catalog.all()["abandoned_cart"].journey.steps[0].wait == "3h"

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import re
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,15 +28,18 @@ from pydantic.json_schema import models_json_schema
 from pydantic_core import ErrorDetails
 from temporalio.client import Client
 
+from omnicart import limits
 from omnicart.api import sendgrid_webhook, twilio_webhooks, unsubscribe
 from omnicart.api.event_log import EventLog
-from omnicart.api.ingest import Ingest, IngestResult, JourneySource, TemporalUnavailable
+from omnicart.api.ingest import ForwardingFailed, Ingest, IngestResult, JourneySource
 from omnicart.events import Event, describe_error
 from omnicart.journey.registry import JourneyRegistry, PublishedJourneys
 from omnicart.ledger import MessageLedger
 from omnicart.settings import Settings, get_settings
 from omnicart.storage import get_engine, require_current
 from omnicart.temporal import connect
+
+logger = logging.getLogger(__name__)
 
 HEALTH_TIMEOUT = timedelta(seconds=3)
 RETRY_AFTER_SECONDS = "5"
@@ -154,7 +159,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": RETRY_AFTER_SECONDS})
 
     app.add_exception_handler(Rejected, rejected)
-    app.add_exception_handler(TemporalUnavailable, unavailable)
+    app.add_exception_handler(ForwardingFailed, unavailable)
 
 
 _REQUEST_BODY = {
@@ -194,7 +199,7 @@ def _add_routes(app: FastAPI, settings: Settings) -> None:
                 "description": f"Body over the size limit, or more than {settings.max_batch_events} events.",
             },
             422: {"model": Problems, "description": "Malformed events; nothing of the batch was applied."},
-            503: {"model": Detail, "description": "Temporal unreachable; send the same events again."},
+            503: {"model": Detail, "description": "Not all events were forwarded; send the same events again."},
         },
         summary="Send one event or a batch",
     )
@@ -205,7 +210,7 @@ def _add_routes(app: FastAPI, settings: Settings) -> None:
         whole: with any malformed event, nothing is applied.
         """
         body = await _read_body(request, settings.max_body_bytes)
-        events = parse_events(body, settings.max_batch_events)
+        events = _parse_or_refuse(body, settings)
         ingest: Ingest = request.app.state.ingest
         return await ingest.submit(events)
 
@@ -242,6 +247,18 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
+def _parse_or_refuse(body: bytes, settings: Settings) -> list[Event]:
+    """``parse_events``, where even a reader bug answers ``422``: nothing is recorded before parsing
+    ends, so refusing is always safe, and a ``500`` would make producers retry a body that never passes."""
+    try:
+        return parse_events(body, settings.max_batch_events, settings.max_event_bytes)
+    except Rejected:
+        raise
+    except Exception as exc:
+        logger.error("could not read a request body (%s); refused with 422", type(exc).__name__)
+        raise _body_problem(422, "body", "the body could not be read as events") from None
+
+
 def _too_large(message: str) -> Rejected:
     return _body_problem(413, "body", message)
 
@@ -251,29 +268,60 @@ def _body_problem(status: int, field: str, message: str) -> Rejected:
     return Rejected(status, [Problem(index=None, field=field, message=message)])
 
 
-def parse_events(body: bytes, max_events: int) -> list[Event]:
+def parse_events(body: bytes, max_events: int, max_event_bytes: int = limits.MAX_EVENT_BYTES) -> list[Event]:
     """Every event of a body, or :class:`Rejected` listing every problem (no partial result).
 
     A JSON object with an ``events`` key is a batch; any other object is one envelope.
     """
-    try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
-        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
-        raise _body_problem(422, "body", f"invalid JSON: {reason}{where}") from None
-
+    data = _load_json(body)
     items = _envelopes(data, max_events)
     problems: list[Problem] = []
     events: list[Event] = []
     for index, item in enumerate(items):
         try:
-            events.append(Event.parse(item))
+            events.append(Event.parse(item, max_event_bytes))
         except ValidationError as exc:
             problems += [_problem(index, error) for error in exc.errors()]
     if problems:
         raise Rejected(422, problems)
     return events
+
+
+def _load_json(body: bytes) -> Any:
+    """The body as JSON, or a ``422`` saying where it went wrong.
+
+    Integer literals are never converted unbounded (``limits.parse_int``); ``NaN``, ``Infinity`` and
+    ``1e999`` load as floats and are refused, with their field, by the envelope's limits.
+    """
+    try:
+        return json.loads(body, parse_int=limits.parse_int)
+    except json.JSONDecodeError as exc:
+        raise _body_problem(422, "body", f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except UnicodeDecodeError:
+        raise _body_problem(422, "body", "invalid JSON: not UTF-8") from None
+    except RecursionError:
+        raise _body_problem(422, "body", f"invalid JSON: {_too_deep(body)}") from None
+
+
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _too_deep(body: bytes) -> str:
+    """Where a body too deep for the JSON reader first nests deeper than any event may."""
+    text = body.decode("utf-8", errors="replace")
+    allowed = limits.MAX_PROPERTIES_DEPTH + 3  # a batch, its list, the envelope, then properties
+    depth = 0
+    for token in _JSON_TOKEN.finditer(text):
+        char = token.group()
+        if char in "[{":
+            depth += 1
+            if depth > allowed:
+                line = text.count("\n", 0, token.start()) + 1
+                column = token.start() - (text.rfind("\n", 0, token.start()) + 1) + 1
+                return f"nested deeper than {allowed} levels at line {line} column {column}"
+        elif char in "]}":
+            depth -= 1
+    return f"nested deeper than {allowed} levels"
 
 
 def _envelopes(data: Any, max_events: int) -> list[Any]:

@@ -5,7 +5,8 @@ goes through :class:`Ingest`, so "the same id is never acted on twice" and "an o
 nothing" are true in one place. Events of different customers are forwarded concurrently (a batch
 from a busy shop is many customers); one customer's events keep their batch order, and an
 in-process lock per customer keeps two concurrent requests for one customer from interleaving.
-Each customer's share of a batch travels in one signal (``omnicart.routing.deliver``).
+Each customer's share of a batch travels in as few signals as fit Temporal's payload limit
+(``omnicart.routing.deliver``).
 """
 
 from __future__ import annotations
@@ -47,13 +48,24 @@ class IngestResult(BaseModel):
     duplicates: int = Field(description="Events whose id was already accepted (here or earlier): ignored.")
 
 
-class TemporalUnavailable(Exception):
-    """Temporal did not take some events. They stay recorded as not forwarded; sending them again
-    forwards them (the API answers ``503`` so producers retry)."""
+class ForwardingFailed(Exception):
+    """Some events were not taken in: the database or Temporal failed, whatever the error.
+
+    Those events stay recorded as not forwarded (or were never recorded), so sending the same batch
+    again forwards them and counts the ones already forwarded as duplicates: the API answers ``503``
+    with ``Retry-After`` so producers do exactly that. Never a ``500`` that strands rows.
+    """
+
+    def __init__(self, pending: int, reason: str = "events could not be forwarded") -> None:
+        super().__init__(f"{reason}; {pending} event(s) not forwarded, send them again")
+        self.pending = pending
+
+
+class TemporalUnavailable(ForwardingFailed):
+    """Temporal did not answer: the common case of :class:`ForwardingFailed`."""
 
     def __init__(self, pending: int) -> None:
-        super().__init__(f"Temporal is unreachable; {pending} event(s) not forwarded, send them again")
-        self.pending = pending
+        super().__init__(pending, "Temporal is unreachable")
 
 
 class Ingest:
@@ -83,7 +95,7 @@ class Ingest:
         self._limit = asyncio.Semaphore(MAX_CONCURRENT_CUSTOMERS)
 
     async def submit(self, events: list[Event]) -> IngestResult:
-        """Accept already validated events; raise :class:`TemporalUnavailable` if Temporal did not take them.
+        """Accept already validated events; raise :class:`ForwardingFailed` if any was not taken in.
 
         An id repeated inside the batch, or already forwarded earlier, counts as a duplicate. An id
         recorded earlier but never forwarded (Temporal was down then) is forwarded now and counts
@@ -97,33 +109,43 @@ class Ingest:
             return IngestResult(accepted=0, duplicates=in_batch_repeats)
 
         async with self._customer_locks({event.customer_id for event in distinct.values()}):
-            recorded = await asyncio.to_thread(self.event_log.record, list(distinct.values()))
+            try:
+                recorded = await asyncio.to_thread(self.event_log.record, list(distinct.values()))
+            except Exception as error:  # the transaction rolled back: nothing of the batch is recorded
+                logger.error("could not record %d events (%s); none taken", len(distinct), type(error).__name__)
+                raise ForwardingFailed(len(distinct), "the event log is unavailable") from error
             by_customer: dict[str, list[Event]] = {}
             for event in recorded.to_forward:
                 by_customer.setdefault(event.customer_id, []).append(event)
             outcomes = await asyncio.gather(*(self._forward(group) for group in by_customer.values()))
             forwarded = [event_id for done, _ in outcomes for event_id in done]
-            await asyncio.to_thread(self.event_log.mark_forwarded, forwarded)
+            try:
+                await asyncio.to_thread(self.event_log.mark_forwarded, forwarded)
+            except Exception as error:  # forwarded but not marked: a retry forwards again, workflows dedupe
+                logger.error("could not mark %d events forwarded (%s)", len(forwarded), type(error).__name__)
+                raise ForwardingFailed(len(recorded.to_forward), "the event log is unavailable") from error
 
         errors = [error for _, error in outcomes if error is not None]
         if errors:
             pending = len(recorded.to_forward) - len(forwarded)
-            if all(_unavailable(error) for error in errors):
-                logger.warning(
-                    "Temporal unavailable (%s); %d of %d events kept for the producer's retry",
-                    type(errors[0]).__name__,
-                    pending,
-                    len(recorded.to_forward),
-                )
+            unavailable = all(_unavailable(error) for error in errors)
+            logger.warning(
+                "forwarding failed (%s); %d of %d events kept for the producer's retry",
+                ", ".join(sorted({type(error).__name__ for error in errors})),
+                pending,
+                len(recorded.to_forward),
+            )
+            if unavailable:
                 raise TemporalUnavailable(pending) from errors[0]
-            raise next(error for error in errors if not _unavailable(error))
+            raise ForwardingFailed(pending) from errors[0]
         return IngestResult(
             accepted=len(recorded.to_forward),
             duplicates=in_batch_repeats + len(recorded.duplicates),
         )
 
     async def _forward(self, events: list[Event]) -> tuple[list[str], Exception | None]:
-        """Hand one customer's events to its workflow, in order, in one signal-with-start."""
+        """Hand one customer's events to its workflow, in order; say which got there before any failure."""
+        done: list[str] = []
         async with self._limit:
             try:
                 async with asyncio.timeout(self.forward_timeout):
@@ -135,10 +157,11 @@ class Ingest:
                         self.catalog.bundles_for,
                         max_history_events=self.settings.max_history_events,
                         send_timeout_seconds=self.settings.send_timeout_seconds,
+                        on_signalled=lambda part: done.extend(event.id for event in part),
                     )
             except Exception as error:
-                return [], error
-        return [event.id for event in events], None
+                return done, error
+        return done, None
 
     @asynccontextmanager
     async def _customer_locks(self, customer_ids: set[str]) -> AsyncIterator[None]:

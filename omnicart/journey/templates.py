@@ -19,7 +19,7 @@ from functools import lru_cache
 from html.parser import HTMLParser
 from typing import Any
 
-from liquid import BoundTemplate, Environment, FalsyStrictUndefined
+from liquid import BoundTemplate, Environment, FalsyStrictUndefined, Undefined
 from liquid.exceptions import FilterValueError, LiquidError
 from pydantic import BaseModel, ConfigDict
 
@@ -78,10 +78,14 @@ def money(amount: Any, currency: Any = None) -> str:
     """``{{ item.price | money: cart.currency }}`` → ``$1,234.50``, ``€12.50``, ``£3.00``, ``12.50 SEK``.
 
     Shops send prices as numbers or as strings ("12.5", "1,234.50"); both read the same. A missing
-    price renders as nothing rather than "$0.00", which would be a false statement in an email.
+    price (null, or a key the event left out) renders as nothing rather than "$0.00", which would be
+    a false statement in an email; templates wrap it in ``{% if item.price %}`` so the sentence around
+    it goes too. A missing currency prints the bare amount.
     """
-    if amount is None:
+    if amount is None or isinstance(amount, Undefined) or amount == "":
         return ""
+    if isinstance(currency, Undefined):
+        currency = None
     text = str(amount).strip().replace(",", "").replace("_", "")
     try:
         value = Decimal(text).quantize(_CENT, rounding=ROUND_HALF_UP)

