@@ -42,6 +42,8 @@ from omnicart.journey.model import EmailTemplate, SmsTemplate
 from omnicart.journey.templates import TemplateError, render_template
 from omnicart.ledger import ClaimState, LedgerEntry, LedgerStatus, MessageLedger
 from omnicart.messages import SEND_START_TO_CLOSE, Outcome, SendRequest, SendResult
+from omnicart.security.pseudonym import customer_ref
+from omnicart.security.redact import redact
 from omnicart.settings import Settings
 
 MAX_RETRY_AFTER = timedelta(hours=1)
@@ -141,7 +143,10 @@ class SendActivities:
         except RetryableChannelError as exc:
             mark = self.ledger.mark_in_doubt if exc.maybe_delivered else self.ledger.mark_deferred
             await asyncio.to_thread(mark, request.message_id, str(exc))
-            log.warning("send %s (customer %s) will be retried: %s", request.message_id, request.customer_id, exc)
+            log.warning(
+                "send %s (customer %s) will be retried: %s",
+                request.message_id, customer_ref(request.customer_id), redact(exc),
+            )
             raise _retry(exc) from None
         except PermanentChannelError as exc:
             await asyncio.to_thread(
@@ -151,7 +156,10 @@ class SendActivities:
                 revoke_consent=exc.revoke_consent,
                 invalid_address=exc.invalid_address,
             )
-            log.warning("send %s (customer %s) failed for good: %s", request.message_id, request.customer_id, exc)
+            log.warning(
+                "send %s (customer %s) failed for good: %s",
+                request.message_id, customer_ref(request.customer_id), redact(exc),
+            )
             return _result(
                 request,
                 "failed",
@@ -168,7 +176,7 @@ class SendActivities:
             "sent %s %s to customer %s via %s",
             request.channel,
             request.message_id,
-            request.customer_id,
+            customer_ref(request.customer_id),
             delivery.provider,
         )
         return _sent(request, delivery)
@@ -212,7 +220,9 @@ class SendActivities:
             "the provider cannot be asked; not sent again (at most once)"
         )
         await asyncio.to_thread(self.ledger.mark_unconfirmed, entry.message_id, reason)
-        activity.logger.warning("send %s (customer %s) is %s", entry.message_id, entry.customer_id, reason)
+        activity.logger.warning(
+            "send %s (customer %s) is %s", entry.message_id, customer_ref(entry.customer_id), reason
+        )
         return _already_sent(request, entry.provider, entry.provider_message_id, error=reason)
 
     async def _refuse(self, request: SendRequest, sender: ChannelSender, error: str) -> SendResult:
@@ -221,7 +231,9 @@ class SendActivities:
         if claim.state is not ClaimState.SEND:
             return _settled(request, claim.entry)
         await asyncio.to_thread(self.ledger.mark_failed, request.message_id, error)
-        activity.logger.error("send %s (customer %s) refused: %s", request.message_id, request.customer_id, error)
+        activity.logger.error(
+            "send %s (customer %s) refused: %s", request.message_id, customer_ref(request.customer_id), redact(error)
+        )
         return _failed(request, sender.provider, error)
 
 

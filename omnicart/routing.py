@@ -17,13 +17,20 @@ from temporalio.common import WorkflowIDConflictPolicy
 from omnicart.engine.state import CustomerState
 from omnicart.events import Event
 from omnicart.journey.model import JourneyBundle
+from omnicart.security.pseudonym import customer_ref
 
 CUSTOMER_WORKFLOW = "CustomerWorkflow"
 EVENT_SIGNAL = "event"
+FORGET_SIGNAL = "forget"
 
 
 def customer_workflow_id(customer_id: str) -> str:
-    return f"customer/{customer_id}"
+    """``customer/<id>``; an id that is an email or phone number appears only as its keyed hash.
+
+    Workflow ids are shown in the Temporal UI and kept in its visibility store, outside what the
+    payload codec encrypts (``docs/PRIVACY.md``).
+    """
+    return f"customer/{customer_ref(customer_id)}"
 
 
 class IncomingEvent(BaseModel):

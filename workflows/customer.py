@@ -19,7 +19,8 @@ with workflow.unsafe.imports_passed_through():
     from omnicart.engine import interpreter
     from omnicart.engine.state import CustomerState
     from omnicart.messages import SEND_RETRY_POLICY, SendRequest, SendResult
-    from omnicart.routing import CUSTOMER_WORKFLOW, EVENT_SIGNAL, CustomerWorkflowInput, IncomingEvent
+    from omnicart.routing import CUSTOMER_WORKFLOW, EVENT_SIGNAL, FORGET_SIGNAL, CustomerWorkflowInput, IncomingEvent
+    from omnicart.security.redact import redact
 
 @workflow.defn(name=CUSTOMER_WORKFLOW)
 class CustomerWorkflow:
@@ -29,11 +30,21 @@ class CustomerWorkflow:
         self._inbox: list[IncomingEvent] = list(input.pending)
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._send_timeout = timedelta(seconds=input.send_timeout_seconds)
+        self._forgotten = False
 
     @workflow.signal(name=EVENT_SIGNAL)
     def event(self, batch: list[IncomingEvent]) -> None:
         """Events for this customer, in the order the ingest side received them."""
         self._inbox.extend(batch)
+
+    @workflow.signal(name=FORGET_SIGNAL)
+    def forget(self) -> None:
+        """Erase this customer (``omnicart forget``): drop everything held, cancel sends, end the run."""
+        self._forgotten = True
+        self._inbox.clear()
+        self._state = interpreter.new_state(self._state.customer_id)
+        for task in self._in_flight.values():
+            task.cancel()
 
     @workflow.query
     def journal(self) -> list[dict[str, object]]:
@@ -50,6 +61,8 @@ class CustomerWorkflow:
         state = self._state
         while True:
             await self._until_something_to_do(input)
+            if self._forgotten:
+                return
             self._carry_out(interpreter.handle_timers(state, workflow.now()))
             while self._inbox:
                 incoming = self._inbox.pop(0)
@@ -68,7 +81,7 @@ class CustomerWorkflow:
 
     async def _until_something_to_do(self, input: CustomerWorkflowInput) -> None:
         """Sleep until an event arrives, the earliest deadline passes, or it is time to continue-as-new."""
-        if self._inbox:
+        if self._inbox or self._forgotten:
             return
         deadline = interpreter.next_wakeup(self._state)
         timeout = None if deadline is None else (deadline - workflow.now()).total_seconds()
@@ -77,6 +90,7 @@ class CustomerWorkflow:
         with contextlib.suppress(TimeoutError):
             await workflow.wait_condition(
                 lambda: bool(self._inbox)
+                or self._forgotten
                 or interpreter.next_wakeup(self._state) != deadline
                 or self._should_continue_as_new(input),
                 timeout=timeout,
@@ -110,7 +124,7 @@ class CustomerWorkflow:
         except asyncio.CancelledError:
             return  # the run exited (an order, an emptied cart): this message must not go out
         except ActivityError as error:
-            workflow.logger.warning("send %s failed for good: %s", request.message_id, error.cause)
+            workflow.logger.warning("send %s failed for good: %s", request.message_id, redact(error.cause))
             result = SendResult(
                 message_id=request.message_id, channel=request.channel, outcome="failed",
                 provider="unknown", error=str(error.cause),

@@ -33,8 +33,10 @@ from omnicart.db import create_tables, get_engine
 from omnicart.events import Event, describe_error
 from omnicart.journey.catalog import JourneyCatalog
 from omnicart.ledger import MessageLedger
+from omnicart.privacy.api import forget_router
+from omnicart.security.codec_server import codec_app
 from omnicart.settings import Settings, get_settings
-from omnicart.temporal import connect
+from omnicart.temporal import connect, payload_codec
 
 HEALTH_TIMEOUT = timedelta(seconds=3)
 RETRY_AFTER_SECONDS = "5"
@@ -96,7 +98,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if getattr(app.state, "ingest", None) is None:
-            temporal = await connect(lazy=True)
+            temporal = await connect(settings, lazy=True)
             await asyncio.to_thread(prepare, temporal)
         else:
             await asyncio.to_thread(create_tables, engine)
@@ -121,6 +123,8 @@ def create_app(
     app.include_router(sendgrid_webhook.router)
     app.include_router(unsubscribe.router)
     app.include_router(twilio_webhooks.router)
+    app.include_router(forget_router(_require_token))
+    app.mount("/codec", codec_app(settings, payload_codec(settings)))
     _document_event_schemas(app)
     return app
 
