@@ -82,14 +82,14 @@ def dev_settings(settings: Settings, port: int | None) -> Settings:
     return settings.model_copy(update=update)
 
 
-def dev_privacy(settings: Settings, ui_origin: str) -> Settings:
+def dev_privacy(settings: Settings, ui_origins: list[str]) -> Settings:
     """Encryption that works with no setup: a key kept under the data dir, the UI allowed to decode.
 
     The generated key file stays with the dev server's database: deleting one without the other
     leaves histories nobody can read. The codec server needs no token here because ``omnicart dev``
     listens on loopback only; anywhere else ``OMNICART_CODEC_TOKEN`` is required.
     """
-    update: dict[str, object] = {"codec_cors_origins": [*settings.codec_cors_origins, ui_origin]}
+    update: dict[str, object] = {"codec_cors_origins": [*settings.codec_cors_origins, *ui_origins]}
     if settings.encryption_keys is None:
         key_file = settings.data_dir / DEV_KEY_FILE
         if not key_file.exists():
@@ -236,7 +236,7 @@ async def _run(settings: Settings, dev: DevSettings, console: Console) -> None:
 
     stop = asyncio.Event()
     _handle_signals(stop)
-    settings = dev_privacy(settings, f"http://{LOOPBACK}:{dev.ui_port}")
+    settings = dev_privacy(settings, [f"http://{host}:{dev.ui_port}" for host in (LOOPBACK, "localhost")])
     codec_endpoint = f"http://{settings.api_host}:{settings.api_port}/codec"
     temporal = TemporalDevServer(find_temporal(), settings.data_dir, dev.temporal_port, dev.ui_port, codec_endpoint)
     console.print(f"Starting the Temporal dev server on {temporal.address} (state in {escape(str(temporal.db_path))})…")
