@@ -72,8 +72,7 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
     async def _encryption_key(self) -> tuple[str, bytes]:
         if self.owner is None or self.data_keys is None:
             return self.master.active_id, self.master.active
-        found = self.data_keys.cached_key_for(self.owner)
-        return found if found is not None else await asyncio.to_thread(self.data_keys.key_for, self.owner)
+        return await asyncio.to_thread(self.data_keys.key_for, self.owner)
 
     async def _decryption_key(self, key_id: str) -> bytes:
         if key_id.startswith(DATA_KEY_PREFIX):

@@ -6,8 +6,11 @@ master key reveals nothing. Every payload of that workflow in Temporal is encryp
 the row ("crypto-shredding") makes all of them unreadable at once, wherever copies of the history
 live, without touching Temporal. Payloads name their data key by id, so decrypting needs no context.
 
-Unwrapped keys are cached in memory (bounded, short-lived): a busy worker does not read the table
-for every payload, and a deleted key stops working everywhere within the cache's lifetime.
+Unwrapped keys are cached in memory by id (bounded, short-lived), so decrypting rarely reads the
+table, and a deleted key stops decrypting everywhere within the cache's lifetime. Encrypting always
+asks the table which key is the owner's now (one indexed read): a process still holding a forgotten
+customer's key in memory must never encrypt a new run's payloads with it, or that run would become
+unreadable, and wedged, once the cache expired.
 """
 
 from __future__ import annotations
@@ -51,27 +54,19 @@ class DataKeyStore:
     def __init__(self, engine: Engine, master: MasterKeys, cache_seconds: float = 30.0) -> None:
         self.engine = engine
         self.master = master
-        self._by_owner: TTLCache[str, tuple[str, bytes]] = TTLCache(CACHE_SIZE, cache_seconds)
         self._by_id: TTLCache[str, bytes] = TTLCache(CACHE_SIZE, cache_seconds)
         self._lock = threading.Lock()
         self._table_ready = False
-
-    def cached_key_for(self, owner: str) -> tuple[str, bytes] | None:
-        """The owner's key if it is in memory (no database round trip)."""
-        with self._lock:
-            return self._by_owner.get(owner)
 
     def cached_key(self, key_id: str) -> bytes | None:
         with self._lock:
             return self._by_id.get(key_id)
 
     def key_for(self, owner: str) -> tuple[str, bytes]:
-        """``(key_id, key)`` that encrypts ``owner``'s payloads, created on first use."""
-        found = self.cached_key_for(owner)
-        if found is not None:
-            return found
+        """``(key_id, key)`` that encrypts ``owner``'s payloads now, created on first use."""
         row = self._find(customer_keys.c.owner == owner) or self._create(owner)
-        return row.key_id, self._load(row)
+        cached = self.cached_key(row.key_id)
+        return row.key_id, cached if cached is not None else self._load(row)
 
     def key(self, key_id: str) -> bytes:
         """The data key with this id, or :class:`UnknownDataKey`."""
@@ -85,14 +80,13 @@ class DataKeyStore:
 
     def _find(self, where: ColumnElement[bool]) -> Row[Any] | None:
         self._ensure_table()
-        with self.engine.begin() as conn:
+        with self.engine.connect() as conn:
             return conn.execute(select(customer_keys).where(where)).first()
 
     def _load(self, row: Row[Any]) -> bytes:
         """The row's key, unwrapped and remembered."""
         key = self._unwrap(row.key_id, row.master_key_id, row.wrapped_key)
         with self._lock:
-            self._by_owner[row.owner] = (row.key_id, key)
             self._by_id[row.key_id] = key
         return key
 
@@ -103,9 +97,8 @@ class DataKeyStore:
             row = conn.execute(select(customer_keys.c.key_id).where(customer_keys.c.owner == owner)).first()
             if row is not None:
                 conn.execute(delete(customer_keys).where(customer_keys.c.key_id == row.key_id))
-        with self._lock:
-            self._by_owner.pop(owner, None)
-            if row is not None:
+        if row is not None:
+            with self._lock:
                 self._by_id.pop(row.key_id, None)
         return row is not None
 
