@@ -147,3 +147,15 @@ def test_log_text_loses_addresses_and_phone_numbers_but_keeps_the_rest() -> None
     text = "SendGrid answered 400: grace.h@example.org bounced; Twilio: +1 415 555 0199 unreachable (msg_4b1c)"
     assert redact(text) == "SendGrid answered 400: [email] bounced; Twilio: [phone] unreachable (msg_4b1c)"
     assert redact("2026-11-24 00:20:00 attempt 3") == "2026-11-24 00:20:00 attempt 3"
+
+
+async def test_a_process_that_cached_a_forgotten_customers_key_encrypts_their_next_run_with_a_new_one(
+    tmp_path: Path,
+) -> None:
+    spec = new_key_spec("k1")
+    worker, api = store(tmp_path, spec), store(tmp_path, spec)  # two processes, one key table
+    [before] = await for_workflow(codec(worker), OWNER).encode([plain()])
+    assert api.delete(OWNER)
+    [after] = await for_workflow(codec(worker), OWNER).encode([plain()])
+    assert after.metadata[KEY_ID] != before.metadata[KEY_ID]
+    assert await codec(api).decode([after]) == [plain()], "the new run stays readable everywhere"

@@ -296,3 +296,27 @@ def test_retention_apply_command_removes_old_outbox_lines_and_says_what_it_remov
     assert applied.exit_code == 0, applied.output
     assert "outbox lines deleted: 1" in applied.output
     assert [line["to"] for line in read_outbox(outbox)] == [["recent@example.org"]]
+
+
+def test_forget_command_erases_and_is_safe_to_repeat(
+    dev_env: WorkflowEnvironment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    customer = f"nobody.{uuid.uuid4().hex[:6]}@example.org"
+    outbox = tmp_path / "data" / "outbox.jsonl"
+    outbox.parent.mkdir(parents=True)
+    outbox.write_text(json.dumps({"customer_id": customer, "to": [customer]}) + "\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OMNICART_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("TEMPORAL_ADDRESS", dev_env.client.service_client.config.target_host)
+    monkeypatch.setenv("TEMPORAL_NAMESPACE", dev_env.client.namespace)
+    get_settings.cache_clear()
+    try:
+        first = CliRunner().invoke(app, ["forget", customer])
+        second = CliRunner().invoke(app, ["forget", customer])
+    finally:
+        get_settings.cache_clear()
+    assert first.exit_code == 0, first.output
+    assert f"workflow {customer_workflow_id(customer)}: none" in first.output
+    assert "outbox lines deleted: 1" in first.output and customer not in first.output
+    assert second.exit_code == 0 and "outbox lines deleted: 0" in second.output
+    assert outbox.read_text() == ""
