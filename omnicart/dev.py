@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import uvicorn
-from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from rich.console import Console
 from rich.logging import RichHandler
@@ -34,7 +33,7 @@ from rich.table import Table
 from rich.text import Text
 from temporalio.client import Client
 
-from omnicart.security.keys import new_key_spec
+from omnicart.security.keys import DEV_KEY_FILE, configured_keys, new_key_spec
 from omnicart.settings import Settings, get_settings
 from omnicart.temporal import connect
 
@@ -45,7 +44,6 @@ TEMPORAL_START_TIMEOUT = 60.0
 SHUTDOWN_TIMEOUT = 30.0
 DEV_SERVER_STOP_TIMEOUT = 15.0
 LOOPBACK = "127.0.0.1"
-DEV_KEY_FILE = "encryption-keys.txt"
 
 
 class DevSettings(BaseSettings):
@@ -90,13 +88,12 @@ def dev_privacy(settings: Settings, ui_origins: list[str]) -> Settings:
     listens on loopback only; anywhere else ``OMNICART_CODEC_TOKEN`` is required.
     """
     update: dict[str, object] = {"codec_cors_origins": [*settings.codec_cors_origins, *ui_origins]}
-    if settings.encryption_keys is None:
-        key_file = settings.data_dir / DEV_KEY_FILE
-        if not key_file.exists():
-            key_file.parent.mkdir(parents=True, exist_ok=True)
-            key_file.write_text(new_key_spec("dev") + "\n")
-            key_file.chmod(0o600)
-        update["encryption_keys"] = SecretStr(key_file.read_text().strip())
+    key_file = settings.data_dir / DEV_KEY_FILE
+    if settings.encryption_keys is None and not key_file.exists():
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(new_key_spec("dev") + "\n")
+        key_file.chmod(0o600)
+    update["encryption_keys"] = configured_keys(settings.encryption_keys, settings.data_dir)
     if settings.codec_token is None:
         update["codec_without_token"] = True
     return settings.model_copy(update=update)

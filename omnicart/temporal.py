@@ -20,17 +20,14 @@ from temporalio.envconfig import ClientConfig
 from omnicart.security.codec import EncryptionCodec
 from omnicart.security.codec_chain import CodecChain
 from omnicart.security.data_keys import DataKeyStore, shared_store
-from omnicart.security.keys import KeyConfigError
+from omnicart.security.keys import configured_keys
 from omnicart.settings import Settings, get_settings
 
 
 def data_key_store(settings: Settings) -> DataKeyStore:
     """This process's store of customers' data keys for these settings."""
-    if settings.encryption_keys is None:
-        raise KeyConfigError("no encryption key: set OMNICART_ENCRYPTION_KEYS (`omnicart keys new` prints one)")
-    return shared_store(
-        settings.key_database(), settings.encryption_keys.get_secret_value(), settings.data_key_cache_seconds
-    )
+    keys = configured_keys(settings.encryption_keys, settings.data_dir)
+    return shared_store(settings.key_database(), keys.get_secret_value(), settings.data_key_cache_seconds)
 
 
 def payload_codec(settings: Settings) -> CodecChain:

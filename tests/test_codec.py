@@ -14,7 +14,7 @@ from omnicart.routing import customer_workflow_id
 from omnicart.security.codec import ENCODING, KEY_ID, EncryptionCodec, UndecryptablePayload
 from omnicart.security.codec_chain import CodecChain
 from omnicart.security.data_keys import DataKeyStore
-from omnicart.security.keys import KeyConfigError, MasterKeys, new_key_spec
+from omnicart.security.keys import DEV_KEY_FILE, KeyConfigError, MasterKeys, configured_keys, new_key_spec
 from omnicart.security.pseudonym import customer_ref, keyed_hash
 from omnicart.security.redact import redact
 
@@ -159,3 +159,12 @@ async def test_a_process_that_cached_a_forgotten_customers_key_encrypts_their_ne
     [after] = await for_workflow(codec(worker), OWNER).encode([plain()])
     assert after.metadata[KEY_ID] != before.metadata[KEY_ID]
     assert await codec(api).decode([after]) == [plain()], "the new run stays readable everywhere"
+
+
+def test_without_a_configured_key_the_key_omnicart_dev_keeps_is_used(tmp_path: Path) -> None:
+    with pytest.raises(KeyConfigError, match="OMNICART_ENCRYPTION_KEYS"):
+        configured_keys(None, tmp_path)
+    spec = new_key_spec("dev")
+    (tmp_path / DEV_KEY_FILE).write_text(spec + "\n")
+    assert configured_keys(None, tmp_path).get_secret_value() == spec
+    assert configured_keys(SecretStr("k9:x"), tmp_path).get_secret_value() == "k9:x"

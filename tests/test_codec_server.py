@@ -14,6 +14,8 @@ from temporalio.api.common.v1 import Payload
 from temporalio.converter import WorkflowSerializationContext
 
 from omnicart.api.app import create_app
+from omnicart.db import get_engine
+from omnicart.security.data_keys import DataKeyStore
 from omnicart.settings import Settings
 from omnicart.temporal import data_key_store, payload_codec
 
@@ -115,7 +117,11 @@ async def test_a_forgotten_customers_payloads_come_back_still_encrypted(
 ) -> None:
     settings = settings_for(tmp_path)
     forgotten, kept = await encrypted(settings, "customer/cus_gone"), await encrypted(settings, "customer/cus_kept")
-    data_key_store(settings).delete("customer/cus_gone")
+    before = await http.post("/codec/decode", json={"payloads": [as_json(forgotten)]}, headers=bearer())
+    assert base64.b64decode(before.json()["payloads"][0]["data"]) == ORIGINAL
+    # `omnicart forget` in another process: its own key store on the same table.
+    master = data_key_store(settings).master
+    DataKeyStore(get_engine(settings.key_database()), master).delete("customer/cus_gone")
     response = await http.post(
         "/codec/decode", json={"payloads": [as_json(forgotten), as_json(kept)]}, headers=bearer()
     )

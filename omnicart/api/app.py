@@ -124,7 +124,8 @@ def create_app(
     app.include_router(unsubscribe.router)
     app.include_router(twilio_webhooks.router)
     app.include_router(forget_router(_require_token))
-    app.mount("/codec", codec_app(settings, payload_codec(settings)))
+    # Uncached keys: a person reading a forgotten customer's history finds it unreadable at once.
+    app.mount("/codec", codec_app(settings, payload_codec(settings.model_copy(update={"data_key_cache_seconds": 0}))))
     _document_event_schemas(app)
     return app
 

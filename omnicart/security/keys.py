@@ -13,10 +13,13 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from pydantic import SecretStr
 
 KEY_BYTES = 32  # AES-256
+DEV_KEY_FILE = "encryption-keys.txt"
+"""Under the data dir: the key ``omnicart dev`` generates when none is configured."""
 DATA_KEY_PREFIX = "dek/"
 """Key ids of per-customer data keys start with this; master key ids must not."""
 
@@ -58,6 +61,20 @@ class MasterKeys:
     @property
     def active(self) -> bytes:
         return self.keys[self.active_id]
+
+
+def configured_keys(setting: SecretStr | None, data_dir: Path) -> SecretStr:
+    """``OMNICART_ENCRYPTION_KEYS``, else the key ``omnicart dev`` keeps in the data dir.
+
+    So ``omnicart forget`` or a second ``python worker.py`` next to ``omnicart dev`` read its
+    histories without extra setup. Neither set: :class:`KeyConfigError`.
+    """
+    if setting is not None:
+        return setting
+    dev_key = data_dir / DEV_KEY_FILE
+    if dev_key.is_file():
+        return SecretStr(dev_key.read_text().strip())
+    raise KeyConfigError("no encryption key: set OMNICART_ENCRYPTION_KEYS (`omnicart keys new` prints one)")
 
 
 def new_key_spec(key_id: str | None = None) -> str:
