@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -168,3 +169,14 @@ def test_without_a_configured_key_the_key_omnicart_dev_keeps_is_used(tmp_path: P
     (tmp_path / DEV_KEY_FILE).write_text(spec + "\n")
     assert configured_keys(None, tmp_path).get_secret_value() == spec
     assert configured_keys(SecretStr("k9:x"), tmp_path).get_secret_value() == "k9:x"
+
+
+async def test_many_first_payloads_at_once_share_one_key_per_customer(tmp_path: Path) -> None:
+    keys = store(tmp_path, new_key_spec("k1"))  # a fresh database: the table does not exist yet
+    owners = [f"customer/cus_{index % 5}" for index in range(40)]
+    sealed = await asyncio.gather(*(for_workflow(codec(keys), owner).encode([plain()]) for owner in owners))
+    key_of: dict[str, set[bytes]] = {}
+    for owner, [payload] in zip(owners, sealed, strict=True):
+        key_of.setdefault(owner, set()).add(payload.metadata[KEY_ID])
+    assert all(len(ids) == 1 for ids in key_of.values()) and len(key_of) == 5
+    assert await codec(keys).decode([payload for [payload] in sealed]) == [plain()] * 40

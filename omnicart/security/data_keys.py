@@ -24,8 +24,21 @@ from typing import Any
 
 from cachetools import TTLCache
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import Column, ColumnElement, DateTime, Engine, LargeBinary, Row, String, Table, delete, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    DateTime,
+    Engine,
+    LargeBinary,
+    Row,
+    String,
+    Table,
+    delete,
+    insert,
+    inspect,
+    select,
+)
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from omnicart.db import get_engine, metadata
 from omnicart.security.keys import DATA_KEY_PREFIX, KEY_BYTES, MasterKeys
@@ -57,6 +70,7 @@ class DataKeyStore:
         self._by_id: TTLCache[str, bytes] = TTLCache(CACHE_SIZE, cache_seconds)
         self._lock = threading.Lock()
         self._table_ready = False
+        self._table_lock = threading.Lock()
 
     def cached_key(self, key_id: str) -> bytes | None:
         with self._lock:
@@ -131,9 +145,17 @@ class DataKeyStore:
         return AESGCM(master).decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], key_id.encode())
 
     def _ensure_table(self) -> None:
-        if not self._table_ready:
-            customer_keys.create(self.engine, checkfirst=True)
-            self._table_ready = True
+        """Create the table on first use; safe when threads or processes race to do it."""
+        if self._table_ready:
+            return
+        with self._table_lock:
+            if not self._table_ready:
+                try:
+                    customer_keys.create(self.engine, checkfirst=True)
+                except (OperationalError, ProgrammingError):
+                    if not inspect(self.engine).has_table(customer_keys.name):
+                        raise
+                self._table_ready = True
 
 
 @lru_cache(maxsize=8)
