@@ -55,6 +55,8 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
         return EncryptionCodec(self.master, self.data_keys, owner)
 
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        if not payloads:
+            return []  # no key lookup for nothing (a signal without arguments)
         key_id, key = await self._encryption_key()
         cipher = AESGCM(key)
         return [_encrypt(cipher, key_id, payload) for payload in payloads]
