@@ -20,6 +20,7 @@ from activities.quarantine import QuarantineActivities
 from activities.send import SendActivities
 from omnicart.channels.registry import build_senders
 from omnicart.ledger import MessageLedger
+from omnicart.privacy.retention import keep_applying_retention
 from omnicart.quarantine import QuarantineLog
 from omnicart.settings import Settings, get_settings
 from omnicart.storage import SchemaNotCurrent, get_engine, require_current
@@ -59,17 +60,27 @@ def build_worker(client: Client, settings: Settings) -> Worker:
 async def run_worker(client: Client, settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run until ``stop`` is set (or forever), then finish in-flight tasks and return."""
     worker = build_worker(client, settings)
-    if stop is None:
-        await worker.run()
-        return
-    async with worker:
-        await stop.wait()
+    retention = (
+        asyncio.create_task(keep_applying_retention(settings, stop), name="retention")
+        if settings.retention_days is not None
+        else None
+    )
+    try:
+        if stop is None:
+            await worker.run()
+            return
+        async with worker:
+            await stop.wait()
+    finally:
+        if retention is not None:
+            retention.cancel()
+            await asyncio.gather(retention, return_exceptions=True)
 
 
 async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
-    client = await connect()
+    client = await connect(settings)
     logging.getLogger("omnicart.worker").info("worker polling task queue %r", settings.task_queue)
     await run_worker(client, settings)
 

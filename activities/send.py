@@ -43,6 +43,8 @@ from omnicart.journey.model import EmailTemplate, SmsTemplate
 from omnicart.journey.templates import TemplateError, render_template
 from omnicart.ledger import ClaimState, LedgerEntry, LedgerStatus, MessageLedger
 from omnicart.messages import SEND_START_TO_CLOSE, Outcome, SendRequest, SendResult
+from omnicart.security.pseudonym import customer_ref
+from omnicart.security.redact import redact
 from omnicart.settings import Settings
 
 MAX_RETRY_AFTER = timedelta(hours=1)
@@ -184,7 +186,10 @@ class SendActivities:
         except RetryableChannelError as exc:
             mark = self.ledger.mark_in_doubt if exc.maybe_delivered else self.ledger.mark_deferred
             await asyncio.to_thread(mark, request.message_id, str(exc))
-            log.warning("send %s will be retried: %s", request.message_id, type(exc).__name__)
+            log.warning(
+                "send %s (customer %s) will be retried: %s",
+                request.message_id, customer_ref(request.customer_id), redact(exc),
+            )
             raise _retry(exc) from None
         except PermanentChannelError as exc:
             await asyncio.to_thread(
@@ -194,7 +199,10 @@ class SendActivities:
                 revoke_consent=exc.revoke_consent,
                 invalid_address=exc.invalid_address,
             )
-            log.warning("send %s failed for good: %s", request.message_id, type(exc).__name__)
+            log.warning(
+                "send %s (customer %s) failed for good: %s",
+                request.message_id, customer_ref(request.customer_id), redact(exc),
+            )
             return _result(
                 request,
                 "failed",
@@ -207,7 +215,13 @@ class SendActivities:
         await asyncio.to_thread(
             self.ledger.mark_sent, request.message_id, delivery.provider, delivery.provider_message_id
         )
-        log.info("sent %s %s via %s", request.channel, request.message_id, delivery.provider)
+        log.info(
+            "sent %s %s to customer %s via %s",
+            request.channel,
+            request.message_id,
+            customer_ref(request.customer_id),
+            delivery.provider,
+        )
         return _sent(request, delivery)
 
     async def _resolve_in_doubt(
@@ -249,7 +263,9 @@ class SendActivities:
             "the provider cannot be asked; not sent again (at most once)"
         )
         await asyncio.to_thread(self.ledger.mark_unconfirmed, entry.message_id, reason)
-        activity.logger.warning("send %s is %s", entry.message_id, reason)
+        activity.logger.warning(
+            "send %s (customer %s) is %s", entry.message_id, customer_ref(entry.customer_id), reason
+        )
         return _already_sent(request, entry.provider, entry.provider_message_id, error=reason)
 
     async def _refuse(self, request: SendRequest, sender: ChannelSender, error: str) -> SendResult:
@@ -258,7 +274,9 @@ class SendActivities:
         if claim.state is not ClaimState.SEND:
             return _settled(request, claim.entry)
         await asyncio.to_thread(self.ledger.mark_failed, request.message_id, error)
-        activity.logger.error("send %s refused: its template does not render", request.message_id)
+        activity.logger.error(
+            "send %s (customer %s) refused: %s", request.message_id, customer_ref(request.customer_id), redact(error)
+        )
         return _failed(request, sender.provider, error)
 
 

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import httpx
 import uvicorn
+from pydantic import SecretStr
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -45,8 +45,10 @@ from omnicart.journey.loader import load_journey
 from omnicart.ledger import MessageLedger
 from omnicart.messages import SendRequest
 from omnicart.routing import customer_workflow_id
+from omnicart.security.keys import new_key_spec
 from omnicart.settings import Settings
 from omnicart.storage import get_engine, upgrade
+from omnicart.temporal import data_converter
 from workflows.customer import CustomerWorkflow
 from workflows.sandbox import workflow_runner
 
@@ -149,15 +151,18 @@ async def main() -> None:
         journey_dir = Path(tmp) / "journeys"
         journey_dir.mkdir()
         journey_file = seconds_for_hours(ROOT / "journeys" / "abandoned_cart.yaml", journey_dir)
+        keys = SecretStr(new_key_spec("bench"))  # both workflows pay for encryption, as in production
         env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=str(binary if binary.exists() else shutil.which("temporal")),
-            data_converter=pydantic_data_converter, dev_server_log_level="error",
+            data_converter=data_converter(Settings(data_dir=Path(tmp), encryption_keys=keys)),
+            dev_server_log_level="error",
         )
         try:
             results = {}
             for name in ("omnicart", "minimal"):
                 data = Path(tmp) / name
-                settings = Settings(data_dir=data, journeys_dir=journey_dir, task_queue=f"bench-{name}")
+                settings = Settings(data_dir=data, journeys_dir=journey_dir, task_queue=f"bench-{name}",
+                                    encryption_keys=keys)
                 upgrade(settings.database())
                 engine = get_engine(settings.database())
                 quiet = io.StringIO()  # the outbox's console lines would drown the results

@@ -211,6 +211,8 @@ def quarantine_replay(
 
     for workflow_id, still in asyncio.run(run()).items():
         typer.echo(f"{workflow_id}: {'replayed' if not still else f'{len(still)} still quarantined'}")
+
+
 db = typer.Typer(help="The product's database: migrations.", no_args_is_help=True)
 app.add_typer(db, name="db")
 
@@ -253,6 +255,53 @@ def db_revision(
     from omnicart.storage.migrate import new_revision
 
     typer.echo(f"wrote {new_revision(message)}: review it (batch mode, named constraints) before committing")
+
+
+@app.command()
+def forget(customer_id: Annotated[str, typer.Argument(help="The customer id your shop sends in events.")]) -> None:
+    """Erase a customer everywhere (right to be forgotten); safe to run again. See docs/PRIVACY.md."""
+    import asyncio
+
+    from omnicart.privacy.forget import forget_customer
+    from omnicart.settings import get_settings
+    from omnicart.temporal import connect
+
+    async def run() -> list[str]:
+        settings = get_settings()
+        return (await forget_customer(await connect(settings), settings, customer_id)).lines()
+
+    for line in asyncio.run(run()):
+        typer.echo(line)
+
+
+retention_app = typer.Typer(help="Removing personal data past OMNICART_RETENTION_DAYS.", no_args_is_help=True)
+app.add_typer(retention_app, name="retention")
+
+
+@retention_app.command("apply")
+def retention_apply() -> None:
+    """Remove recipients, provider errors and outbox lines older than OMNICART_RETENTION_DAYS, once."""
+    from omnicart.privacy.retention import apply_retention
+    from omnicart.settings import get_settings
+
+    report = apply_retention(get_settings())
+    if report is None:
+        typer.echo("OMNICART_RETENTION_DAYS is not set: nothing is removed", err=True)
+        raise typer.Exit(1)
+    for line in report.lines():
+        typer.echo(line)
+
+
+keys_app = typer.Typer(help="Encryption keys for what the product writes to Temporal.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("new")
+def keys_new(key_id: Annotated[str | None, typer.Option(help="Default: k and the current UTC time.")] = None) -> None:
+    """Print a new random master key as 'id:base64': put it first in OMNICART_ENCRYPTION_KEYS."""
+    from omnicart.security.keys import new_key_spec
+
+    typer.echo(new_key_spec(key_id))
 
 
 if __name__ == "__main__":

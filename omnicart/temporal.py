@@ -3,6 +3,9 @@
 ``temporalio.envconfig`` reads ``TEMPORAL_ADDRESS``, ``TEMPORAL_NAMESPACE``, ``TEMPORAL_API_KEY``,
 the ``TEMPORAL_TLS*`` variables and the ``temporal`` CLI's profile file: a laptop, a self-hosted
 cluster and Temporal Cloud differ only in those variables.
+
+Every client of the product (worker, API, CLI, ``omnicart dev``, tests) uses :func:`data_converter`,
+so everything written to Temporal is encrypted the same way (``docs/PRIVACY.md``).
 """
 
 from __future__ import annotations
@@ -10,21 +13,54 @@ from __future__ import annotations
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.contrib.pydantic import PydanticPayloadConverter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.envconfig import ClientConfig
 
+from omnicart.security.codec import EncryptionCodec
+from omnicart.security.codec_chain import CodecChain
+from omnicart.security.data_keys import DataKeyStore, shared_store
+from omnicart.security.keys import configured_keys
+from omnicart.settings import Settings, get_settings
 
-def connect_config(**overrides: Any) -> dict[str, Any]:
+
+def data_key_store(settings: Settings) -> DataKeyStore:
+    """This process's store of customers' data keys for these settings."""
+    keys = configured_keys(settings.encryption_keys, settings.data_dir)
+    return shared_store(settings.key_database(), keys.get_secret_value(), settings.data_key_cache_seconds,
+                        create_table=settings.key_database_url is not None)
+
+
+def payload_codec(settings: Settings) -> CodecChain:
+    """The codecs every payload goes through, in order (encryption last: ciphertext does not compress)."""
+    store = data_key_store(settings)
+    return CodecChain([EncryptionCodec(store.master, store)])
+
+
+def data_converter(settings: Settings) -> DataConverter:
+    """Pydantic payloads, encrypted; failures' messages and stack traces moved into encrypted payloads.
+
+    ``DefaultFailureConverterWithEncodedAttributes`` matters: without it a failure's message (a
+    provider error quoting an address) is stored in the clear beside the encrypted payloads.
+    """
+    return DataConverter(
+        payload_converter_class=PydanticPayloadConverter,
+        payload_codec=payload_codec(settings),
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
+
+
+def connect_config(settings: Settings | None = None, **overrides: Any) -> dict[str, Any]:
     """The keyword arguments for ``Client.connect`` from the environment, plus our data converter."""
     config: dict[str, Any] = dict(ClientConfig.load_client_connect_config())
     config.setdefault("target_host", "localhost:7233")
     config.update(overrides)
-    config["data_converter"] = pydantic_data_converter
+    config["data_converter"] = data_converter(settings if settings is not None else get_settings())
     return config
 
 
-async def connect(**overrides: Any) -> Client:
+async def connect(settings: Settings | None = None, **overrides: Any) -> Client:
     """A client for the Temporal the environment names (``localhost:7233`` when it names none)."""
-    config = connect_config(**overrides)
+    config = connect_config(settings, **overrides)
     target = config.pop("target_host")
     return await Client.connect(target, **config)

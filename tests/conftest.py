@@ -1,7 +1,13 @@
-"""Shared fixtures: real Temporal and PostgreSQL servers started from the installed binaries (never downloaded)."""
+"""Shared fixtures: real Temporal and PostgreSQL servers started from the installed binaries (never downloaded).
+
+Every test runs with encryption on, as production does: the session gets a freshly generated
+master key and a key database of its own through the environment (so ``Settings()`` and worker
+processes started by tests see them too), and the servers' clients use the product's data converter.
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -9,10 +15,13 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 
+from omnicart.security.keys import new_key_spec
+from omnicart.settings import Settings, get_settings
 from omnicart.storage import get_engine, upgrade
+from omnicart.temporal import data_converter
 from tests.support.postgres import PostgresNotInstalled, PostgresServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,12 +36,29 @@ def _binary(name: str) -> str:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def encryption(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DataConverter]:
+    """A fresh master key and key database for the session; the data converter built from them."""
+    keys_db = tmp_path_factory.mktemp("keys") / "customer_keys.db"
+    saved = {name: os.environ.get(name) for name in ("OMNICART_ENCRYPTION_KEYS", "OMNICART_KEY_DATABASE_URL")}
+    os.environ["OMNICART_ENCRYPTION_KEYS"] = new_key_spec("test")
+    os.environ["OMNICART_KEY_DATABASE_URL"] = f"sqlite:///{keys_db}"
+    get_settings.cache_clear()
+    yield data_converter(Settings(_env_file=None))
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    get_settings.cache_clear()
+
+
 @pytest_asyncio.fixture(scope="session")
-async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+async def dev_env(encryption: DataConverter) -> AsyncIterator[WorkflowEnvironment]:
     """The real Temporal dev server (``temporal server start-dev``), in memory, for the session."""
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=_binary("temporal"),
-        data_converter=pydantic_data_converter,
+        data_converter=encryption,
         dev_server_log_level="error",
     )
     yield env
@@ -40,11 +66,11 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 @pytest_asyncio.fixture
-async def time_env() -> AsyncIterator[WorkflowEnvironment]:
+async def time_env(encryption: DataConverter) -> AsyncIterator[WorkflowEnvironment]:
     """A fresh time-skipping test server: days of journey pass in milliseconds."""
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=_binary("temporal-test-server"),
-        data_converter=pydantic_data_converter,
+        data_converter=encryption,
     )
     yield env
     await env.shutdown()

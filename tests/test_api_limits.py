@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import text
+from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
@@ -226,23 +227,27 @@ async def test_one_customers_1000_events_reach_its_workflow_in_signals_under_the
 
     assert response.status_code == 202
     assert response.json() == {"accepted": 1000, "duplicates": 0}
-    signals = await every_event_signal(dev_env, who)
+    stored = await every_event_signal(dev_env, who)
+    codec = dev_env.client.data_converter.payload_codec
+    assert codec is not None
+    signals = [payload.data for payload in await codec.decode(stored)]  # as the workflow reads them
     assert len(signals) > 1, "one customer's large batch is split"
     assert max(len(payload) for payload in signals) <= SIGNAL_BUDGET_BYTES
+    assert max(payload.ByteSize() for payload in stored) <= SIGNAL_BUDGET_BYTES + 1024  # encrypted, in history
     received = [incoming["event"]["id"] for payload in signals for incoming in json.loads(payload)]
     assert received == [event["id"] for event in batch]
 
 
-async def every_event_signal(env: WorkflowEnvironment, customer_id: str) -> list[bytes]:
+async def every_event_signal(env: WorkflowEnvironment, customer_id: str) -> list[Payload]:
     """The encoded input of every ``event`` signal the customer's workflow received, across
     continue-as-new (each run's history names the run it continues)."""
-    runs: list[list[bytes]] = []
+    runs: list[list[Payload]] = []
     run_id: str | None = None
     while True:
         history = await env.client.get_workflow_handle(customer_workflow_id(customer_id), run_id=run_id).fetch_history()
         runs.append(
             [
-                event.workflow_execution_signaled_event_attributes.input.payloads[0].data
+                event.workflow_execution_signaled_event_attributes.input.payloads[0]
                 for event in history.events
                 if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
                 and event.workflow_execution_signaled_event_attributes.signal_name == EVENT_SIGNAL

@@ -489,6 +489,9 @@ def start_worker_process(settings: Settings, dev_env: WorkflowEnvironment, log: 
             "OMNICART_SEND_TIMEOUT_SECONDS": str(settings.send_timeout_seconds),
             "OMNICART_SENDGRID_API_KEY": settings.sendgrid_api_key.get_secret_value(),
             "OMNICART_SENDGRID_HOST": settings.sendgrid_host,
+            # The session's key and key database (tests/conftest.py), as every other worker here uses.
+            "OMNICART_ENCRYPTION_KEYS": os.environ["OMNICART_ENCRYPTION_KEYS"],
+            "OMNICART_KEY_DATABASE_URL": os.environ["OMNICART_KEY_DATABASE_URL"],
         }
     )
     with log.open("ab") as out:  # the child keeps its own handle

@@ -74,6 +74,9 @@ def processes_mentioning(text: str) -> list[int]:
     return found
 
 
+_SESSION_KEYS = ("OMNICART_ENCRYPTION_KEYS", "OMNICART_KEY_DATABASE_URL")
+
+
 class Dev:
     """One `omnicart dev` process with its own data dir and ports."""
 
@@ -86,7 +89,8 @@ class Dev:
     @property
     def env(self) -> dict[str, str]:
         return {
-            **os.environ,
+            # Without the session's key: `omnicart dev` makes and keeps its own, as for a newcomer.
+            **{name: value for name, value in os.environ.items() if name not in _SESSION_KEYS},
             "OMNICART_DATA_DIR": str(self.data_dir),
             "OMNICART_JOURNEYS_DIR": str(ROOT / "journeys"),
             "OMNICART_API_PORT": str(self.api_port),
@@ -166,14 +170,22 @@ def test_dev_serves_the_api_and_ctrl_c_stops_everything_keeping_state_for_the_ne
     dev_servers = processes_mentioning(database)
     accepted = httpx.post(f"http://127.0.0.1:{dev.api_port}/v1/events", json=event, timeout=10)
     docs = httpx.get(f"http://127.0.0.1:{dev.api_port}/docs", timeout=10)
+    codec_endpoint = f"http://127.0.0.1:{dev.api_port}/codec"
+    ui_uses_the_codec = processes_mentioning(f"--ui-codec-endpoint {codec_endpoint}")
+    decoded = httpx.post(f"{codec_endpoint}/decode", json={"payloads": []}, timeout=10)
+    key_file = dev.data_dir / "encryption-keys.txt"
+    key = key_file.read_text()
     code = dev.interrupt()
 
     assert dev_servers, "the Temporal dev server should run with the data dir's database"
     assert accepted.status_code == 202 and accepted.json() == {"accepted": 1, "duplicates": 0}
     assert docs.status_code == 200
+    assert ui_uses_the_codec, "the Temporal UI should decrypt through the codec server"
+    assert decoded.status_code == 200 and decoded.json() == {"payloads": []}
     output = dev.text()
     assert code == 0, output
-    for shown in (f"http://127.0.0.1:{dev.api_port}/docs", f"http://127.0.0.1:{dev.ui_port}", "outbox.jsonl"):
+    shown_urls = (f"http://127.0.0.1:{dev.api_port}/docs", f"http://127.0.0.1:{dev.ui_port}", codec_endpoint)
+    for shown in (*shown_urls, "outbox.jsonl"):
         assert shown in output
     assert "Traceback" not in output
     assert processes_mentioning(database) == [], "the Temporal dev server outlived omnicart dev"
@@ -186,6 +198,7 @@ def test_dev_serves_the_api_and_ctrl_c_stops_everything_keeping_state_for_the_ne
         assert _workflow_exists(dev.temporal_port, customer_id)
         repeat = httpx.post(f"http://127.0.0.1:{dev.api_port}/v1/events", json=event, timeout=10)
         assert repeat.json() == {"accepted": 0, "duplicates": 1}
+        assert key_file.read_text() == key, "the dev key is kept with the dev server's histories"
     finally:
         assert dev.interrupt() == 0
     assert processes_mentioning(database) == []

@@ -71,6 +71,8 @@ def product_env(database_url: str, dev_env: WorkflowEnvironment, tmp_path: Path,
             "OMNICART_DATA_DIR": str(tmp_path / "data"),
             "OMNICART_OUTBOX_PATH": str(tmp_path / "outbox.jsonl"),
             "OMNICART_JOURNEYS_DIR": str(journeys(tmp_path)),
+            # The session's master key; customers' data keys live in the shared PostgreSQL, as in production.
+            "OMNICART_ENCRYPTION_KEYS": os.environ["OMNICART_ENCRYPTION_KEYS"],
         }
     )
     return env

@@ -28,6 +28,7 @@ from omnicart.messages import SEND_HEARTBEAT_TIMEOUT, SEND_RETRY_POLICY, SendReq
 from omnicart.signals import (
     CUSTOMER_WORKFLOW,
     EVENT_SIGNAL,
+    FORGET_SIGNAL,
     QUARANTINE_QUERY,
     RECORD_QUARANTINE_ACTIVITY,
     REPLAY_QUARANTINE_UPDATE,
@@ -49,11 +50,21 @@ class CustomerWorkflow:
         self._quarantined_before = self._state.quarantined_total
         self._recorded_total = self._state.quarantined_total  # a run continues-as-new only once recorded
         self._recording: asyncio.Task[None] | None = None
+        self._forgotten = False
 
     @workflow.signal(name=EVENT_SIGNAL)
     def event(self, batch: list[IncomingEvent]) -> None:
         """Events for this customer, in the order the ingest side received them."""
         self._inbox.extend(batch)
+
+    @workflow.signal(name=FORGET_SIGNAL)
+    def forget(self) -> None:
+        """Erase this customer (``omnicart forget``): drop everything held, cancel sends, end the run."""
+        self._forgotten = True
+        self._inbox.clear()
+        self._state = interpreter.new_state(self._state.customer_id)
+        for task in self._in_flight.values():
+            task.cancel()
 
     @workflow.query
     def journal(self) -> list[dict[str, object]]:
@@ -84,6 +95,8 @@ class CustomerWorkflow:
         self._start_sends(interpreter.sends_in_flight(state))
         while True:
             await self._until_something_to_do(input)
+            if self._forgotten:
+                return
             self._carry_out(interpreter.handle_timers(state, workflow.now(), safe=True))
             while self._inbox:
                 incoming = self._inbox.pop(0)
@@ -105,7 +118,7 @@ class CustomerWorkflow:
 
     async def _until_something_to_do(self, input: CustomerWorkflowInput) -> None:
         """Sleep until an event arrives, the earliest deadline passes, or it is time to continue-as-new."""
-        if self._inbox or self._should_continue_as_new(input):
+        if self._inbox or self._forgotten or self._should_continue_as_new(input):
             return
         deadline = interpreter.next_wakeup(self._state)
         timeout = None if deadline is None else (deadline - workflow.now()).total_seconds()
@@ -114,6 +127,7 @@ class CustomerWorkflow:
         with contextlib.suppress(TimeoutError):
             await workflow.wait_condition(
                 lambda: bool(self._inbox)
+                or self._forgotten
                 or interpreter.next_wakeup(self._state) != deadline
                 or self._should_continue_as_new(input)
                 or self._unrecorded(),

@@ -35,9 +35,11 @@ from omnicart.api.ingest import ForwardingFailed, Ingest, IngestResult, JourneyS
 from omnicart.events import Event, describe_error
 from omnicart.journey.registry import JourneyRegistry, PublishedJourneys
 from omnicart.ledger import MessageLedger
+from omnicart.privacy.api import forget_router
+from omnicart.security.codec_server import codec_app
 from omnicart.settings import Settings, get_settings
 from omnicart.storage import get_engine, require_current
-from omnicart.temporal import connect
+from omnicart.temporal import connect, payload_codec
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +106,7 @@ def create_app(
         # exits with that message instead of answering 500 to every event.
         await asyncio.to_thread(require_current, engine)
         if getattr(app.state, "ingest", None) is None:
-            temporal = await connect(lazy=True)
+            temporal = await connect(settings, lazy=True)
             prepare(temporal)
         yield
 
@@ -127,6 +129,9 @@ def create_app(
     app.include_router(sendgrid_webhook.router)
     app.include_router(unsubscribe.router)
     app.include_router(twilio_webhooks.router)
+    app.include_router(forget_router(_require_token))
+    # Uncached keys: a person reading a forgotten customer's history finds it unreadable at once.
+    app.mount("/codec", codec_app(settings, payload_codec(settings.model_copy(update={"data_key_cache_seconds": 0}))))
     _document_event_schemas(app)
     return app
 

@@ -38,6 +38,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from omnicart.events import Event
 from omnicart.ledger import MessageLedger
+from omnicart.security.pseudonym import customer_ref
 from omnicart.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -152,7 +153,7 @@ async def twilio_inbound(request: Request) -> Response:
         "twilio inbound %s: sms consent %s for customers %s",
         sid,
         "granted" if granted else "revoked",
-        ", ".join(customer_ids),
+        ", ".join(customer_ref(customer_id) for customer_id in customer_ids),
     )
     return _twiml()
 

@@ -26,6 +26,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import SecretStr
 
 from omnicart.events import CHANNELS, Channel, Event
+from omnicart.security.pseudonym import customer_ref
 from omnicart.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -136,7 +137,7 @@ async def _unsubscribe(token: str, request: Request) -> None:
     await ingest.submit([unsubscribe_event(parsed)])
     log.info(
         "customer %s unsubscribed from %s via message %s",
-        parsed.customer_id,
+        customer_ref(parsed.customer_id),
         parsed.channel,
         parsed.message_id,
     )

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from omnicart.channels.base import Delivery, RenderedMessage, mask_address
+from omnicart.security.pseudonym import customer_ref
 
 _CONTENT_FIELDS = ("subject", "preheader", "html", "text", "body", "title", "url", "image_url")
 
@@ -40,7 +41,7 @@ class OutboxSender:
         await asyncio.to_thread(self._append, line)
         addresses = ", ".join(mask_address(address) for address in message.to)
         self._console.write(
-            f"outbox: {message.channel} {message.template_name!r} to customer {message.customer_id}"
+            f"outbox: {message.channel} {message.template_name!r} to customer {customer_ref(message.customer_id)}"
             f" ({addresses}) [{message.message_id}]\n"
         )
         self._console.flush()

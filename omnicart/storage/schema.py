@@ -19,6 +19,7 @@ TABLE_MODULES = (
     "omnicart.discounts",
     "omnicart.quarantine",
     "omnicart.journey.registry",
+    "omnicart.security.data_keys",
 )
 
 

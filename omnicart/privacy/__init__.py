@@ -1,0 +1,1 @@
+"""What the product does for customers' rights: erasure on request, deletion after a retention period."""
