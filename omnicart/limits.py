@@ -14,6 +14,7 @@ not wedge a customer whose events were accepted under the old one.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Iterator
@@ -199,3 +200,45 @@ def safe_text(text: str) -> str:
 def in_time_range(moment: datetime) -> bool:
     """Whether an (aware) timestamp lies where every later computation on it is safe."""
     return EARLIEST_TIMESTAMP <= moment < LATEST_TIMESTAMP
+
+
+class InvalidJson(ValueError):
+    """Text that is not JSON an event could be read from, with where it went wrong."""
+
+
+def load_json(text: bytes | str) -> Any:
+    """JSON, or :class:`InvalidJson` saying where it went wrong; never an unbounded conversion.
+
+    Integer literals are never converted unbounded (:func:`parse_int`); ``NaN``, ``Infinity`` and
+    ``1e999`` load as floats and are refused, with their field, by the envelope's limits. The API
+    and ``omnicart simulate`` read events through this, so both refuse the same input the same way.
+    """
+    try:
+        return json.loads(text, parse_int=parse_int)
+    except json.JSONDecodeError as exc:
+        raise InvalidJson(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except UnicodeDecodeError:
+        raise InvalidJson("invalid JSON: not UTF-8") from None
+    except RecursionError:
+        raise InvalidJson(f"invalid JSON: {_too_deep(text)}") from None
+
+
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _too_deep(body: bytes | str) -> str:
+    """Where text too deep for the JSON reader first nests deeper than any event may."""
+    text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
+    allowed = MAX_PROPERTIES_DEPTH + 3  # a batch, its list, the envelope, then properties
+    depth = 0
+    for token in _JSON_TOKEN.finditer(text):
+        char = token.group()
+        if char in "[{":
+            depth += 1
+            if depth > allowed:
+                line = text.count("\n", 0, token.start()) + 1
+                column = token.start() - (text.rfind("\n", 0, token.start()) + 1) + 1
+                return f"nested deeper than {allowed} levels at line {line} column {column}"
+        elif char in "]}":
+            depth -= 1
+    return f"nested deeper than {allowed} levels"

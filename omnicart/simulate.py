@@ -25,6 +25,7 @@ from omnicart.engine import interpreter
 from omnicart.engine.state import Action, CustomerState
 from omnicart.events import Event, describe_error, event_sort_key
 from omnicart.journey.model import JourneyBundle
+from omnicart.limits import InvalidJson, load_json
 
 # Below this many customers a preview runs in-process; above it, on every core.
 PARALLEL_FROM = 2000
@@ -146,16 +147,20 @@ def _settle(state: CustomerState, out: interpreter.Output) -> Iterator[Action]:
 
 
 def read_events(path: Path) -> list[Event]:
-    """Read a JSON-lines timeline; a bad line is an error naming the file, line and field."""
+    """Read a JSON-lines timeline; a bad line is an error naming the file, line and field.
+
+    Lines are read and checked exactly as the ingest API reads a request (``limits.load_json``,
+    ``Event.parse``), so a timeline the API would refuse is refused here too, never with a traceback.
+    """
     events: list[Event] = []
-    with path.open(encoding="utf-8") as lines:
+    with path.open(encoding="utf-8", errors="surrogateescape") as lines:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             try:
-                events.append(Event.parse(json.loads(line)))
-            except json.JSONDecodeError as exc:
-                raise SimulationInputError(f"{path}:{number}:{exc.colno}: not JSON: {exc.msg}") from None
+                events.append(Event.parse(load_json(line)))
+            except InvalidJson as exc:
+                raise SimulationInputError(f"{path}:{number}:1: {exc}") from None
             except ValidationError as exc:
                 problems = "; ".join(": ".join(describe_error(error)) for error in exc.errors())
                 raise SimulationInputError(f"{path}:{number}:1: bad event: {problems}") from None

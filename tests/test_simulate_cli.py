@@ -8,6 +8,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from benchmarks.simulate_speed import customer_events
 from omnicart.events import Event
 from omnicart.simulate import simulate
@@ -50,6 +52,27 @@ def test_a_bad_line_in_the_timeline_is_named_and_nothing_is_printed(tmp_path: Pa
     assert result.returncode == 1
     assert result.stdout == ""
     assert f"{events}:2:1: bad event: properties.phone" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"id": "e1", "total": ' + "9" * 5000 + "}", "integer"),
+        ("[" * 2000 + "]" * 2000, "nested deeper than"),
+        ('{"id": "e1", "type": "cart_updated", "properties": {"total": NaN}}', "finite"),
+    ],
+    ids=["huge integer", "deep nesting", "NaN"],
+)
+def test_what_the_api_refuses_simulate_names_by_line_without_a_traceback(
+    tmp_path: Path, line: str, message: str
+) -> None:
+    events = tmp_path / "events.jsonl"
+    good = (ROOT / "examples" / "events.jsonl").read_text().splitlines()[0]
+    events.write_text(good + "\n" + line + "\n")
+    result = run("simulate", "journeys/abandoned_cart.yaml", "--events", str(events))
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.startswith(f"{events}:2:1: ") and message in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_a_broken_journey_is_reported_with_its_line(tmp_path: Path) -> None:

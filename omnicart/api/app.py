@@ -10,9 +10,7 @@ errors come back in one shape that names the event's index and the field.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import re
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -293,40 +291,11 @@ def parse_events(body: bytes, max_events: int, max_event_bytes: int = limits.MAX
 
 
 def _load_json(body: bytes) -> Any:
-    """The body as JSON, or a ``422`` saying where it went wrong.
-
-    Integer literals are never converted unbounded (``limits.parse_int``); ``NaN``, ``Infinity`` and
-    ``1e999`` load as floats and are refused, with their field, by the envelope's limits.
-    """
+    """The body as JSON, or a ``422`` saying where it went wrong (``limits.load_json``)."""
     try:
-        return json.loads(body, parse_int=limits.parse_int)
-    except json.JSONDecodeError as exc:
-        raise _body_problem(422, "body", f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    except UnicodeDecodeError:
-        raise _body_problem(422, "body", "invalid JSON: not UTF-8") from None
-    except RecursionError:
-        raise _body_problem(422, "body", f"invalid JSON: {_too_deep(body)}") from None
-
-
-_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
-
-
-def _too_deep(body: bytes) -> str:
-    """Where a body too deep for the JSON reader first nests deeper than any event may."""
-    text = body.decode("utf-8", errors="replace")
-    allowed = limits.MAX_PROPERTIES_DEPTH + 3  # a batch, its list, the envelope, then properties
-    depth = 0
-    for token in _JSON_TOKEN.finditer(text):
-        char = token.group()
-        if char in "[{":
-            depth += 1
-            if depth > allowed:
-                line = text.count("\n", 0, token.start()) + 1
-                column = token.start() - (text.rfind("\n", 0, token.start()) + 1) + 1
-                return f"nested deeper than {allowed} levels at line {line} column {column}"
-        elif char in "]}":
-            depth -= 1
-    return f"nested deeper than {allowed} levels"
+        return limits.load_json(body)
+    except limits.InvalidJson as exc:
+        raise _body_problem(422, "body", str(exc)) from None
 
 
 def _envelopes(data: Any, max_events: int) -> list[Any]:
