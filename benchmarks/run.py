@@ -77,8 +77,22 @@ async def wait_for_outbox(path: Path, lines: int, timeout: float) -> float:
     raise TimeoutError(f"the outbox {path} did not reach {lines} lines in {timeout:.0f}s")
 
 
-async def history_length(client: Client, workflow_id: str) -> int:
-    return len((await client.get_workflow_handle(workflow_id).fetch_history()).events)
+async def history_size(client: Client, workflow_id: str) -> tuple[int, int]:
+    """Events and bytes (as the server stores them: encoded, compressed, encrypted) of every run."""
+    events = size = 0
+    run_id: str | None = None
+    while True:
+        history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+        events += len(history.events)
+        size += sum(event.ByteSize() for event in history.events)
+        run_id = history.events[0].workflow_execution_started_event_attributes.continued_execution_run_id or None
+        if run_id is None:
+            return events, size
+
+
+async def mean_history(client: Client, workflow_ids: list[str]) -> tuple[float, float]:
+    sizes = [await history_size(client, workflow_id) for workflow_id in workflow_ids]
+    return sum(e for e, _ in sizes) / len(sizes), sum(b for _, b in sizes) / len(sizes)
 
 
 def free_port() -> int:
@@ -87,7 +101,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def bench_omnicart(client: Client, settings: Settings, journey_dir: Path, n: int) -> tuple[float, float]:
+async def bench_omnicart(
+    client: Client, settings: Settings, journey_dir: Path, n: int
+) -> tuple[float, tuple[float, float]]:
     port = free_port()
     app = create_app(settings, client=client, catalog=JourneyCatalog(journey_dir))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -104,14 +120,14 @@ async def bench_omnicart(client: Client, settings: Settings, journey_dir: Path, 
             response = await http.post("/v1/events", json={"events": batch})
             response.raise_for_status()
     finished = await wait_for_outbox(settings.outbox(), n * SENDS_PER_JOURNEY, timeout=600)
-    histories = [await history_length(client, customer_workflow_id(c)) for c in customers[:20]]
+    histories = await mean_history(client, [customer_workflow_id(c) for c in customers[:20]])
     server.should_exit = True
     await serving
-    return n / (finished - started), sum(histories) / len(histories)
+    return n / (finished - started), histories
 
 
 async def bench_minimal(client: Client, settings: Settings, task_queue: str, journey_file: Path,
-                        n: int) -> tuple[float, float]:
+                        n: int) -> tuple[float, tuple[float, float]]:
     bundle = load_journey(journey_file)
     steps = [(1.0, "cart_reminder_1"), (24.0, "cart_reminder_2"), (72.0, "cart_last_chance")]
     run = uuid.uuid4().hex[:6]
@@ -133,8 +149,7 @@ async def bench_minimal(client: Client, settings: Settings, task_queue: str, jou
         await client.start_workflow(MinimalCartWorkflow.run, MinimalCartInput(sends=sends), id=workflow_id,
                                     task_queue=task_queue)
     finished = await wait_for_outbox(settings.outbox(), n * SENDS_PER_JOURNEY, timeout=600)
-    histories = [await history_length(client, workflow_id) for workflow_id in ids[:20]]
-    return n / (finished - started), sum(histories) / len(histories)
+    return n / (finished - started), await mean_history(client, ids[:20])
 
 
 async def main() -> None:
@@ -152,9 +167,11 @@ async def main() -> None:
         journey_dir.mkdir()
         journey_file = seconds_for_hours(ROOT / "journeys" / "abandoned_cart.yaml", journey_dir)
         keys = SecretStr(new_key_spec("bench"))  # both workflows pay for encryption, as in production
+        shared = Settings(data_dir=Path(tmp), encryption_keys=keys)  # customers' data keys live here
+        upgrade(shared.database())
         env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=str(binary if binary.exists() else shutil.which("temporal")),
-            data_converter=data_converter(Settings(data_dir=Path(tmp), encryption_keys=keys)),
+            data_converter=data_converter(shared),
             dev_server_log_level="error",
         )
         try:
@@ -180,9 +197,12 @@ async def main() -> None:
                                                             journey_file, args.journeys)
         finally:
             await env.shutdown()
-    (omni_rate, omni_hist), (min_rate, min_hist) = results["omnicart"], results["minimal"]
-    print(f"omnicart: {omni_rate:.2f} journeys/s, {omni_hist:.1f} history events per journey")
-    print(f"minimal:  {min_rate:.2f} journeys/s, {min_hist:.1f} history events per journey")
+    (omni_rate, (omni_hist, omni_bytes)), (min_rate, (min_hist, min_bytes)) = results["omnicart"], results["minimal"]
+    print(f"omnicart: {omni_rate:.2f} journeys/s, {omni_hist:.1f} history events, {omni_bytes:,.0f} history bytes "
+          "per journey")
+    print(f"minimal:  {min_rate:.2f} journeys/s, {min_hist:.1f} history events, {min_bytes:,.0f} history bytes "
+          "per journey")
+    print(f"history bytes omnicart/minimal: {omni_bytes / min_bytes:.2f}")
     print(f"throughput ratio omnicart/minimal: {omni_rate / min_rate:.3f} (target >= 0.9)")
     print(f"history events over minimal: {omni_hist - min_hist:+.1f} (target <= +2)")
 

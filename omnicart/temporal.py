@@ -19,6 +19,7 @@ from temporalio.envconfig import ClientConfig
 
 from omnicart.security.codec import EncryptionCodec
 from omnicart.security.codec_chain import CodecChain
+from omnicart.security.compression import CompressionCodec
 from omnicart.security.data_keys import DataKeyStore, shared_store
 from omnicart.security.keys import configured_keys
 from omnicart.settings import Settings, get_settings
@@ -32,9 +33,11 @@ def data_key_store(settings: Settings) -> DataKeyStore:
 
 
 def payload_codec(settings: Settings) -> CodecChain:
-    """The codecs every payload goes through, in order (encryption last: ciphertext does not compress)."""
+    """The codecs every payload goes through, in order: compression, then encryption (ciphertext
+    does not compress). Decoding runs them backwards, and passes through what they did not encode,
+    so histories written before a step was added still read."""
     store = data_key_store(settings)
-    return CodecChain([EncryptionCodec(store.master, store)])
+    return CodecChain([CompressionCodec(), EncryptionCodec(store.master, store)])
 
 
 def data_converter(settings: Settings) -> DataConverter:
