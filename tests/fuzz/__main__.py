@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from omnicart.security.keys import new_key_spec
+from omnicart.settings import Settings
+from omnicart.temporal import data_converter
 from tests.fuzz.harness import Report, fuzz
 
 
@@ -29,16 +32,20 @@ def _temporal_binary() -> str:
 
 
 async def main(requests: int, seed_value: int | None) -> Report:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=_temporal_binary(),
-        data_converter=pydantic_data_converter,
-        dev_server_log_level="error",
-    )
-    try:
-        with tempfile.TemporaryDirectory(prefix="omnicart-fuzz-") as data_dir:
+    with tempfile.TemporaryDirectory(prefix="omnicart-fuzz-") as data_dir:
+        # Encrypted as in production: a fresh master key, and customers' data keys in a database of
+        # their own (as the test session does: tests/conftest.py).
+        os.environ.setdefault("OMNICART_ENCRYPTION_KEYS", new_key_spec("fuzz"))
+        os.environ.setdefault("OMNICART_KEY_DATABASE_URL", f"sqlite:///{Path(data_dir) / 'keys.db'}")
+        env = await WorkflowEnvironment.start_local(
+            dev_server_existing_path=_temporal_binary(),
+            data_converter=data_converter(Settings()),
+            dev_server_log_level="error",
+        )
+        try:
             return await fuzz(env.client, Path(data_dir), requests, seed_value)
-    finally:
-        await env.shutdown()
+        finally:
+            await env.shutdown()
 
 
 if __name__ == "__main__":
