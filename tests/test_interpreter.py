@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from omnicart.engine import interpreter
-from omnicart.engine.state import CustomerState
+from omnicart.engine.state import PROFILE_ATTRIBUTES, CustomerState
 from omnicart.events import Event
 from omnicart.journey.model import EmailTemplate, Journey, JourneyBundle, PushTemplate, SmsTemplate
 from omnicart.messages import SendResult
@@ -155,3 +155,18 @@ def test_a_send_that_falls_due_and_is_cancelled_in_one_call_is_never_handed_out(
 
     assert [action.action for action in out.actions] == ["send", "exit"]
     assert out.sends == [] and state.bundles == {}
+
+
+def test_custom_profile_attributes_are_bounded_but_known_ones_keep_updating() -> None:
+    """Many events each naming new attributes must not grow a customer's state without bound."""
+    start = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
+    state = customer(start, tier="gold")
+    for number in range(5):
+        names = {f"attr_{number}_{index}": index for index in range(100)}
+        interpreter.handle_event(state, event("customer_updated", start + timedelta(minutes=number), 10 + number,
+                                              **names), [], start + timedelta(minutes=number))
+    interpreter.handle_event(state, event("customer_updated", start + timedelta(hours=1), 99, tier="platinum"), [],
+                             start + timedelta(hours=1))
+
+    assert len(state.profile.attributes) == PROFILE_ATTRIBUTES
+    assert state.profile.attributes["tier"] == "platinum"

@@ -25,6 +25,7 @@ from omnicart.engine.localtime import next_local_time, quiet_until, zone
 from omnicart.engine.state import (
     CARTS,
     JOURNAL,
+    PROFILE_ATTRIBUTES,
     QUARANTINE,
     RECENT_EVENTS,
     RUN_EVENTS,
@@ -392,7 +393,7 @@ def _learn(state: CustomerState, event: Event, ctx_event: dict[str, Any]) -> Non
                     setattr(profile, name, value or None)
                 elif name == "push_tokens":
                     profile.push_tokens = [str(token) for token in value or []]
-                else:
+                elif name in profile.attributes or len(profile.attributes) < PROFILE_ATTRIBUTES:
                     profile.attributes[name] = value
     elif event.type == "consent_changed":
         _set_consent(state, str(props.get("channel")), bool(props.get("granted")), event.timestamp)

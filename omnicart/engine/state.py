@@ -24,6 +24,9 @@ RECENT_EVENTS = 50
 RUN_EVENTS = 50
 JOURNAL = 200
 CARTS = 20
+PROFILE_ATTRIBUTES = 200
+"""A profile keeps at most this many custom attributes (an event may carry 200 keys; many events with
+new names would otherwise grow the state without bound). Known attributes keep updating."""
 QUARANTINE = 20
 
 
