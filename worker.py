@@ -16,9 +16,12 @@ from datetime import timedelta
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.journeys import JourneyActivities
 from activities.quarantine import QuarantineActivities
 from activities.send import SendActivities
 from omnicart.channels.registry import build_senders
+from omnicart.journey.registry import JourneyRegistry
+from omnicart.journey.versions import JourneyVersions
 from omnicart.ledger import MessageLedger
 from omnicart.privacy.retention import keep_applying_retention
 from omnicart.quarantine import QuarantineLog
@@ -39,17 +42,23 @@ def build_worker(client: Client, settings: Settings) -> Worker:
     """
     engine = get_engine(settings.database())
     require_current(engine)
+    versions = JourneyVersions(JourneyRegistry(engine))
     activities = SendActivities(
         MessageLedger(engine),
         build_senders(settings),
         settings,
         attempt_timeout=timedelta(seconds=settings.send_timeout_seconds),
+        versions=versions,
     )
     return Worker(
         client,
         task_queue=settings.task_queue,
         workflows=[CustomerWorkflow],
-        activities=[activities.send_message, QuarantineActivities(QuarantineLog(engine)).record_quarantine],
+        activities=[
+            activities.send_message,
+            QuarantineActivities(QuarantineLog(engine)).record_quarantine,
+            JourneyActivities(versions).load_journeys,
+        ],
         workflow_runner=workflow_runner(),
         # Sends heartbeat every second; the SDK passes one on at most this often, which bounds how
         # long a run's exit takes to stop a send that has not reached the provider yet.

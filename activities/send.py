@@ -40,7 +40,9 @@ from omnicart.channels.sms_segments import with_opt_out
 from omnicart.discounts import DiscountBook
 from omnicart.events import Channel
 from omnicart.journey.model import EmailTemplate, SmsTemplate
+from omnicart.journey.registry import JourneyRegistry
 from omnicart.journey.templates import TemplateError, render_template
+from omnicart.journey.versions import JourneyVersions, UnknownVersion
 from omnicart.ledger import ClaimState, LedgerEntry, LedgerStatus, MessageLedger
 from omnicart.messages import SEND_START_TO_CLOSE, Outcome, SendRequest, SendResult
 from omnicart.security.pseudonym import customer_ref
@@ -64,13 +66,16 @@ class SendActivities:
         discounts: DiscountBook | None = None,
         *,
         attempt_timeout: timedelta = SEND_START_TO_CLOSE,
+        versions: JourneyVersions | None = None,
     ) -> None:
-        """``attempt_timeout`` must match the start-to-close timeout the workflow gives this activity."""
+        """``attempt_timeout`` must match the start-to-close timeout the workflow gives this activity;
+        ``versions`` reads the templates of requests that name theirs (default: this database's registry)."""
         self.ledger = ledger
         self.senders = dict(senders)
         self.settings = settings
         self.discounts = discounts or DiscountBook(ledger.engine, settings.signing_secret)
         self.attempt_timeout = attempt_timeout
+        self.versions = versions or JourneyVersions(JourneyRegistry(ledger.engine))
 
     @activity.defn(name="send_message")
     async def send_message(self, request: SendRequest) -> SendResult:
@@ -119,6 +124,10 @@ class SendActivities:
 
         try:
             message = await asyncio.to_thread(self._render, request)
+        except UnknownVersion as exc:
+            # The worker's registry lacks a version the API published: a configuration or replication
+            # problem, not the customer's. Retried (and alerted on) until the version is there.
+            raise ApplicationError(str(exc), type=RETRYABLE_ERROR_TYPE) from None
         except TemplateError as exc:
             return await self._refuse(request, sender, f"template {request.template_name!r} does not render: {exc}")
 
@@ -142,7 +151,7 @@ class SendActivities:
 
     def _render(self, request: SendRequest) -> RenderedMessage:
         """The template with everything a real send adds to the journey's context."""
-        template = request.template
+        template = request.template or self.versions.template(request.journey_version, request.template_name)
         context: dict[str, Any] = dict(request.context)
         context["message"] = {"id": request.message_id, "channel": request.channel}
         context.setdefault("journey", {"name": request.journey, "run_id": request.run_id, "step_id": request.step_id})

@@ -35,20 +35,23 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.journeys import JourneyActivities
 from activities.send import SendActivities
 from benchmarks.minimal_workflow import MinimalCartInput, MinimalCartWorkflow
 from benchmarks.simulate_speed import bench_simulate, customer_events
 from omnicart.api.app import create_app
 from omnicart.channels.outbox import OutboxSender
-from omnicart.journey.catalog import JourneyCatalog
-from omnicart.journey.loader import load_journey
+from omnicart.events import Event
+from omnicart.journey.registry import JourneyRegistry
+from omnicart.journey.versions import JourneyVersions
 from omnicart.ledger import MessageLedger
-from omnicart.messages import SendRequest
 from omnicart.routing import customer_workflow_id
 from omnicart.security.keys import new_key_spec
 from omnicart.settings import Settings
+from omnicart.signals import EVENT_SIGNAL, IncomingEvent
 from omnicart.storage import get_engine, upgrade
 from omnicart.temporal import data_converter
+from tests.support.bundles import publish_folder
 from workflows.customer import CustomerWorkflow
 from workflows.sandbox import workflow_runner
 
@@ -105,7 +108,8 @@ async def bench_omnicart(
     client: Client, settings: Settings, journey_dir: Path, n: int
 ) -> tuple[float, tuple[float, float]]:
     port = free_port()
-    app = create_app(settings, client=client, catalog=JourneyCatalog(journey_dir))
+    publish_folder(settings.database(), journey_dir)  # as a deploy does: journeys travel by version
+    app = create_app(settings, client=client)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     serving = asyncio.create_task(server.serve())
     while not server.started:
@@ -126,28 +130,24 @@ async def bench_omnicart(
     return n / (finished - started), histories
 
 
-async def bench_minimal(client: Client, settings: Settings, task_queue: str, journey_file: Path,
-                        n: int) -> tuple[float, tuple[float, float]]:
-    bundle = load_journey(journey_file)
-    steps = [(1.0, "cart_reminder_1"), (24.0, "cart_reminder_2"), (72.0, "cart_last_chance")]
+async def bench_minimal(
+    client: Client, settings: Settings, task_queue: str, n: int
+) -> tuple[float, tuple[float, float]]:
+    """The minimal workflow, started by the same signals omnicart's ingest sends (journeys by version)."""
+    version = JourneyRegistry(get_engine(settings.database())).published()["abandoned_cart"].version
     run = uuid.uuid4().hex[:6]
     ids = [f"minimal-{run}-{i}" for i in range(n)]
     started = time.monotonic()
+    now = datetime.now(UTC)
     for index, workflow_id in enumerate(ids):
-        sends = [
-            (offset, SendRequest(
-                message_id=f"{workflow_id}-{template}", customer_id=workflow_id, journey="minimal",
-                journey_version=bundle.version, run_id=workflow_id, step_id=template, channel="email",
-                template_name=template, template=bundle.templates[template], to=[f"m{index}@example.com"],
-                context={"customer": {"first_name": "Bench", "email": f"m{index}@example.com"},
-                         "cart": customer_events(workflow_id, datetime.now(UTC))[1]["properties"],
-                         "trigger": {}, "journey": {"name": "minimal", "run_id": workflow_id,
-                                                    "step_id": template}},
-            ))
-            for offset, template in steps
-        ]
-        await client.start_workflow(MinimalCartWorkflow.run, MinimalCartInput(sends=sends), id=workflow_id,
-                                    task_queue=task_queue)
+        events = [Event.parse(e) for e in customer_events(workflow_id, now)]
+        signal = [IncomingEvent(event=event, journeys=[version] if event.type == "checkout_started" else [])
+                  for event in events]
+        await client.start_workflow(
+            MinimalCartWorkflow.run,
+            MinimalCartInput(customer_id=workflow_id, journey_version=version, email=f"m{index}@example.com"),
+            id=workflow_id, task_queue=task_queue, start_signal=EVENT_SIGNAL, start_signal_args=[signal],
+        )
     finished = await wait_for_outbox(settings.outbox(), n * SENDS_PER_JOURNEY, timeout=600)
     return n / (finished - started), await mean_history(client, ids[:20])
 
@@ -165,7 +165,7 @@ async def main() -> None:
     with tempfile.TemporaryDirectory(prefix="omnicart-bench-") as tmp:
         journey_dir = Path(tmp) / "journeys"
         journey_dir.mkdir()
-        journey_file = seconds_for_hours(ROOT / "journeys" / "abandoned_cart.yaml", journey_dir)
+        seconds_for_hours(ROOT / "journeys" / "abandoned_cart.yaml", journey_dir)
         keys = SecretStr(new_key_spec("bench"))  # both workflows pay for encryption, as in production
         shared = Settings(data_dir=Path(tmp), encryption_keys=keys)  # customers' data keys live here
         upgrade(shared.database())
@@ -188,13 +188,15 @@ async def main() -> None:
                                              for c in ("email", "sms", "push")}, settings)
                 async with Worker(env.client, task_queue=settings.task_queue,
                                   workflows=[CustomerWorkflow, MinimalCartWorkflow],
-                                  activities=[activities.send_message], workflow_runner=workflow_runner(),
+                                  activities=[activities.send_message,
+                                              JourneyActivities(JourneyVersions(JourneyRegistry(engine))).load_journeys],
+                                  workflow_runner=workflow_runner(),
                                   max_concurrent_activities=200):
                     if name == "omnicart":
                         results[name] = await bench_omnicart(env.client, settings, journey_dir, args.journeys)
                     else:
-                        results[name] = await bench_minimal(env.client, settings, settings.task_queue,
-                                                            journey_file, args.journeys)
+                        publish_folder(settings.database(), journey_dir)
+                        results[name] = await bench_minimal(env.client, settings, settings.task_queue, args.journeys)
         finally:
             await env.shutdown()
     (omni_rate, (omni_hist, omni_bytes)), (min_rate, (min_hist, min_bytes)) = results["omnicart"], results["minimal"]

@@ -70,7 +70,11 @@ class SendRequest(BaseModel):
     step_id: str
     channel: Channel
     template_name: str
-    template: Template
+    template: Template | None = Field(
+        default=None,
+        description="The template itself only when the journey is not in the registry (tests, older runs); "
+        "otherwise the activity reads it by journey_version and template_name.",
+    )
     to: list[str] = Field(description="Email address, E.164 phone number, or the device tokens for push.")
     context: dict[str, Any] = Field(description="What the template renders with: customer, cart, trigger, ...")
 

@@ -42,15 +42,24 @@ async def deliver(
     max_history_events: int = 2000,
     send_timeout_seconds: float = 60.0,
     on_signalled: Callable[[Sequence[Event]], None] | None = None,
+    by_reference: bool = False,
 ) -> None:
     """Hand one customer's events, in the order given, to that customer's workflow.
 
-    Each carries the published journeys its type can trigger. They travel in as few signals as keep
+    Each carries the published journeys its type can trigger: by version when they come from the
+    journey registry (``by_reference``; the workflow fetches a version once), else whole (a folder of
+    files in tests and benchmarks). They travel in as few signals as keep
     each under ``SIGNAL_BUDGET_BYTES`` (see ``split_by_size``), one after another, so the workflow
     sees them in order. ``on_signalled`` hears each part once Temporal has it: if a later part fails,
     the caller knows which events already arrived.
     """
-    batch = [IncomingEvent(event=event, journeys=list(journeys_for(event.type))) for event in events]
+    batch = [
+        IncomingEvent(
+            event=event,
+            journeys=[bundle.version if by_reference else bundle for bundle in journeys_for(event.type)],
+        )
+        for event in events
+    ]
     for part in split_by_size(batch, SIGNAL_BUDGET_BYTES):
         await signal_customer(client, task_queue, customer_id, part, max_history_events, send_timeout_seconds)
         if on_signalled is not None:

@@ -20,6 +20,7 @@ FORGET_SIGNAL = "forget"
 REPLAY_QUARANTINE_UPDATE = "replay_quarantine"
 QUARANTINE_QUERY = "quarantine"
 RECORD_QUARANTINE_ACTIVITY = "record_quarantine"
+LOAD_JOURNEYS_ACTIVITY = "load_journeys"
 
 STATE_BYTES_BUDGET = 512 * 1024
 """How large a customer's state may be when it is carried to the next run (continue-as-new).
@@ -29,16 +30,23 @@ parts (recent events, journal) to stay under this, so continue-as-new can never 
 """
 
 
+JourneyRef = str | JourneyBundle
+"""A published journey by its version (content hash), as the ingest side sends it; or, in histories
+written before journeys travelled by reference (and in tests without a registry), the whole bundle."""
+
+
 class IncomingEvent(BaseModel):
     """An event plus the published journeys it may trigger.
 
     The ingest side attaches the journeys whose trigger is this event's type, as published at the
-    moment the event arrived. A new run snapshots its journey from here, so publishing a changed
-    file affects only runs that start afterwards, and the workflow never reads files.
+    moment the event arrived, by version: a few bytes each instead of the journey and its templates.
+    The workflow fetches a version it has not seen from the journey registry (once; versions never
+    change). A new run snapshots its journey from there, so publishing a change affects only runs
+    that start afterwards.
     """
 
     event: Event
-    journeys: list[JourneyBundle] = Field(default_factory=list)
+    journeys: list[JourneyRef] = Field(default_factory=list)
 
 
 class CustomerWorkflowInput(BaseModel):
@@ -49,6 +57,18 @@ class CustomerWorkflowInput(BaseModel):
     pending: list[IncomingEvent] = Field(default_factory=list, description="Events received but not yet handled.")
     max_history_events: int = 2000
     send_timeout_seconds: float = Field(default=60.0, gt=0, description="Start-to-close of one send attempt.")
+    registered_versions: list[str] = Field(
+        default_factory=list,
+        description="Journey versions known to be in the registry: their sends name the template instead of "
+        "carrying it.",
+    )
+
+
+class LoadedJourneys(BaseModel):
+    """What the registry holds of the versions asked for (``load_journeys``)."""
+
+    bundles: list[JourneyBundle]
+    missing: list[str] = Field(default_factory=list)
 
 
 class QuarantineReport(BaseModel):

@@ -6,17 +6,40 @@ written, never changes, so a run keeps the journey it began on. On SQLite and on
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import shutil
 import subprocess
 import sys
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
+import pytest_asyncio
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
 
+from omnicart.api.app import create_app
+from omnicart.channels.outbox import read_outbox
+from omnicart.events import Event
+from omnicart.journey.loader import load_journey
 from omnicart.journey.registry import JourneyRegistry, PublishedJourneys, UnknownJourney, publish_files
-from omnicart.storage import get_engine
-from tests.support.bundles import JOURNEYS
+from omnicart.quarantine import QuarantineLog
+from omnicart.routing import customer_workflow_id, signal_customer
+from omnicart.settings import Settings
+from omnicart.signals import QUARANTINE_QUERY, REPLAY_QUARANTINE_UPDATE, IncomingEvent
+from omnicart.storage import get_engine, upgrade
+from tests.support.bundles import JOURNEYS, publish_folder
+from tests.support.runtime import RecordingChannel, customer_worker, eventually, journal
+from tests.support.short_journeys import copy_with_seconds
+from tests.support.timelines import cart, describe, profile
+from worker import run_worker
 
 
 def _journeys(target: Path) -> Path:
@@ -111,3 +134,101 @@ def test_the_cli_publishes_lists_pauses_and_resumes(tmp_path: Path) -> None:
     broken = omnicart("publish", str(folder))
     assert broken.returncode == 1
     assert "abandoned_cart.yaml:" in broken.stderr and "nothing was published" in broken.stderr
+
+
+# --- journeys travel by version, on the real dev server ------------------------------------------
+
+
+@pytest_asyncio.fixture
+async def product(dev_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Settings]]:
+    """The API and a worker as ``omnicart dev`` runs them: journeys published to the registry."""
+    settings = Settings(data_dir=tmp_path / "data", journeys_dir=copy_with_seconds(tmp_path / "journeys"),
+                        task_queue=f"by-ref-{uuid.uuid4()}")
+    upgrade(settings.database())
+    publish_folder(settings.database(), settings.journeys_dir)
+    stop = asyncio.Event()
+    worker = asyncio.create_task(run_worker(dev_env.client, settings, stop))
+    app = create_app(settings, client=dev_env.client)
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport,
+                                                                   base_url="http://omnicart.test") as http:
+        yield http, settings
+    stop.set()
+    await worker
+
+
+def _envelope(customer_id: str, event_type: str, properties: dict[str, Any]) -> dict[str, Any]:
+    return {"id": f"evt_{uuid.uuid4().hex}", "type": event_type, "customer_id": customer_id,
+            "timestamp": datetime.now(UTC).isoformat(), "source": "web", "properties": properties}
+
+
+async def _decoded(client: Client, payloads: Any) -> list[Any]:
+    codec = client.data_converter.payload_codec
+    assert codec is not None
+    return [json.loads(p.data) for p in await codec.decode(list(payloads))]
+
+
+async def test_events_name_journeys_by_version_and_sends_name_their_template(
+    product: tuple[httpx.AsyncClient, Settings], dev_env: WorkflowEnvironment
+) -> None:
+    http, settings = product
+    customer = f"cus_{uuid.uuid4().hex[:8]}"
+    response = await http.post("/v1/events", json={"events": [
+        _envelope(customer, "customer_updated", profile(timezone="UTC")),
+        _envelope(customer, "checkout_started", cart("cart_a")),
+        _envelope(customer, "checkout_started", cart("cart_b")),
+    ]})
+    assert response.status_code == 202, response.text
+
+    async def two_first_reminders() -> bool:
+        lines = read_outbox(settings.outbox()) if settings.outbox().exists() else []
+        return len([line for line in lines if line["template"] == "cart_reminder_1"]) == 2
+
+    await eventually(two_first_reminders)
+    history = await dev_env.client.get_workflow_handle(customer_workflow_id(customer)).fetch_history()
+    version = JourneyRegistry(get_engine(settings.database())).published()["abandoned_cart"].version
+
+    [signal] = [await _decoded(dev_env.client, e.workflow_execution_signaled_event_attributes.input.payloads)
+                for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED]
+    checkouts = [incoming for incoming in signal[0] if incoming["event"]["type"] == "checkout_started"]
+    assert [incoming["journeys"] for incoming in checkouts] == [[version], [version]]  # a hash, not the journey
+    markers = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED]
+    assert len(markers) == 1  # fetched once for both carts
+
+    sends = [await _decoded(dev_env.client, e.activity_task_scheduled_event_attributes.input.payloads)
+             for e in history.events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED]
+    [request] = sends[0]
+    assert request["template"] is None and request["template_name"] == "cart_reminder_1"
+    assert request["journey_version"] == version and "trigger" not in request["context"]
+    [line, *_] = [line for line in read_outbox(settings.outbox()) if line["template"] == "cart_reminder_1"]
+    assert line["subject"] and "Linen shirt" in json.dumps(line)
+
+
+async def test_a_version_missing_from_the_registry_quarantines_the_event_until_it_is_published(
+    dev_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    """The API's registry had a version the worker's did not (another database, replication lag)."""
+    engine_url = f"sqlite:///{tmp_path / 'worker.db'}"
+    upgrade(engine_url)
+    log = QuarantineLog(get_engine(engine_url))
+    fast = load_journey(copy_with_seconds(tmp_path / "journeys") / "abandoned_cart.yaml")
+    customer = f"cus_{uuid.uuid4().hex[:8]}"
+    async with customer_worker(dev_env.client, [RecordingChannel().send_message], quarantine=log) as task_queue:
+        profile_event = Event.parse(_envelope(customer, "customer_updated", profile(timezone="UTC")))
+        checkout = Event.parse(_envelope(customer, "checkout_started", cart()))
+        await signal_customer(dev_env.client, task_queue, customer, [
+            IncomingEvent(event=profile_event), IncomingEvent(event=checkout, journeys=[fast.version])])
+        handle = dev_env.client.get_workflow_handle(customer_workflow_id(customer))
+
+        async def quarantined() -> bool:
+            return len(await handle.query(QUARANTINE_QUERY)) == 1
+
+        await eventually(quarantined)
+        [entry] = await handle.query(QUARANTINE_QUERY)
+        assert entry["event_id"] == checkout.id and fast.version in entry["error"]
+
+        JourneyRegistry(get_engine(engine_url)).publish([fast], "ops")  # the version arrives
+        remaining = await handle.execute_update(REPLAY_QUARANTINE_UPDATE, result_type=list[dict[str, Any]])
+        assert remaining == []
+        lines = [describe(line) for line in await journal(dev_env.client, customer)]
+    assert "enter" in lines

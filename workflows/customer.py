@@ -24,17 +24,21 @@ from temporalio.exceptions import ActivityError, CancelledError
 
 from omnicart.engine import interpreter
 from omnicart.engine.state import CustomerState
+from omnicart.journey.model import JourneyBundle
 from omnicart.messages import SEND_HEARTBEAT_TIMEOUT, SEND_RETRY_POLICY, SendRequest, SendResult
 from omnicart.signals import (
     CUSTOMER_WORKFLOW,
     EVENT_SIGNAL,
     FORGET_SIGNAL,
+    LOAD_JOURNEYS_ACTIVITY,
     QUARANTINE_QUERY,
     RECORD_QUARANTINE_ACTIVITY,
     REPLAY_QUARANTINE_UPDATE,
     STATE_BYTES_BUDGET,
     CustomerWorkflowInput,
     IncomingEvent,
+    JourneyRef,
+    LoadedJourneys,
     QuarantineReport,
 )
 
@@ -51,6 +55,10 @@ class CustomerWorkflow:
         self._recorded_total = self._state.quarantined_total  # a run continues-as-new only once recorded
         self._recording: asyncio.Task[None] | None = None
         self._forgotten = False
+        # Journey versions seen by this run, and those known to be in the registry (their sends name the
+        # template instead of carrying it): events bring versions, the registry their content.
+        self._journeys: dict[str, JourneyBundle] = dict(self._state.bundles)
+        self._registered: set[str] = set(input.registered_versions)
 
     @workflow.signal(name=EVENT_SIGNAL)
     def event(self, batch: list[IncomingEvent]) -> None:
@@ -82,8 +90,13 @@ class CustomerWorkflow:
         return [entry.summary() for entry in self._state.quarantine]
 
     @workflow.update(name=REPLAY_QUARANTINE_UPDATE)
-    def replay_quarantine(self) -> list[dict[str, Any]]:
+    async def replay_quarantine(self) -> list[dict[str, Any]]:
         """Try the quarantined events again (after a fix); answers what is still quarantined."""
+        for entry in self._state.quarantine:
+            if entry.journey_refs:
+                bundles, missing = await self._journeys_for(list(entry.journey_refs))
+                if not missing:
+                    entry.journeys, entry.journey_refs = bundles, []
         self._carry_out(interpreter.replay_quarantined(self._state, workflow.now()))
         return self.quarantine()
 
@@ -100,9 +113,10 @@ class CustomerWorkflow:
             self._carry_out(interpreter.handle_timers(state, workflow.now(), safe=True))
             while self._inbox:
                 incoming = self._inbox.pop(0)
-                self._carry_out(
-                    interpreter.handle_event(state, incoming.event, incoming.journeys, workflow.now(), safe=True)
-                )
+                journeys = await self._resolve(incoming)
+                if journeys is None:
+                    continue  # quarantined: a version the registry does not have
+                self._carry_out(interpreter.handle_event(state, incoming.event, journeys, workflow.now(), safe=True))
             self._record_quarantine()
             if self._should_continue_as_new(input):
                 self._fit_state(state)
@@ -113,6 +127,7 @@ class CustomerWorkflow:
                         pending=self._inbox,
                         max_history_events=input.max_history_events,
                         send_timeout_seconds=input.send_timeout_seconds,
+                        registered_versions=sorted(self._registered & set(state.bundles)),
                     )
                 )
 
@@ -145,6 +160,44 @@ class CustomerWorkflow:
             return True
         info = workflow.info()
         return info.is_continue_as_new_suggested() or info.get_current_history_length() >= input.max_history_events
+
+    async def _resolve(self, incoming: IncomingEvent) -> list[JourneyBundle] | None:
+        """The journeys an event may trigger; a version the registry lacks quarantines the event
+        (with the versions, so a replay fetches them once they are there)."""
+        bundles, missing = await self._journeys_for(incoming.journeys)
+        if not missing:
+            return bundles
+        error = LookupError(f"journey versions not in the registry: {', '.join(missing)}")
+        refs = [ref if isinstance(ref, str) else ref.version for ref in incoming.journeys]
+        self._carry_out(
+            interpreter.quarantine_event(self._state, incoming.event, workflow.now(), error, journey_refs=refs)
+        )
+        return None
+
+    async def _journeys_for(self, refs: list[JourneyRef]) -> tuple[list[JourneyBundle], list[str]]:
+        """Bundles for these references, fetching versions this run has not seen from the registry.
+
+        Older histories (and tests without a registry) carry whole bundles, used as they are.
+        """
+        wanted = [ref for ref in refs if isinstance(ref, str) and ref not in self._journeys]
+        missing: list[str] = []
+        if wanted:
+            loaded = await workflow.execute_local_activity(
+                LOAD_JOURNEYS_ACTIVITY, wanted, result_type=LoadedJourneys,
+                start_to_close_timeout=timedelta(seconds=30),
+            )
+            for bundle in loaded.bundles:
+                self._journeys[bundle.version] = bundle
+                self._registered.add(bundle.version)
+            missing = loaded.missing
+        bundles = []
+        for ref in refs:
+            if not isinstance(ref, str):
+                self._journeys.setdefault(ref.version, ref)
+                bundles.append(ref)
+            elif ref in self._journeys:
+                bundles.append(self._journeys[ref])
+        return bundles, missing
 
     def _unrecorded(self) -> bool:
         return self._recording is None and self._state.quarantined_total > self._recorded_total
@@ -182,7 +235,8 @@ class CustomerWorkflow:
 
     def _start_sends(self, commands: list[interpreter.SendCommand]) -> None:
         for command in commands:
-            request = interpreter.send_request(self._state, command)
+            by_reference = command.version in self._registered
+            request = interpreter.send_request(self._state, command, by_reference=by_reference)
             self._in_flight[request.message_id] = asyncio.create_task(self._send(request))
 
     async def _send(self, request: SendRequest) -> None:

@@ -36,7 +36,11 @@ MAX_CONCURRENT_CUSTOMERS = 64
 
 
 class JourneySource(Protocol):
-    """What ingest needs from the journey catalog: the published journeys an event type triggers."""
+    """What ingest needs from the journey catalog: the published journeys an event type triggers,
+    and whether workers can fetch them by version (the registry) or they must travel whole (files)."""
+
+    @property
+    def by_reference(self) -> bool: ...
 
     def bundles_for(self, event_type: str) -> Sequence[JourneyBundle]: ...
 
@@ -158,6 +162,7 @@ class Ingest:
                         max_history_events=self.settings.max_history_events,
                         send_timeout_seconds=self.settings.send_timeout_seconds,
                         on_signalled=lambda part: done.extend(event.id for event in part),
+                        by_reference=self.catalog.by_reference,
                     )
             except Exception as error:
                 return done, error

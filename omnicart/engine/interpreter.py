@@ -42,7 +42,7 @@ from omnicart.engine.state import (
 from omnicart.events import Channel, Event
 from omnicart.journey import conditions
 from omnicart.journey.durations import parse_duration, parse_local_time
-from omnicart.journey.model import Fallback, Journey, JourneyBundle, SendSpec, Step, WaitSpec
+from omnicart.journey.model import Fallback, Journey, JourneyBundle, SendSpec, Step, Template, WaitSpec
 from omnicart.messages import SendRequest, SendResult
 
 # A run may take this many instant steps (send, branch) in a row before it must wait; more means a
@@ -224,7 +224,10 @@ def replay_quarantined(state: CustomerState, now: datetime) -> Output:
     Each is handled safely, so one that still fails goes back into quarantine with its new error.
     Quarantined timers and send outcomes are not replayed: their runs were ended.
     """
-    events = [entry for entry in state.quarantine if entry.kind == "event" and entry.event is not None]
+    events = [
+        entry for entry in state.quarantine
+        if entry.kind == "event" and entry.event is not None and not entry.journey_refs  # refs: still unfetched
+    ]
     state.quarantine = [entry for entry in state.quarantine if entry not in events]
     out = Output()
     for entry in events:
@@ -232,6 +235,15 @@ def replay_quarantined(state: CustomerState, now: datetime) -> Output:
         if entry.event.id in state.seen:
             state.seen.remove(entry.event.id)
         out.extend(handle_event(state, entry.event, entry.journeys, now, safe=True))
+    return out
+
+
+def quarantine_event(state: CustomerState, event: Event, now: datetime, error: Exception, **where: Any) -> Output:
+    """Set an event aside without handling it (its driver could not prepare it), as a failure would."""
+    out = Output()
+    _remember_seen(state, event.id)
+    _quarantine(state, now, "event", error, out, event=event, **where)
+    _journal(state, out)
     return out
 
 
@@ -355,12 +367,19 @@ def new_state(customer_id: str) -> CustomerState:
     return CustomerState(customer_id=customer_id)
 
 
-def send_request(state: CustomerState, command: SendCommand) -> SendRequest:
+def send_request(state: CustomerState, command: SendCommand, *, by_reference: bool = False) -> SendRequest:
     """The send activity's input, with the profile and cart as they are right after the decision.
 
-    Built on demand because only a real channel needs it: the simulator sends nothing.
+    Built on demand because only a real channel needs it: the simulator sends nothing. With
+    ``by_reference`` (the journey version is in the registry) it names the template instead of
+    carrying it, and leaves out the trigger event unless the template reads it: the few values the
+    message needs, not the whole context.
     """
     bundle = state.bundles[command.version]
+    template = bundle.templates[command.template]
+    message = context.message(state, command.trigger, command.journey, command.run_id, command.step_id)
+    if by_reference and not _reads(template, "trigger"):
+        del message["trigger"]
     return SendRequest(
         message_id=command.message_id,
         customer_id=state.customer_id,
@@ -370,10 +389,15 @@ def send_request(state: CustomerState, command: SendCommand) -> SendRequest:
         step_id=command.step_id,
         channel=command.channel,
         template_name=command.template,
-        template=bundle.templates[command.template],
+        template=None if by_reference else template,
         to=context.address(state.profile, command.channel),
-        context=context.message(state, command.trigger, command.journey, command.run_id, command.step_id),
+        context=message,
     )
+
+
+def _reads(template: Template, name: str) -> bool:
+    """Whether any part of a template mentions ``name`` (conservative: a mention is enough)."""
+    return any(isinstance(value, str) and name in value for value in template.model_dump().values())
 
 
 # --- profile, carts and engagement ---------------------------------------------------------------

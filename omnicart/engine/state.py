@@ -152,6 +152,7 @@ class Quarantined:
     journeys: list[JourneyBundle] = field(default_factory=list)
     run_id: str | None = None
     journey: str | None = None
+    journey_refs: list[str] = field(default_factory=list)  # versions still to fetch before a replay
 
     def summary(self) -> dict[str, Any]:
         """What an operator is shown: ids, types and the error, never the event's properties."""

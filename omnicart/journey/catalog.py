@@ -28,6 +28,8 @@ _Signature = frozenset[tuple[str, int, int]]
 class JourneyCatalog:
     """The valid journeys of a folder, by name, as of the last change on disk."""
 
+    by_reference = False  # no registry behind it: events carry these journeys whole
+
     def __init__(
         self,
         directory: Path,

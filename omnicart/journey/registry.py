@@ -231,6 +231,8 @@ class PublishedJourneys:
     """The published set as an API host or worker sees it: read from the registry, refreshed at most
     once per ``max_age`` seconds, so asking it on every event costs nothing."""
 
+    by_reference = True  # workers read the same registry: events name journeys by version
+
     def __init__(
         self,
         registry: JourneyRegistry,

@@ -16,9 +16,12 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.journeys import JourneyActivities
 from activities.quarantine import QuarantineActivities
 from omnicart.events import Event
 from omnicart.journey.model import JourneyBundle
+from omnicart.journey.registry import JourneyRegistry
+from omnicart.journey.versions import JourneyVersions
 from omnicart.messages import SendRequest, SendResult
 from omnicart.quarantine import QuarantineLog
 from omnicart.routing import customer_workflow_id, signal_customer
@@ -56,8 +59,10 @@ async def customer_worker(
     with tempfile.TemporaryDirectory() as scratch:
         log = quarantine or QuarantineLog(_database(Path(scratch) / "quarantine.db"))
         recording = QuarantineActivities(log).record_quarantine
+        loading = JourneyActivities(JourneyVersions(JourneyRegistry(log.engine))).load_journeys
         async with Worker(client, task_queue=task_queue, workflows=[CustomerWorkflow],
-                          activities=[*activities, recording], workflow_runner=workflow_runner(), **options):
+                          activities=[*activities, recording, loading], workflow_runner=workflow_runner(),
+                          **options):
             yield task_queue
 
 
