@@ -20,7 +20,10 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
-from pydantic_core import ErrorDetails, InitErrorDetails
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
+
+from omnicart.plan import default_plan
+from omnicart.plan import problems as plan_problems
 
 Source = Literal["web", "app", "store", "email", "sms", "push", "api"]
 Channel = Literal["email", "sms", "push"]
@@ -37,7 +40,7 @@ class Event(BaseModel):
 
     id: str = Field(min_length=1, max_length=200)
     type: str = Field(pattern=r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$", max_length=100)
-    customer_id: str = Field(min_length=1, max_length=200)
+    customer_id: str = Field(default="", max_length=200)  # the plan says which types require it
     timestamp: AwareDatetime
     source: Source
     properties: dict[str, Any] = Field(default_factory=dict)
@@ -53,19 +56,14 @@ class Event(BaseModel):
     def parse(cls, data: Any) -> Event:
         """Validate an envelope and, for the types the product understands, its properties.
 
-        Property errors are reported at ``properties.<field>`` so that the producer sees exactly
-        which field to fix; unknown property names are always allowed.
+        The type must be declared in the tracking plan (``omnicart.plan``) and the properties must
+        fit its schema. Property errors are reported at ``properties.<field>`` so that the producer
+        sees exactly which field to fix; undeclared property names are allowed and kept.
         """
         event = cls.model_validate(data)
-        model = PROPERTY_MODELS.get(event.type)
-        if model is not None:
-            try:
-                model.model_validate(event.properties)
-            except ValidationError as exc:
-                raise ValidationError.from_exception_data(
-                    "Event",
-                    [_prefixed(error) for error in exc.errors()],
-                ) from None
+        found = plan_problems(default_plan(), event.type, event.customer_id, event.properties)
+        if found:
+            raise ValidationError.from_exception_data("Event", [_plan_error(*problem) for problem in found])
         return event
 
     def context(self) -> dict[str, Any]:
@@ -80,15 +78,8 @@ class Event(BaseModel):
         }
 
 
-def _prefixed(error: Any) -> InitErrorDetails:
-    details: InitErrorDetails = {
-        "type": error["type"],
-        "loc": ("properties", *error["loc"]),
-        "input": error.get("input"),
-    }
-    if "ctx" in error:
-        details["ctx"] = error["ctx"]
-    return details
+def _plan_error(field: str, message: str) -> InitErrorDetails:
+    return {"type": PydanticCustomError("tracking_plan", message), "loc": (field,), "input": None}
 
 
 class _Properties(BaseModel):
