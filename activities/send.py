@@ -36,13 +36,13 @@ from omnicart.channels.base import (
     RetryableChannelError,
     SupportsLookup,
 )
-from omnicart.channels.sms_segments import with_opt_out
 from omnicart.discounts import DiscountBook
 from omnicart.events import Channel
 from omnicart.journey.model import EmailTemplate, SmsTemplate
-from omnicart.journey.templates import TemplateError, render_template
+from omnicart.journey.templates import TemplateError
 from omnicart.ledger import ClaimState, LedgerEntry, LedgerStatus, MessageLedger
 from omnicart.messages import SEND_START_TO_CLOSE, Outcome, SendRequest, SendResult
+from omnicart.rendering import render_request, send_context
 from omnicart.settings import Settings
 
 MAX_RETRY_AFTER = timedelta(hours=1)
@@ -141,23 +141,18 @@ class SendActivities:
     def _render(self, request: SendRequest) -> RenderedMessage:
         """The template with everything a real send adds to the journey's context."""
         template = request.template
-        context: dict[str, Any] = dict(request.context)
-        context["message"] = {"id": request.message_id, "channel": request.channel}
-        context.setdefault("journey", {"name": request.journey, "run_id": request.run_id, "step_id": request.step_id})
         link: str | None = None
+        discount: dict[str, Any] | None = None
         if isinstance(template, EmailTemplate):
             if template.discount_percent:
                 discount = self.discounts.issue(
                     customer_id=request.customer_id,
                     message_id=request.message_id,
                     percent=template.discount_percent,
-                )
-                context["discount"] = discount.context()
+                ).context()
             link = unsubscribe_url(self.settings, request.customer_id, request.message_id)
-            context["unsubscribe_url"] = link
-        parts = render_template(template, context)
-        if isinstance(template, SmsTemplate) and parts.body:
-            parts = parts.model_copy(update={"body": with_opt_out(parts.body, template.marketing)})
+        context = send_context(request, discount=discount, unsubscribe_url=link)
+        parts = render_request(request, context)
         return RenderedMessage(
             **parts.model_dump(),
             message_id=request.message_id,

@@ -67,10 +67,11 @@ def test_quiet_hours_end_at_nine_local_even_on_the_night_clocks_go_back() -> Non
     journey = bundle([{"send": {"template": "text"}}], quiet_hours={"sms": {"start": "21:00", "end": "09:00"}})
     state = customer(start, tz="Europe/London")
     out = checkout(state, journey, start)
-    assert said(out) == ["enter"]
+    assert said(out) == ["enter", "hold sms text quiet_hours"]
     # 09:00 GMT on Sunday is 09:00 UTC: eleven hours, one more than the wall clock suggests.
     held_until = interpreter.next_wakeup(state)
     assert held_until == datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
+    assert out.actions[-1].until == held_until  # the journal says when the held message goes out
     assert said(interpreter.handle_timers(state, held_until)) == ["send sms text", "exit completed"]
 
 

@@ -195,7 +195,11 @@ class _Checker:
         found: list[tuple[Path_, str]] = []
         if self.journey.goal is not None:
             found.append((("goal", "within"), self.journey.goal.within))
+        if self.journey.trigger.max_age is not None:
+            found.append((("trigger", "max_age"), self.journey.trigger.max_age))
         for number, step in enumerate(self.steps):
+            if step.send is not None and step.send.late_after is not None:
+                found.append((("steps", number, "send", "late_after"), step.send.late_after))
             if isinstance(step.wait, str):
                 found.append((("steps", number, "wait"), step.wait))
             elif step.wait is not None and step.wait.after_trigger is not None:

@@ -43,7 +43,9 @@ def _is_zone(value: object) -> bool:
     return True
 
 
-def problems(plan: TrackingPlan, event_type: str, customer_id: str, properties: dict[str, Any]) -> list[tuple[str, str]]:
+def problems(
+    plan: TrackingPlan, event_type: str, customer_id: str, properties: dict[str, Any]
+) -> list[tuple[str, str]]:
     """Every way this event breaks the plan; empty when it keeps it."""
     spec = plan.get(event_type)
     if spec is None:
@@ -86,7 +88,8 @@ def _describe(error: SchemaError) -> tuple[str, str]:
     if kind == "minLength":
         return path, "must not be empty"
     if kind == "enum":
-        return path, f"must be one of {', '.join(repr(v) for v in error.validator_value)}"
+        allowed = error.validator_value if isinstance(error.validator_value, list) else []
+        return path, f"must be one of {', '.join(repr(v) for v in allowed)}"
     if kind == "additionalProperties":
         return path, error.message.replace("Additional properties are not allowed", "unknown key")
     return path, error.message
