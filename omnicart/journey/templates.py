@@ -435,3 +435,10 @@ __all__ = [
     "render_template",
     "sample_context",
 ]
+
+# For the type checks of ``omnicart.journey.template_types``, which render and parse the same way.
+FIELDS = _FIELDS
+HTML_FIELDS = _HTML_FIELDS
+line_column = _line_column
+parse_source = _parse
+render_field = _render_field
