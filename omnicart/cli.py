@@ -31,11 +31,14 @@ def validate(
 
 
 @app.command()
-def schema() -> None:
+def schema(
+    plan: Annotated[bool, typer.Option("--plan", help="Print the tracking plan (every event type) instead.")] = False,
+) -> None:
     """Print the JSON Schema of a journey file, for editors' YAML validation and autocomplete."""
     from omnicart.journey.loader import journey_schema
+    from omnicart.plan import default_plan
 
-    typer.echo(json.dumps(journey_schema(), indent=2))
+    typer.echo(json.dumps(default_plan().json_schema() if plan else journey_schema(), indent=2))
 
 
 @app.command()

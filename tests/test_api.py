@@ -232,6 +232,8 @@ def _bad_events() -> list[tuple[str, Any, str, str]]:
             "greater than or equal to 0",
         ),
         ("event that is not an object", "evt_1", "envelope", "dictionary"),
+        ("type outside the tracking plan", envelope(type="zzz_qqq"), "type", "not in the tracking plan"),
+        ("customer id that is not an id", envelope(customer_id="*"), "customer_id", "letter or digit"),
     ]
 
 

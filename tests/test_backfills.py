@@ -7,12 +7,13 @@ Pure interpreter calls: ``now`` (when an event or a timer is handled) is an argu
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from omnicart.engine import interpreter
 from tests.test_interpreter import bundle, checkout, customer, event, said
 
 HAPPENED = datetime(2026, 9, 1, 10, 0, tzinfo=UTC)
-REMINDERS = [
+REMINDERS: list[dict[str, Any]] = [
     {"wait": "1h"},
     {"id": "first", "send": {"template": "mail", "late_after": "6h"}},
     {"wait": {"after_trigger": "24h"}},
