@@ -31,10 +31,10 @@ def send_context(
     return context
 
 
-def render_request(request: SendRequest, context: dict[str, Any]) -> RenderedParts:
+def render_request(request: SendRequest, context: dict[str, Any], *, derive_text: bool = True) -> RenderedParts:
     """Render every part; a marketing SMS gets its opt-out line. Raises ``TemplateError``."""
     template = request.template
-    parts = render_template(template, context)
+    parts = render_template(template, context, derive_text=derive_text)
     if isinstance(template, SmsTemplate) and parts.body:
         parts = parts.model_copy(update={"body": with_opt_out(parts.body, template.marketing)})
     return parts

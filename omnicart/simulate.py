@@ -199,7 +199,8 @@ class _Player:
             self.sent_by_step[command.step_id] = command
             request = interpreter.send_request(self.state, command)
             try:
-                rendered = render_request(request, send_context(request, **_stand_ins(request)))
+                context = send_context(request, **_stand_ins(request))
+                rendered = render_request(request, context, derive_text=self.options.contents is not None)
             except TemplateError as exc:
                 error = f"template {command.template!r} does not render: {exc}"
                 result = SendResult(message_id=command.message_id, channel=command.channel, outcome="failed",

@@ -117,12 +117,18 @@ def _parse(source: str, html: bool) -> BoundTemplate:
 # --- rendering -------------------------------------------------------------------------------
 
 
-def render_template(template: Template, context: dict[str, Any]) -> RenderedParts:
-    """Render every part of a template; the first part that fails raises ``TemplateError``."""
+def render_template(template: Template, context: dict[str, Any], *, derive_text: bool = True) -> RenderedParts:
+    """Render every part of a template; the first part that fails raises ``TemplateError``.
+
+    An email without a text part gets one derived from its HTML, unless ``derive_text`` is off (a
+    preview that only needs to know whether the template renders skips that cost).
+    """
     parts: dict[str, str | None] = {}
     for field in _FIELDS[template.channel]:
         source = getattr(template, field)
         parts[field] = None if source is None else _render_field(field, source, context)
+    if not derive_text:
+        return RenderedParts(**parts)
     if isinstance(template, EmailTemplate) and parts.get("text") is None and parts.get("html") is not None:
         parts["text"] = html_to_text(parts["html"] or "")
     return RenderedParts(**parts)
