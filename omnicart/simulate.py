@@ -21,7 +21,7 @@ import os
 import sys
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -33,7 +33,7 @@ from omnicart.engine.interpreter import ENGAGEMENT
 from omnicart.engine.state import Action
 from omnicart.events import Event, describe_error, event_sort_key
 from omnicart.journey.model import EmailTemplate, JourneyBundle
-from omnicart.journey.templates import RenderedParts, TemplateError
+from omnicart.journey.templates import RenderedParts, TemplateError, template_paths
 from omnicart.messages import SendRequest, SendResult
 from omnicart.rendering import render_request, send_context
 
@@ -81,6 +81,7 @@ def simulate(
 class _Options:
     imported_at: datetime | None = None
     contents: dict[str, RenderedParts] | None = None
+    outcomes: dict[tuple[str, str, str], TemplateError | None] = field(default_factory=dict)
 
 
 def _run_forked(
@@ -198,18 +199,54 @@ class _Player:
         for command in out.sends:
             self.sent_by_step[command.step_id] = command
             request = interpreter.send_request(self.state, command)
-            try:
-                context = send_context(request, **_stand_ins(request))
-                rendered = render_request(request, context, derive_text=self.options.contents is not None)
-            except TemplateError as exc:
-                error = f"template {command.template!r} does not render: {exc}"
+            failure = self._render(request, send_context(request, **_stand_ins(request)))
+            if failure is not None:
+                error = f"template {command.template!r} does not render: {failure}"
                 result = SendResult(message_id=command.message_id, channel=command.channel, outcome="failed",
                                     provider="preview", error=error)
                 yield from self._settle(interpreter.handle_send_result(self.state, result, now, safe=self.safe), now)
                 continue
-            if self.options.contents is not None:
-                self.options.contents[command.message_id] = rendered
             interpreter.handle_sent(self.state, command.message_id)
+
+    def _render(self, request: SendRequest, context: dict[str, Any]) -> TemplateError | None:
+        """Why the message does not render, or None. Whether it renders depends only on the values
+        the template reads, so that outcome is remembered by them: most customers of a preview
+        share it, and rendering is most of a preview's cost."""
+        contents = self.options.contents
+        if contents is not None:
+            try:
+                contents[request.message_id] = render_request(request, context)
+            except TemplateError as exc:
+                return exc
+            return None
+        key = (request.journey_version, request.template_name, _values_read(request, context))
+        outcomes = self.options.outcomes
+        if key not in outcomes:
+            try:
+                render_request(request, context, derive_text=False)
+                outcomes[key] = None
+            except TemplateError as exc:
+                outcomes[key] = exc
+        return outcomes[key]
+
+
+def _values_read(request: SendRequest, context: dict[str, Any]) -> str:
+    """The values at every path the template reads, as one comparable text."""
+    values = []
+    for path in template_paths(request.template):
+        value: Any = context
+        for segment in path:
+            if isinstance(value, dict) and isinstance(segment, str):
+                value = value.get(segment, _MISSING)
+            elif isinstance(value, list) and isinstance(segment, int) and -len(value) <= segment < len(value):
+                value = value[segment]
+            else:
+                break  # a computed index or a missing step: the value so far holds what decides
+        values.append(value)
+    return json.dumps(values, sort_keys=True, default=str)
+
+
+_MISSING = "\x00missing"
 
 
 STEP_REFERENCE = "step:"
@@ -222,7 +259,7 @@ def _stand_ins(request: SendRequest) -> dict[str, Any]:
     if not isinstance(template, EmailTemplate):
         return {}
     discount = {"code": "PREVIEW-CODE", "percent": template.discount_percent} if template.discount_percent else None
-    return {"discount": discount, "unsubscribe_url": f"https://unsubscribe.example/preview/{request.message_id}"}
+    return {"discount": discount, "unsubscribe_url": "https://unsubscribe.example/preview"}
 
 
 def read_events(path: Path) -> list[Event]:

@@ -442,6 +442,25 @@ __all__ = [
     "sample_context",
 ]
 
+def template_paths(template: Template) -> list[tuple[Any, ...]]:
+    """Every variable path any part of the template reads (``('cart', 'items')``), from Liquid's
+    static analysis; the same template object is asked many times, so the answer is cached on it."""
+    cached = _PATHS.get(id(template))
+    if cached is not None and cached[0] is template:
+        return cached[1]
+    paths: list[tuple[Any, ...]] = []
+    for field in _FIELDS[template.channel]:
+        source = getattr(template, field)
+        if source is not None:
+            for uses in _parse(source, field in _HTML_FIELDS).analyze().globals.values():
+                paths.extend(tuple(use.segments) for use in uses)
+    _PATHS[id(template)] = (template, paths)
+    return paths
+
+
+_PATHS: dict[int, tuple[Template, list[tuple[Any, ...]]]] = {}
+
+
 # For the type checks of ``omnicart.journey.template_types``, which render and parse the same way.
 FIELDS = _FIELDS
 HTML_FIELDS = _HTML_FIELDS
