@@ -263,6 +263,21 @@ async def test_a_malformed_event_is_refused_with_its_index_and_field_and_nothing
     assert not await has_workflow(dev_env.client, good["customer_id"])
 
 
+async def test_a_catalog_event_needs_no_customer_and_starts_no_workflow(
+    api: httpx.AsyncClient, dev_env: WorkflowEnvironment, settings: Settings
+) -> None:
+    product = envelope(type="price_changed", properties={"sku": "MUG-1", "price": 9.5})
+    del product["customer_id"]
+
+    response = await api.post("/v1/events", json=product)
+
+    assert response.status_code == 202, response.text
+    assert response.json() == {"accepted": 1, "duplicates": 0}
+    assert not await has_workflow(dev_env.client, "")
+    logged = event_log(settings).get(product["id"])
+    assert logged is not None and logged.forwarded
+
+
 async def test_every_malformed_event_of_a_batch_is_named(api: httpx.AsyncClient) -> None:
     batch = [envelope(source="fax"), envelope(), envelope(timestamp="yesterday", type="Bad")]
 

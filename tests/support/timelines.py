@@ -90,7 +90,7 @@ def order(total: float = 79.5, store: bool = False) -> dict[str, Any]:
 def flagship_timelines() -> list[Timeline]:
     """Every branch of the flagship: each send path, each exit, conversion inside and outside the run.
 
-    ``expect`` is the SPEC read aloud: what a marketer would expect the journey to do, and when.
+    ``expect`` is the journey read aloud: what a marketer would expect the journey to do, and when.
     """
     zero = timedelta(0)
     before = -DAY
