@@ -42,7 +42,7 @@ from omnicart.journey.model import EmailTemplate, SmsTemplate
 from omnicart.journey.templates import TemplateError
 from omnicart.ledger import ClaimState, LedgerEntry, LedgerStatus, MessageLedger
 from omnicart.messages import SEND_START_TO_CLOSE, Outcome, SendRequest, SendResult
-from omnicart.rendering import render_request, send_context
+from omnicart.rendering import render_message, request_context
 from omnicart.settings import Settings
 
 MAX_RETRY_AFTER = timedelta(hours=1)
@@ -151,8 +151,8 @@ class SendActivities:
                     percent=template.discount_percent,
                 ).context()
             link = unsubscribe_url(self.settings, request.customer_id, request.message_id)
-        context = send_context(request, discount=discount, unsubscribe_url=link)
-        parts = render_request(request, context)
+        context = request_context(request, discount=discount, unsubscribe_url=link)
+        parts = render_message(template, context)
         return RenderedMessage(
             **parts.model_dump(),
             message_id=request.message_id,

@@ -28,14 +28,14 @@ from typing import Any, TextIO
 
 from pydantic import ValidationError
 
-from omnicart.engine import interpreter
+from omnicart.engine import context, interpreter
 from omnicart.engine.interpreter import ENGAGEMENT
 from omnicart.engine.state import Action
 from omnicart.events import Event, describe_error, event_sort_key
-from omnicart.journey.model import EmailTemplate, JourneyBundle
+from omnicart.journey.model import EmailTemplate, JourneyBundle, Template
 from omnicart.journey.templates import RenderedParts, TemplateError, template_paths
-from omnicart.messages import SendRequest, SendResult
-from omnicart.rendering import render_request, send_context
+from omnicart.messages import SendResult
+from omnicart.rendering import render_message, send_context
 
 # Below this many customers a preview runs in-process; above it, on every core.
 PARALLEL_FROM = 2000
@@ -198,8 +198,11 @@ class _Player:
         yield from out.actions
         for command in out.sends:
             self.sent_by_step[command.step_id] = command
-            request = interpreter.send_request(self.state, command)
-            failure = self._render(request, send_context(request, **_stand_ins(request)))
+            template = self.state.bundles[command.version].templates[command.template]
+            base = context.message(self.state, command.trigger, command.journey, command.run_id, command.step_id)
+            variables = send_context(base, message_id=command.message_id, channel=command.channel,
+                                     template=template, journey=base["journey"], **_stand_ins(template))
+            failure = self._render(command, template, variables)
             if failure is not None:
                 error = f"template {command.template!r} does not render: {failure}"
                 result = SendResult(message_id=command.message_id, channel=command.channel, outcome="failed",
@@ -208,33 +211,35 @@ class _Player:
                 continue
             interpreter.handle_sent(self.state, command.message_id)
 
-    def _render(self, request: SendRequest, context: dict[str, Any]) -> TemplateError | None:
+    def _render(
+        self, command: interpreter.SendCommand, template: Template, variables: dict[str, Any]
+    ) -> TemplateError | None:
         """Why the message does not render, or None. Whether it renders depends only on the values
         the template reads, so that outcome is remembered by them: most customers of a preview
         share it, and rendering is most of a preview's cost."""
         contents = self.options.contents
         if contents is not None:
             try:
-                contents[request.message_id] = render_request(request, context)
+                contents[command.message_id] = render_message(template, variables)
             except TemplateError as exc:
                 return exc
             return None
-        key = (request.journey_version, request.template_name, _values_read(request, context))
+        key = (command.version, command.template, _values_read(template, variables))
         outcomes = self.options.outcomes
         if key not in outcomes:
             try:
-                render_request(request, context, derive_text=False)
+                render_message(template, variables, derive_text=False)
                 outcomes[key] = None
             except TemplateError as exc:
                 outcomes[key] = exc
         return outcomes[key]
 
 
-def _values_read(request: SendRequest, context: dict[str, Any]) -> str:
+def _values_read(template: Template, variables: dict[str, Any]) -> str:
     """The values at every path the template reads, as one comparable text."""
     values = []
-    for path in template_paths(request.template):
-        value: Any = context
+    for path in template_paths(template):
+        value: Any = variables
         for segment in path:
             if isinstance(value, dict) and isinstance(segment, str):
                 value = value.get(segment, _MISSING)
@@ -243,7 +248,7 @@ def _values_read(request: SendRequest, context: dict[str, Any]) -> str:
             else:
                 break  # a computed index or a missing step: the value so far holds what decides
         values.append(value)
-    return json.dumps(values, sort_keys=True, default=str)
+    return repr(values)  # the same values built the same way give the same text; cheaper than JSON
 
 
 _MISSING = "\x00missing"
@@ -253,9 +258,8 @@ STEP_REFERENCE = "step:"
 """How a timeline's engagement event that names a step instead of a message is marked."""
 
 
-def _stand_ins(request: SendRequest) -> dict[str, Any]:
+def _stand_ins(template: Template) -> dict[str, Any]:
     """What only a real send has: a discount code from the database and a signed unsubscribe link."""
-    template = request.template
     if not isinstance(template, EmailTemplate):
         return {}
     discount = {"code": "PREVIEW-CODE", "percent": template.discount_percent} if template.discount_percent else None

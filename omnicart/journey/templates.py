@@ -454,6 +454,7 @@ def template_paths(template: Template) -> list[tuple[Any, ...]]:
         if source is not None:
             for uses in _parse(source, field in _HTML_FIELDS).analyze().globals.values():
                 paths.extend(tuple(use.segments) for use in uses)
+    paths = list(dict.fromkeys(paths))  # each path once, however often the template prints it
     _PATHS[id(template)] = (template, paths)
     return paths
 
