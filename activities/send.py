@@ -36,15 +36,15 @@ from omnicart.channels.base import (
     RetryableChannelError,
     SupportsLookup,
 )
-from omnicart.channels.sms_segments import with_opt_out
 from omnicart.discounts import DiscountBook
 from omnicart.events import Channel
 from omnicart.journey.model import EmailTemplate, SmsTemplate
 from omnicart.journey.registry import JourneyRegistry
-from omnicart.journey.templates import TemplateError, render_template
+from omnicart.journey.templates import TemplateError
 from omnicart.journey.versions import JourneyVersions, UnknownVersion
 from omnicart.ledger import ClaimState, LedgerEntry, LedgerStatus, MessageLedger
 from omnicart.messages import SEND_START_TO_CLOSE, Outcome, SendRequest, SendResult
+from omnicart.rendering import render_message, request_context
 from omnicart.security.pseudonym import customer_ref
 from omnicart.security.redact import redact
 from omnicart.settings import Settings
@@ -152,23 +152,18 @@ class SendActivities:
     def _render(self, request: SendRequest) -> RenderedMessage:
         """The template with everything a real send adds to the journey's context."""
         template = request.template or self.versions.template(request.journey_version, request.template_name)
-        context: dict[str, Any] = dict(request.context)
-        context["message"] = {"id": request.message_id, "channel": request.channel}
-        context.setdefault("journey", {"name": request.journey, "run_id": request.run_id, "step_id": request.step_id})
         link: str | None = None
+        discount: dict[str, Any] | None = None
         if isinstance(template, EmailTemplate):
             if template.discount_percent:
                 discount = self.discounts.issue(
                     customer_id=request.customer_id,
                     message_id=request.message_id,
                     percent=template.discount_percent,
-                )
-                context["discount"] = discount.context()
+                ).context()
             link = unsubscribe_url(self.settings, request.customer_id, request.message_id)
-            context["unsubscribe_url"] = link
-        parts = render_template(template, context)
-        if isinstance(template, SmsTemplate) and parts.body:
-            parts = parts.model_copy(update={"body": with_opt_out(parts.body, template.marketing)})
+        context = request_context(request, template, discount=discount, unsubscribe_url=link)
+        parts = render_message(template, context)
         return RenderedMessage(
             **parts.model_dump(),
             message_id=request.message_id,

@@ -1,11 +1,12 @@
 """Post the sample events to a running ``omnicart dev``, as if the checkouts happened a day ago.
 
-    python examples/send_events.py                 # http://127.0.0.1:8080
+    python examples/send_events.py                 # the API at OMNICART_API_HOST:OMNICART_API_PORT
     python examples/send_events.py --ago 23h59m    # how long ago the first checkout happened
 
 Timestamps are shifted so the first checkout lies ``--ago`` in the past: the flagship's first
-reminder (1 hour after the checkout) is due at once, and its 24-hour touch about a minute later, so
-the whole cross-channel picture shows up in the outbox while you watch.
+reminder (1 hour after the checkout) is long overdue and skipped as too late (``late_after``), and
+its 24-hour touch goes out about a minute later (or is held for quiet hours), so the journal shows
+the whole cross-channel picture while you watch.
 """
 
 from __future__ import annotations
@@ -19,13 +20,16 @@ from pathlib import Path
 import httpx
 
 from omnicart.journey.durations import parse_duration
+from omnicart.settings import Settings
 
 HERE = Path(__file__).resolve().parent
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--api", default=os.environ.get("OMNICART_API_URL", "http://127.0.0.1:8080"))
+    settings = Settings()  # the same OMNICART_API_HOST / OMNICART_API_PORT the API listens on
+    default_api = os.environ.get("OMNICART_API_URL", f"http://{settings.api_host}:{settings.api_port}")
+    parser.add_argument("--api", default=default_api, help=f"the ingest API (default {default_api})")
     parser.add_argument("--ago", default="23h59m", help="age of the first checkout (default 23h59m)")
     parser.add_argument("--events", type=Path, default=HERE / "events.jsonl")
     parser.add_argument("--only", help="send only this customer's events")

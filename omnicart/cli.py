@@ -7,6 +7,7 @@ behaviour is reachable from tests and from Python without going through the term
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -33,22 +34,33 @@ def validate(
 
 
 @app.command()
-def schema() -> None:
+def schema(
+    plan: Annotated[bool, typer.Option("--plan", help="Print the tracking plan (every event type) instead.")] = False,
+) -> None:
     """Print the JSON Schema of a journey file, for editors' YAML validation and autocomplete."""
     from omnicart.journey.loader import journey_schema
+    from omnicart.plan import default_plan
 
-    typer.echo(json.dumps(journey_schema(), indent=2))
+    typer.echo(json.dumps(default_plan().json_schema() if plan else journey_schema(), indent=2))
 
 
 @app.command()
 def simulate(
     journey_file: Annotated[Path, typer.Argument(help="The journey to preview.")],
     events: Annotated[Path, typer.Option("--events", help="A JSON-lines file of event envelopes.")],
+    show_content: Annotated[
+        bool, typer.Option("--show-content", help="Print each sent message's subject and text.")
+    ] = False,
+    imported_at: Annotated[
+        datetime | None,
+        typer.Option("--imported-at", help="Preview a backfill: events older than this time (UTC) arrive at it."),
+    ] = None,
 ) -> None:
     """Preview what a journey would do for an event timeline, on a virtual clock, sending nothing."""
     from omnicart.simulate import simulate_command
 
-    raise typer.Exit(simulate_command(journey_file, events))
+    at = imported_at.replace(tzinfo=imported_at.tzinfo or UTC) if imported_at is not None else None
+    raise typer.Exit(simulate_command(journey_file, events, imported_at=at, show_content=show_content))
 
 
 @app.command()

@@ -23,6 +23,8 @@ from pydantic import (
 from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
 from omnicart import limits
+from omnicart.plan import default_plan
+from omnicart.plan import problems as plan_problems
 
 Source = Literal["web", "app", "store", "email", "sms", "push", "api"]
 Channel = Literal["email", "sms", "push"]
@@ -39,7 +41,7 @@ class Event(BaseModel):
 
     id: str = Field(min_length=1, max_length=limits.MAX_ID_CHARS)
     type: str = Field(pattern=r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$", max_length=100)
-    customer_id: str = Field(min_length=1, max_length=limits.MAX_ID_CHARS)
+    customer_id: str = Field(default="", max_length=limits.MAX_ID_CHARS)  # the plan says which types require it
     timestamp: AwareDatetime
     source: Source
     properties: dict[str, Any] = Field(default_factory=dict)
@@ -60,9 +62,10 @@ class Event(BaseModel):
         types the product understands, its properties.
 
         Every way in (the API, provider webhooks, ``omnicart simulate``) comes through here, so what
-        one accepts the worker can always decode and run. Property errors are reported at
-        ``properties.<field>`` so that the producer sees exactly which field to fix; unknown property
-        names are always allowed.
+        one accepts the worker can always decode and run. The type must be declared in the tracking
+        plan (``omnicart.plan``) and the properties must fit its schema and the limits. Property
+        errors are reported at ``properties.<field>`` so that the producer sees exactly which field
+        to fix; undeclared property names are allowed and kept.
         """
         violations = limits.check_json(data)
         if violations:
@@ -71,12 +74,8 @@ class Event(BaseModel):
         errors: list[InitErrorDetails] = []
         if not limits.in_time_range(event.timestamp):
             errors.append(_violation(("timestamp",), _TIME_RANGE))
-        model = PROPERTY_MODELS.get(event.type)
-        if model is not None:
-            try:
-                model.model_validate(event.properties)
-            except ValidationError as exc:
-                errors += [_prefixed(error) for error in exc.errors()]
+        found = plan_problems(default_plan(), event.type, event.customer_id, event.properties)
+        errors += [_plan_error(*problem) for problem in found]
         if errors:
             raise _invalid(errors)
         size = len(event.model_dump_json())
@@ -127,6 +126,10 @@ def _prefixed(error: Any) -> InitErrorDetails:
     if "ctx" in error:
         details["ctx"] = error["ctx"]
     return details
+
+
+def _plan_error(field: str, message: str) -> InitErrorDetails:
+    return {"type": PydanticCustomError("tracking_plan", message), "loc": (field,), "input": None}
 
 
 class _Properties(BaseModel):

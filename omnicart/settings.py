@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     fcm_service_account_file: Path | None = None
     fcm_base_url: str = "https://fcm.googleapis.com"
 
+    # The shop's own event types, declared like the built-in ones (omnicart/plan/events/).
+    plan_dir: Path = Path("plan")
+
     # Secret for deterministic single-use discount codes and signed links.
     signing_secret: SecretStr = SecretStr("omnicart-dev-secret-change-me")
 

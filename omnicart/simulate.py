@@ -1,8 +1,14 @@
 """``omnicart simulate``: what a journey would do for a timeline of events, on a virtual clock.
 
 It drives the same interpreter the customer workflow drives, in the same order (due timers before
-an event, each timer at its deadline, sends assumed accepted), so its output is a faithful preview of
-production, sends nothing and needs no running system.
+an event, each timer at its deadline), so its output is a faithful preview of production, sends
+nothing and needs no running system. Every message is rendered with the real templates and the data
+the worker would use: a template that fails is a failed send (``skip … email_failed``, then the
+fallback), exactly as the worker reports it; one that renders is assumed accepted.
+
+Two things only a preview needs: an open or a click in a timeline may name the ``step`` whose message
+it is about instead of a ``message_id`` (which only a run of the journey can know), and
+``imported_at`` previews a backfill: events older than it arrive all at once at that moment.
 """
 
 from __future__ import annotations
@@ -15,28 +21,41 @@ import os
 import sys
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 from pydantic import ValidationError
 
-from omnicart.engine import interpreter
-from omnicart.engine.state import Action, CustomerState
+from omnicart.engine import context, interpreter
+from omnicart.engine.interpreter import ENGAGEMENT
+from omnicart.engine.state import Action
 from omnicart.events import Event, describe_error, event_sort_key
-from omnicart.journey.model import JourneyBundle
+from omnicart.journey.model import EmailTemplate, JourneyBundle, Template
+from omnicart.journey.templates import RenderedParts, TemplateError, template_paths
 from omnicart.limits import InvalidJson, load_json
+from omnicart.messages import SendResult
+from omnicart.rendering import render_message, send_context
 
 # Below this many customers a preview runs in-process; above it, on every core.
 PARALLEL_FROM = 2000
 
 
-def simulate(bundle: JourneyBundle, events: Iterable[Event], workers: int | None = None) -> list[Action]:
+def simulate(
+    bundle: JourneyBundle,
+    events: Iterable[Event],
+    workers: int | None = None,
+    *,
+    imported_at: datetime | None = None,
+    contents: dict[str, RenderedParts] | None = None,
+) -> list[Action]:
     """Every action of the journey for these events, in time order.
 
     Customers are independent, so each customer's timeline runs on its own (large timelines on all
     cores) and the results are merged by time: ties keep each customer's own order, customers in the
-    order they first appear in the input.
+    order they first appear in the input. With ``contents``, each sent message's rendered parts are
+    put there by message id (and everything runs in this process).
     """
     # Simulating creates many objects but no reference cycles: the garbage collector would only
     # rescan them (and, in forked workers, copy the inherited memory pages it touches).
@@ -46,11 +65,12 @@ def simulate(bundle: JourneyBundle, events: Iterable[Event], workers: int | None
         timelines: dict[str, list[Event]] = {}
         for event in events:
             timelines.setdefault(event.customer_id, []).append(event)
-        shards = _shards(list(timelines.items()), workers)
+        options = _Options(imported_at, contents)
+        shards = _shards(list(timelines.items()), 1 if contents is not None else workers)
         if len(shards) == 1 or "fork" not in multiprocessing.get_all_start_methods():
-            parts = [_run_shard(bundle, shard) for shard in shards]
+            parts = [_run_shard(bundle, shard, options) for shard in shards]
         else:
-            parts = _run_forked(bundle, shards)
+            parts = _run_forked(bundle, shards, options)
         # Each part is in (time, customer order, sequence) order, a unique key: actions are never compared.
         return [item[3] for item in heapq.merge(*parts)]
     finally:
@@ -58,19 +78,26 @@ def simulate(bundle: JourneyBundle, events: Iterable[Event], workers: int | None
             gc.enable()
 
 
+@dataclass(frozen=True)
+class _Options:
+    imported_at: datetime | None = None
+    contents: dict[str, RenderedParts] | None = None
+    outcomes: dict[tuple[str, str, str], TemplateError | None] = field(default_factory=dict)
+
+
 def _run_forked(
-    bundle: JourneyBundle, shards: list[list[tuple[int, str, list[Event]]]]
+    bundle: JourneyBundle, shards: list[list[tuple[int, str, list[Event]]]], options: _Options
 ) -> list[list[tuple[float, int, int, Action]]]:
     """The first shard here, each other one in a forked worker that inherits the timelines.
 
     Only the workers' actions travel back; this process works meanwhile instead of waiting.
     """
     global _JOB
-    _JOB = (bundle, shards)
+    _JOB = (bundle, shards, options)
     try:
         with ProcessPoolExecutor(len(shards) - 1, mp_context=multiprocessing.get_context("fork")) as pool:
             elsewhere = pool.map(_run_job, range(1, len(shards)))
-            here = _run_shard(bundle, shards[0])
+            here = _run_shard(bundle, shards[0], options)
             return [here] + [
                 [(at, order, seq, Action(*fields)) for at, order, seq, fields in part] for part in elsewhere
             ]
@@ -87,63 +114,157 @@ def _shards(
     return [numbered[index::count] for index in range(count)]
 
 
-_JOB: tuple[JourneyBundle, list[list[tuple[int, str, list[Event]]]]] | None = None
+_JOB: tuple[JourneyBundle, list[list[tuple[int, str, list[Event]]]], _Options] | None = None
 
 
 def _run_job(index: int) -> list[tuple[float, int, int, tuple[Any, ...]]]:
     """One forked worker's share, sent back as plain tuples (five times cheaper to pickle)."""
     assert _JOB is not None
-    bundle, shards = _JOB
+    bundle, shards, options = _JOB
     return [
         (at, order, seq, (a.at, a.customer_id, a.journey, a.action, a.step, a.channel, a.template, a.reason,
-                          a.value, a.message_id))
-        for at, order, seq, a in _run_shard(bundle, shards[index])
+                          a.value, a.message_id, a.until))
+        for at, order, seq, a in _run_shard(bundle, shards[index], options)
     ]
 
 
 def _run_shard(
-    bundle: JourneyBundle, shard: list[tuple[int, str, list[Event]]]
+    bundle: JourneyBundle, shard: list[tuple[int, str, list[Event]]], options: _Options
 ) -> list[tuple[float, int, int, Action]]:
     """A share of the customers, each timeline in timestamp order; the actions sorted by time."""
     keyed: list[tuple[float, int, int, Action]] = []
     for order, customer_id, timeline in shard:
         timeline.sort(key=event_sort_key)
-        for seq, action in enumerate(run_customer(customer_id, bundle, timeline)):
+        for seq, action in enumerate(run_customer(customer_id, bundle, timeline, options)):
             keyed.append((action.at.timestamp(), order, seq, action))
     keyed.sort()
     return keyed
 
 
-def run_customer(customer_id: str, bundle: JourneyBundle, timeline: list[Event]) -> list[Action]:
+def run_customer(
+    customer_id: str, bundle: JourneyBundle, timeline: list[Event], options: _Options | None = None
+) -> list[Action]:
     """One customer's actions: events in timestamp order, timers fired at their deadlines.
 
     It runs without checkpoints (fast); only if the interpreter fails on something does it play this
     customer again in safe mode, which quarantines the failing input exactly as the workflow does.
     """
+    options = options or _Options()
     try:
-        return list(_play(customer_id, bundle, timeline, safe=False))
+        return list(_Player(customer_id, bundle, options, safe=False).play(timeline))
     except Exception:
-        return list(_play(customer_id, bundle, timeline, safe=True))
+        return list(_Player(customer_id, bundle, options, safe=True).play(timeline))
 
 
-def _play(customer_id: str, bundle: JourneyBundle, timeline: list[Event], *, safe: bool) -> Iterator[Action]:
-    state = interpreter.new_state(customer_id)
-    for event in timeline:
-        yield from _drain_timers(state, until=event.timestamp, safe=safe)
-        yield from _settle(state, interpreter.handle_event(state, event, [bundle], event.timestamp, safe=safe))
-    yield from _drain_timers(state, until=None, safe=safe)
+class _Player:
+    """One customer's timeline through the interpreter, as the workflow and the worker would do it."""
+
+    def __init__(self, customer_id: str, bundle: JourneyBundle, options: _Options, *, safe: bool) -> None:
+        self.state = interpreter.new_state(customer_id)
+        self.bundle = bundle
+        self.options = options
+        self.safe = safe
+        self.sent_by_step: dict[str, interpreter.SendCommand] = {}
+
+    def play(self, timeline: list[Event]) -> Iterator[Action]:
+        imported_at = self.options.imported_at
+        for event in timeline:
+            now = event.timestamp
+            if imported_at is not None and now < imported_at:
+                now = imported_at  # a backfill: it arrives now; overdue timers fire as it is handled
+            else:
+                yield from self._drain(until=now)
+            out = interpreter.handle_event(self.state, self._linked(event), [self.bundle], now, safe=self.safe)
+            yield from self._settle(out, now)
+        yield from self._drain(until=None)
+
+    def _drain(self, until: datetime | None) -> Iterator[Action]:
+        while (due := interpreter.next_wakeup(self.state)) is not None and (until is None or due < until):
+            yield from self._settle(interpreter.handle_timers(self.state, due, safe=self.safe), due)
+
+    def _linked(self, event: Event) -> Event:
+        """An open or click that names a step gets the id (and channel) of the message that step sent."""
+        step = event.properties.get("step")
+        message_id = str(event.properties.get("message_id", ""))
+        if event.type not in ENGAGEMENT or not message_id.startswith(STEP_REFERENCE):
+            return event
+        command = self.sent_by_step.get(str(step))
+        if command is None:
+            return event  # that step sent nothing (yet): the engagement counts for nothing
+        properties = {**event.properties, "message_id": command.message_id, "channel": command.channel}
+        return event.model_copy(update={"properties": properties})
+
+    def _settle(self, out: interpreter.Output, now: datetime) -> Iterator[Action]:
+        """Report the actions; render each send as the worker would, and report its outcome."""
+        yield from out.actions
+        for command in out.sends:
+            self.sent_by_step[command.step_id] = command
+            template = self.state.bundles[command.version].templates[command.template]
+            base = context.message(self.state, command.trigger, command.journey, command.run_id, command.step_id)
+            variables = send_context(base, message_id=command.message_id, channel=command.channel,
+                                     template=template, journey=base["journey"], **_stand_ins(template))
+            failure = self._render(command, template, variables)
+            if failure is not None:
+                error = f"template {command.template!r} does not render: {failure}"
+                result = SendResult(message_id=command.message_id, channel=command.channel, outcome="failed",
+                                    provider="preview", error=error)
+                yield from self._settle(interpreter.handle_send_result(self.state, result, now, safe=self.safe), now)
+                continue
+            interpreter.handle_sent(self.state, command.message_id)
+
+    def _render(
+        self, command: interpreter.SendCommand, template: Template, variables: dict[str, Any]
+    ) -> TemplateError | None:
+        """Why the message does not render, or None. Whether it renders depends only on the values
+        the template reads, so that outcome is remembered by them: most customers of a preview
+        share it, and rendering is most of a preview's cost."""
+        contents = self.options.contents
+        if contents is not None:
+            try:
+                contents[command.message_id] = render_message(template, variables)
+            except TemplateError as exc:
+                return exc
+            return None
+        key = (command.version, command.template, _values_read(template, variables))
+        outcomes = self.options.outcomes
+        if key not in outcomes:
+            try:
+                render_message(template, variables, derive_text=False)
+                outcomes[key] = None
+            except TemplateError as exc:
+                outcomes[key] = exc
+        return outcomes[key]
 
 
-def _drain_timers(state: CustomerState, until: datetime | None, *, safe: bool) -> Iterator[Action]:
-    while (due := interpreter.next_wakeup(state)) is not None and (until is None or due < until):
-        yield from _settle(state, interpreter.handle_timers(state, due, safe=safe))
+def _values_read(template: Template, variables: dict[str, Any]) -> str:
+    """The values at every path the template reads, as one comparable text."""
+    values = []
+    for path in template_paths(template):
+        value: Any = variables
+        for segment in path:
+            if isinstance(value, dict) and isinstance(segment, str):
+                value = value.get(segment, _MISSING)
+            elif isinstance(value, list) and isinstance(segment, int) and -len(value) <= segment < len(value):
+                value = value[segment]
+            else:
+                break  # a computed index or a missing step: the value so far holds what decides
+        values.append(value)
+    return repr(values)  # the same values built the same way give the same text; cheaper than JSON
 
 
-def _settle(state: CustomerState, out: interpreter.Output) -> Iterator[Action]:
-    """Report the actions, and tell the interpreter each send was accepted, as a channel would."""
-    yield from out.actions
-    for command in out.sends:
-        interpreter.handle_sent(state, command.message_id)
+_MISSING = "\x00missing"
+
+
+STEP_REFERENCE = "step:"
+"""How a timeline's engagement event that names a step instead of a message is marked."""
+
+
+def _stand_ins(template: Template) -> dict[str, Any]:
+    """What only a real send has: a discount code from the database and a signed unsubscribe link."""
+    if not isinstance(template, EmailTemplate):
+        return {}
+    discount = {"code": "PREVIEW-CODE", "percent": template.discount_percent} if template.discount_percent else None
+    return {"discount": discount, "unsubscribe_url": "https://unsubscribe.example/preview"}
 
 
 def read_events(path: Path) -> list[Event]:
@@ -158,7 +279,7 @@ def read_events(path: Path) -> list[Event]:
             if not line.strip():
                 continue
             try:
-                events.append(Event.parse(load_json(line)))
+                events.append(timeline_event(load_json(line)))
             except InvalidJson as exc:
                 raise SimulationInputError(f"{path}:{number}:1: {exc}") from None
             except ValidationError as exc:
@@ -167,11 +288,33 @@ def read_events(path: Path) -> list[Event]:
     return events
 
 
+def timeline_event(data: Any) -> Event:
+    """One event of a timeline. An open or click may name the ``step`` whose message it is about
+    instead of a ``message_id``: the preview links it to the message that step sent."""
+    if isinstance(data, dict) and data.get("type") in ENGAGEMENT and isinstance(data.get("properties"), dict):
+        properties = data["properties"]
+        if "step" in properties and "message_id" not in properties:
+            properties = {"channel": "email", **properties, "message_id": f"{STEP_REFERENCE}{properties['step']}"}
+            data = {**data, "properties": properties}
+    return Event.parse(data)
+
+
+_SHOWN_PARTS = {"subject", "text", "body", "title", "url"}
+"""What ``--show-content`` prints of a message: its words (an email's text part, not its HTML)."""
+
+
 class SimulationInputError(ValueError):
     """The events file cannot be read."""
 
 
-def simulate_command(journey_file: Path, events_file: Path, out: TextIO = sys.stdout) -> int:
+def simulate_command(
+    journey_file: Path,
+    events_file: Path,
+    out: TextIO = sys.stdout,
+    *,
+    imported_at: datetime | None = None,
+    show_content: bool = False,
+) -> int:
     """The CLI: JSON lines on stdout, problems on stderr, exit 1 on bad input."""
     from omnicart.journey.loader import JourneyError, load_journey
 
@@ -186,6 +329,11 @@ def simulate_command(journey_file: Path, events_file: Path, out: TextIO = sys.st
     except (SimulationInputError, OSError) as exc:
         print(exc, file=sys.stderr)
         return 1
-    for action in simulate(bundle, events):
-        out.write(json.dumps(action.as_json()) + "\n")
+    contents: dict[str, RenderedParts] | None = {} if show_content else None
+    for action in simulate(bundle, events, imported_at=imported_at, contents=contents):
+        line = action.as_json()
+        rendered = contents.get(action.message_id or "") if contents is not None and action.action == "send" else None
+        if rendered is not None:
+            line["content"] = rendered.model_dump(include=_SHOWN_PARTS, exclude_none=True)
+        out.write(json.dumps(line, ensure_ascii=False) + "\n")
     return 0

@@ -232,6 +232,8 @@ def _bad_events() -> list[tuple[str, Any, str, str]]:
             "greater than or equal to 0",
         ),
         ("event that is not an object", "evt_1", "envelope", "dictionary"),
+        ("type outside the tracking plan", envelope(type="zzz_qqq"), "type", "not in the tracking plan"),
+        ("customer id that is not an id", envelope(customer_id="*"), "customer_id", "letter or digit"),
     ]
 
 
@@ -259,6 +261,21 @@ async def test_a_malformed_event_is_refused_with_its_index_and_field_and_nothing
     assert all(e["index"] == 1 for e in errors)
     assert event_log(settings).get(good["id"]) is None
     assert not await has_workflow(dev_env.client, good["customer_id"])
+
+
+async def test_a_catalog_event_needs_no_customer_and_starts_no_workflow(
+    api: httpx.AsyncClient, dev_env: WorkflowEnvironment, settings: Settings
+) -> None:
+    product = envelope(type="price_changed", properties={"sku": "MUG-1", "price": 9.5})
+    del product["customer_id"]
+
+    response = await api.post("/v1/events", json=product)
+
+    assert response.status_code == 202, response.text
+    assert response.json() == {"accepted": 1, "duplicates": 0}
+    assert not await has_workflow(dev_env.client, "")
+    logged = event_log(settings).get(product["id"])
+    assert logged is not None and logged.forwarded
 
 
 async def test_every_malformed_event_of_a_batch_is_named(api: httpx.AsyncClient) -> None:

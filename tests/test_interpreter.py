@@ -67,10 +67,11 @@ def test_quiet_hours_end_at_nine_local_even_on_the_night_clocks_go_back() -> Non
     journey = bundle([{"send": {"template": "text"}}], quiet_hours={"sms": {"start": "21:00", "end": "09:00"}})
     state = customer(start, tz="Europe/London")
     out = checkout(state, journey, start)
-    assert said(out) == ["enter"]
+    assert said(out) == ["enter", "hold sms text quiet_hours"]
     # 09:00 GMT on Sunday is 09:00 UTC: eleven hours, one more than the wall clock suggests.
     held_until = interpreter.next_wakeup(state)
     assert held_until == datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
+    assert out.actions[-1].until == held_until  # the journal says when the held message goes out
     assert said(interpreter.handle_timers(state, held_until)) == ["send sms text", "exit completed"]
 
 
@@ -133,7 +134,7 @@ def test_a_branch_can_look_at_what_the_customer_did_since_the_trigger() -> None:
     browsing, idle = customer(start), customer(start)
     checkout(browsing, journey, start)
     checkout(idle, journey, start)
-    viewed = event("product_viewed", start + timedelta(minutes=20), 5, sku="SKU-9")
+    viewed = event("product_viewed", start + timedelta(minutes=20), 5, sku="SKU-9", url="https://shop.example/p/9")
     interpreter.handle_event(browsing, viewed, [], viewed.timestamp)
     assert said(interpreter.handle_timers(browsing, start + timedelta(hours=1))) == [
         "send email mail", "exit completed"
@@ -148,7 +149,7 @@ def test_a_send_that_falls_due_and_is_cancelled_in_one_call_is_never_handed_out(
     state = customer(start)
     journey = bundle([{"wait": "1h"}, {"send": {"template": "mail"}}, {"wait": "1d"}],
                      exit_when=[{"event": "order_placed"}])
-    interpreter.handle_event(state, event("checkout_started", start, 1, cart_id="c1"), [journey], start)
+    interpreter.handle_event(state, event("checkout_started", start, 1, cart_id="c1", items=[]), [journey], start)
 
     late = start + timedelta(hours=2)  # the reminder fell due before the order arrived
     out = interpreter.handle_event(state, event("order_placed", late, 2, order_id="o1"), [journey], late)

@@ -466,9 +466,10 @@ def test_schema_mistakes_are_reported_where_they_are(workdir: Path, text: str, e
             """,
             [
                 "j.yaml:4:12: unknown event type 'order_placd' — did you mean 'order_placed'?",
+                "j.yaml:5:12: unknown event type 'loyalty_tier_changed': declare it in the tracking plan (plan/)",
                 "j.yaml:7:23: unknown event type 'cart_updatd' — did you mean 'cart_updated'?",
             ],
-            id="event-type-typos-but-custom-types-allowed",
+            id="event-type-typos-and-types-outside-the-plan",
         ),
         pytest.param(
             """\
@@ -529,6 +530,9 @@ def test_journey_checks_beyond_the_schema(workdir: Path, text: str, expected: li
 
 
 def test_a_custom_trigger_with_any_key_is_allowed(workdir: Path) -> None:
+    (workdir / "plan").mkdir()
+    declared = "event: loyalty_points_expiring\nproperties: {batch: {type: string}}\n"
+    (workdir / "plan" / "loyalty.yaml").write_text(declared)
     text = VALID.replace("event: checkout_started\n  key: cart_id", "event: loyalty_points_expiring\n  key: batch")
     assert problems_of(text) == []
 

@@ -104,10 +104,10 @@ def test_a_run_whose_wait_fails_ends_with_internal_error_and_other_runs_go_on(
     assert [a.action for a in second.actions] == ["enter"]
     real_advance = interpreter._advance
 
-    def broken_for_cart_1(state: CustomerState, run: Any, at: datetime, out: Any) -> None:
+    def broken_for_cart_1(state: CustomerState, run: Any, at: datetime, out: Any, **times: Any) -> None:
         if run.key == "cart_1":
             raise KeyError("a bug in one step")
-        real_advance(state, run, at, out)
+        real_advance(state, run, at, out, **times)
 
     monkeypatch.setattr(interpreter, "_advance", broken_for_cart_1)
     out = interpreter.handle_timers(started, T0 + timedelta(hours=1), safe=True)

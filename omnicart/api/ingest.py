@@ -120,9 +120,11 @@ class Ingest:
                 raise ForwardingFailed(len(distinct), "the event log is unavailable") from error
             by_customer: dict[str, list[Event]] = {}
             for event in recorded.to_forward:
-                by_customer.setdefault(event.customer_id, []).append(event)
+                if event.customer_id:  # catalog and store events concern no customer's workflow
+                    by_customer.setdefault(event.customer_id, []).append(event)
             outcomes = await asyncio.gather(*(self._forward(group) for group in by_customer.values()))
-            forwarded = [event_id for done, _ in outcomes for event_id in done]
+            forwarded = [event.id for event in recorded.to_forward if not event.customer_id]
+            forwarded += [event_id for done, _ in outcomes for event_id in done]
             try:
                 await asyncio.to_thread(self.event_log.mark_forwarded, forwarded)
             except Exception as error:  # forwarded but not marked: a retry forwards again, workflows dedupe

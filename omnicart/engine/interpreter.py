@@ -17,7 +17,7 @@ import dataclasses
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from omnicart.engine import context
@@ -115,12 +115,12 @@ def handle_timers(state: CustomerState, now: datetime, *, safe: bool = False) ->
     out = Output()
     while (due := next_wakeup(state)) is not None and due <= now:
         if not safe:
-            _fire(state, due, out)
+            _fire(state, due, out, now)
             continue
         checkpoint = state.checkpoint()
         fired = Output()
         try:
-            _fire(state, due, fired)
+            _fire(state, due, fired, now)
         except Exception as error:
             state.restore(checkpoint)
             fired = Output()
@@ -131,8 +131,9 @@ def handle_timers(state: CustomerState, now: datetime, *, safe: bool = False) ->
     return out
 
 
-def _fire(state: CustomerState, due: datetime, out: Output) -> None:
-    """Handle the one wait (or held fallback) that is due at ``due``."""
+def _fire(state: CustomerState, due: datetime, out: Output, now: datetime) -> None:
+    """Handle the one wait (or held fallback) that is due at ``due``; ``now`` is when it is handled,
+    later than ``due`` after an outage or for a run started from old events."""
     deferred = next((item for item in state.deferred if item.due == due), None) if state.deferred else None
     if deferred is not None:
         state.deferred.remove(deferred)
@@ -149,7 +150,7 @@ def _fire(state: CustomerState, due: datetime, out: Output) -> None:
         run.step = _target(bundle.journey, run.step, step.wait_for.on_timeout)
     else:
         run.step = _target(bundle.journey, run.step, step.goto)
-    _advance(state, run, at, out)
+    _advance(state, run, at, out, due=due, now=now)
 
 
 def _abandon_due(state: CustomerState, due: datetime, error: Exception, out: Output) -> None:
@@ -523,7 +524,7 @@ def _resume_waiting(
         if conditions.holds(awaited.if_, context.conditions(state, run.trigger, ctx_event, run)):
             run.wake_at = None
             run.step = _target(journey, run.step, awaited.on_event)
-            _advance(state, run, now, out)
+            _advance(state, run, now, out, due=now, now=now)
 
 
 # --- starting runs -------------------------------------------------------------------------------
@@ -548,6 +549,10 @@ def _maybe_trigger(
             return
         key = str(raw)
     if not conditions.holds(trigger.if_, context.conditions(state, ctx_event, ctx_event, None)):
+        return
+    if trigger.max_age is not None and now - event.timestamp > parse_duration(trigger.max_age):
+        # An old event (a backfill, a late batch) still taught the profile and goals; it starts nothing.
+        out.actions.append(_action(state, journey.name, now, "skip", reason="too_old"))
         return
     running = next((r for r in state.runs if r.journey == journey.name and r.key == key), None)
     if running is not None:
@@ -584,16 +589,29 @@ def _maybe_trigger(
                 _end(state, run, now, reason, out)
                 return
     # Waits count from when the checkout happened, not from when we heard of it.
-    _advance(state, run, started_at, out)
+    _advance(state, run, started_at, out, due=started_at, now=now)
 
 
 # --- running steps -------------------------------------------------------------------------------
 
 
-def _advance(state: CustomerState, run: RunState, at: datetime, out: Output) -> None:
-    """Run instant steps from ``run.step`` until the run waits or ends."""
+def _advance(
+    state: CustomerState,
+    run: RunState,
+    at: datetime,
+    out: Output,
+    *,
+    due: datetime | None = None,
+    now: datetime | None = None,
+) -> None:
+    """Run instant steps from ``run.step`` until the run waits or ends.
+
+    ``due`` is when the current step was planned to happen and ``now`` when it is really handled:
+    a send with ``late_after`` compares the two (a wait already over moves ``due`` to its end).
+    """
     bundle = state.bundles[run.version]
     journey = bundle.journey
+    lateness = (now - due) if now is not None and due is not None else None
     for _ in range(MAX_INSTANT_STEPS):
         if run.step >= len(journey.steps):
             _end(state, run, at, "completed", out)
@@ -604,9 +622,11 @@ def _advance(state: CustomerState, run: RunState, at: datetime, out: Output) -> 
             if deadline > at:
                 _sleep(run, deadline, "next")
                 return
+            if lateness is not None and now is not None:
+                lateness = min(lateness, now - deadline)
             run.step = _target(journey, run.step, step.goto)
         elif step.send is not None:
-            held_until = _send_step(state, run, bundle, step, step.send, at, out)
+            held_until = _send_step(state, run, bundle, step, step.send, at, out, lateness)
             if held_until is not None:
                 _sleep(run, held_until, "retry")
                 return
@@ -657,14 +677,25 @@ def _send_step(
     send: SendSpec,
     at: datetime,
     out: Output,
+    lateness: timedelta | None = None,
 ) -> datetime | None:
-    """Send on the first channel that can take the message now; returns when quiet hours end if held."""
+    """Send on the first channel that can take the message now; returns when quiet hours end if held.
+
+    A message due longer ago than the step's ``late_after`` is skipped (``too_late``): after a
+    backfill or an outage, a reminder about yesterday's cart would only confuse.
+    """
     journey = bundle.journey
     step_id = _step_id(journey, run.step)
     options = _options(send)
+    first = options[0]
+    if send.late_after is not None and lateness is not None and lateness > parse_duration(send.late_after):
+        out.actions.append(
+            _action(state, journey.name, _seen(run, at), "skip", step=step_id, channel=_channel(bundle, first),
+                    template=first.template, reason="too_late")
+        )
+        return None
     skip = run.option == 0 and send.skip_if is not None
     if skip and conditions.holds(send.skip_if, context.conditions(state, run.trigger, None, run)):
-        first = options[0]
         out.actions.append(
             _action(state, journey.name, _seen(run, at), "skip", step=step_id, channel=_channel(bundle, first),
                     template=first.template, reason=send.skip_reason or "skip_if")
@@ -721,6 +752,10 @@ def _try_options(
             tz = zone(profile.timezone, journey.default_timezone)
             until = quiet_until(at, tz, parse_local_time(quiet.start), parse_local_time(quiet.end))
             if until is not None:
+                out.actions.append(
+                    _action(state, journey.name, at, "hold", step=step_id, channel=channel,
+                            template=option.template, reason="quiet_hours", until=until)
+                )
                 return index, until
         # A first send is numbered by the run's send count; a fallback by the message it replaces.
         seed = base.message_id or str(run.sends if run is not None else 0)

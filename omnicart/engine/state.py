@@ -15,7 +15,7 @@ from typing import Any, Literal
 from omnicart.events import Event
 from omnicart.journey.model import JourneyBundle
 
-ActionKind = Literal["enter", "send", "skip", "exit", "convert", "quarantine"]
+ActionKind = Literal["enter", "send", "skip", "hold", "exit", "convert", "quarantine"]
 WakeAction = Literal["next", "timeout", "retry"]
 QuarantineKind = Literal["event", "timer", "send_result"]
 
@@ -60,19 +60,26 @@ class Action:
     reason: str | None = None
     value: float | None = None
     message_id: str | None = None
+    until: datetime | None = None  # a hold: when the message will go out
 
     def as_json(self) -> dict[str, Any]:
-        """The SPEC's line: at, customer_id, journey, action, then only the fields that apply."""
+        """The journal's line: at, customer_id, journey, action, then only the fields that apply.
+
+        A send names its ``message_id``, so that an open or a click can be tied to it; a hold says
+        ``until`` when the message will go out.
+        """
         line: dict[str, Any] = {
             "at": self.at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
             "customer_id": self.customer_id,
             "journey": self.journey,
             "action": self.action,
         }
-        for name in ("step", "channel", "template", "reason", "value"):
+        for name in ("step", "channel", "template", "reason", "value", "message_id"):
             value = getattr(self, name)
             if value is not None:
                 line[name] = value
+        if self.until is not None:
+            line["until"] = self.until.astimezone(UTC).isoformat().replace("+00:00", "Z")
         return line
 
 

@@ -235,6 +235,9 @@ def _syntax_problem(display: str, exc: MarkedYAMLError) -> Problem:
     message = f"YAML syntax error: {problem}"
     if exc.context and exc.problem:
         message += f" ({exc.context})"
+    special = _special_start(problem)
+    if special is not None:
+        return Problem(display, line, column, special)
     if "\\t" in problem or "tab" in problem:
         message += "; indent with spaces, not tabs"
     elif problem.startswith("expected <block end>"):
@@ -242,6 +245,29 @@ def _syntax_problem(display: str, exc: MarkedYAMLError) -> Problem:
     elif "mapping values are not allowed" in problem:
         message += "; put a space after each ':' and quote text that contains ': '"
     return Problem(display, line, column, message)
+
+
+_SPECIAL_STARTS = (
+    (re.compile(r"constructor for the tag '(!.*)'"), "!"),
+    (re.compile(r"found undefined alias"), "*"),
+    (re.compile(r"found character '([@`%])' that cannot start"), None),
+)
+
+
+def _special_start(problem: str) -> str | None:
+    """A value YAML read as markup because of its first character: most often a condition such as
+    ``if: !customer.consent.sms``. Say how to write it, in the journey's terms."""
+    for pattern, character in _SPECIAL_STARTS:
+        found = pattern.search(problem)
+        if found is None:
+            continue
+        first = character or found.group(1)
+        example = "if: '!customer.consent.sms' (inside, write \"...\" for text)" if first == "!" else "'...'"
+        return (
+            f"a value that starts with '{first}' means something else to YAML: "
+            f"put the condition or text in quotes, like {example}"
+        )
+    return None
 
 
 def _duplicate_keys(node: Node | None, display: str) -> Iterator[Problem]:

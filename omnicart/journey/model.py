@@ -56,6 +56,10 @@ class Trigger(_Strict):
         default="ignore",
         description="ignore: keep the running run; restart: exit it (reason 'restarted') and start anew.",
     )
+    max_age: Duration | None = Field(
+        default=None,
+        description="Start no run from an event older than this when it arrives (a backfill, an outage).",
+    )
 
 
 class ExitWhen(_Strict):
@@ -112,6 +116,11 @@ class SendSpec(_Strict):
     fallback: list[Fallback] = Field(default_factory=list)
     skip_if: Expression | None = None
     skip_reason: str | None = Field(default=None, description="Defaults to 'skip_if'.")
+    late_after: Duration | None = Field(
+        default=None,
+        description="Skip (reason 'too_late') instead of sending when the message is due this much later "
+        "than planned, e.g. after importing old events or an outage. Unset: never too late.",
+    )
 
 
 class WaitForSpec(_Strict):

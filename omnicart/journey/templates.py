@@ -121,12 +121,18 @@ def _parse(source: str, html: bool) -> BoundTemplate:
 # --- rendering -------------------------------------------------------------------------------
 
 
-def render_template(template: Template, context: dict[str, Any]) -> RenderedParts:
-    """Render every part of a template; the first part that fails raises ``TemplateError``."""
+def render_template(template: Template, context: dict[str, Any], *, derive_text: bool = True) -> RenderedParts:
+    """Render every part of a template; the first part that fails raises ``TemplateError``.
+
+    An email without a text part gets one derived from its HTML, unless ``derive_text`` is off (a
+    preview that only needs to know whether the template renders skips that cost).
+    """
     parts: dict[str, str | None] = {}
     for field in _FIELDS[template.channel]:
         source = getattr(template, field)
         parts[field] = None if source is None else _render_field(field, source, context)
+    if not derive_text:
+        return RenderedParts(**parts)
     if isinstance(template, EmailTemplate) and parts.get("text") is None and parts.get("html") is not None:
         parts["text"] = html_to_text(parts["html"] or "")
     return RenderedParts(**parts)
@@ -439,3 +445,30 @@ __all__ = [
     "render_template",
     "sample_context",
 ]
+
+def template_paths(template: Template) -> list[tuple[Any, ...]]:
+    """Every variable path any part of the template reads (``('cart', 'items')``), from Liquid's
+    static analysis; the same template object is asked many times, so the answer is cached on it."""
+    cached = _PATHS.get(id(template))
+    if cached is not None and cached[0] is template:
+        return cached[1]
+    paths: list[tuple[Any, ...]] = []
+    for field in _FIELDS[template.channel]:
+        source = getattr(template, field)
+        if source is not None:
+            for uses in _parse(source, field in _HTML_FIELDS).analyze().globals.values():
+                paths.extend(tuple(use.segments) for use in uses)
+    paths = list(dict.fromkeys(paths))  # each path once, however often the template prints it
+    _PATHS[id(template)] = (template, paths)
+    return paths
+
+
+_PATHS: dict[int, tuple[Template, list[tuple[Any, ...]]]] = {}
+
+
+# For the type checks of ``omnicart.journey.template_types``, which render and parse the same way.
+FIELDS = _FIELDS
+HTML_FIELDS = _HTML_FIELDS
+line_column = _line_column
+parse_source = _parse
+render_field = _render_field

@@ -18,12 +18,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import BaseModel
 
-from omnicart.events import KNOWN_EVENT_TYPES, PROPERTY_MODELS
+from omnicart.events import PROPERTY_MODELS
+from omnicart.journey import shapes
 from omnicart.journey.conditions import VARIABLES, ConditionError, compile_condition
 from omnicart.journey.durations import DurationError, parse_duration
 from omnicart.journey.loader import TEMPLATE_NAME, Path_, Positions, Problem, TemplateFile, type_members
 from omnicart.journey.model import Journey, Step
+from omnicart.journey.template_types import check_template_types
 from omnicart.journey.templates import check_template
+from omnicart.journey.typecheck import check_condition
+from omnicart.plan import TrackingPlan, default_plan
 
 
 def check_journey(
@@ -31,13 +35,16 @@ def check_journey(
     templates: Mapping[str, TemplateFile],
     positions: Positions,
     available_templates: Sequence[str] = (),
+    plan: TrackingPlan | None = None,
 ) -> list[Problem]:
     """Every problem of a schema-valid journey, in file order.
 
     ``templates`` holds the template files the journey names that exist (by name);
-    ``available_templates`` every template name there is, for "did you mean" suggestions.
+    ``available_templates`` every template name there is, for "did you mean" suggestions. Event
+    types, conditions and templates are checked against the tracking plan (by default this
+    deployment's).
     """
-    checker = _Checker(journey, templates, positions, available_templates)
+    checker = _Checker(journey, templates, positions, available_templates, plan or default_plan())
     problems = [
         *checker.step_ids(),
         *checker.references(),
@@ -65,7 +72,9 @@ class _Checker:
         templates: Mapping[str, TemplateFile],
         positions: Positions,
         available_templates: Sequence[str],
+        plan: TrackingPlan,
     ) -> None:
+        self.plan = plan
         self.journey = journey
         self.steps = journey.steps
         self.ids = journey.step_ids()
@@ -188,6 +197,25 @@ class _Checker:
                 line, column, reason = _condition_reason(str(exc))
                 at = self.positions.inside(path, line, column, expression) if line else self.positions.value(path)
                 yield Problem(self.positions.file, at[0], at[1], f"bad {what}: {reason}")
+                continue
+            roots = shapes.condition_roots(self.plan, self.journey.trigger.event, self._event_at(path))
+            for problem in check_condition(expression, roots, self.plan):
+                at = self.positions.inside(path, problem.line, problem.column, expression)
+                yield Problem(self.positions.file, at[0], at[1], f"bad {what}: {problem.message}")
+
+    def _event_at(self, path: Path_) -> str | None:
+        """The type of the event a condition at ``path`` sees as ``event`` (None: there is none)."""
+        journey = self.journey
+        if path[0] == "trigger":
+            return journey.trigger.event
+        if path[0] == "exit_when" and isinstance(path[1], int):
+            return journey.exit_when[path[1]].event
+        if path[0] == "goal" and journey.goal is not None:
+            return journey.goal.event
+        if path[0] == "steps" and isinstance(path[1], int) and "wait_for" in path:
+            wait_for = self.steps[path[1]].wait_for
+            return wait_for.event if wait_for is not None else None
+        return None
 
     # --- values --------------------------------------------------------------------------
 
@@ -195,7 +223,11 @@ class _Checker:
         found: list[tuple[Path_, str]] = []
         if self.journey.goal is not None:
             found.append((("goal", "within"), self.journey.goal.within))
+        if self.journey.trigger.max_age is not None:
+            found.append((("trigger", "max_age"), self.journey.trigger.max_age))
         for number, step in enumerate(self.steps):
+            if step.send is not None and step.send.late_after is not None:
+                found.append((("steps", number, "send", "late_after"), step.send.late_after))
             if isinstance(step.wait, str):
                 found.append((("steps", number, "wait"), step.wait))
             elif step.wait is not None and step.wait.after_trigger is not None:
@@ -219,13 +251,15 @@ class _Checker:
                 yield ("steps", number, "wait_for", "event"), step.wait_for.event
 
     def event_types(self) -> Iterator[Problem]:
-        """A custom event type is fine; one that is a typo of a built-in one would never match."""
+        """Every event type must be in the tracking plan: the API accepts no other, so a journey
+        waiting for one would wait forever."""
+        known = self.plan.types()
         for path, event_type in self._event_fields():
-            if event_type in KNOWN_EVENT_TYPES:
+            if event_type in known:
                 continue
-            match = _suggest(event_type, KNOWN_EVENT_TYPES, cutoff=0.8)
-            if match is not None:
-                yield self.at(path, f"unknown event type '{event_type}' — did you mean '{match}'?")
+            match = _suggest(event_type, known, cutoff=0.8)
+            hint = f" — did you mean '{match}'?" if match else ": declare it in the tracking plan (plan/)"
+            yield self.at(path, f"unknown event type '{event_type}'{hint}")
 
     def trigger_key(self) -> Iterator[Problem]:
         trigger = self.journey.trigger
@@ -305,6 +339,8 @@ class _Checker:
                 yield self.at(path, f"template '{name}' is for {template.channel}, but this {what} is for {channel}")
             if name not in rendered:
                 errors = check_template(template, [self.journey.trigger.event])
+                if not errors:
+                    errors = check_template_types(template, self.journey.trigger.event, self.plan)
                 rendered[name] = [str(loaded.locate(error)) for error in errors]
             for located in rendered[name]:
                 yield self.at(path, f"template '{name}' does not render: {located}")

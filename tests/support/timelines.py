@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from omnicart.events import Event
+from omnicart.simulate import timeline_event
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -24,7 +25,7 @@ class Timeline:
         events = []
         for index, (offset, event_type, source, properties) in enumerate(self.steps):
             events.append(
-                Event.parse(
+                timeline_event(
                     {
                         "id": f"{customer_id}-{self.name}-{index}",
                         "type": event_type,
@@ -48,6 +49,10 @@ def describe(line: dict[str, Any]) -> str:
     """A journal or simulate line as a reader would say it: 'send email cart_reminder_1'."""
     parts = [line["action"]]
     parts += [str(line[key]) for key in ("channel", "template", "reason", "value") if key in line]
+    if "until" in line:  # a hold: how long until the message goes out
+        held = datetime.fromisoformat(line["until"].replace("Z", "+00:00")) - datetime.fromisoformat(
+            line["at"].replace("Z", "+00:00"))
+        parts.append(f"for {held.total_seconds() / 3600:g}h")
     return " ".join(parts)
 
 
@@ -85,7 +90,7 @@ def order(total: float = 79.5, store: bool = False) -> dict[str, Any]:
 def flagship_timelines() -> list[Timeline]:
     """Every branch of the flagship: each send path, each exit, conversion inside and outside the run.
 
-    ``expect`` is the SPEC read aloud: what a marketer would expect the journey to do, and when.
+    ``expect`` is the journey read aloud: what a marketer would expect the journey to do, and when.
     """
     zero = timedelta(0)
     before = -DAY
@@ -112,6 +117,11 @@ def flagship_timelines() -> list[Timeline]:
             (zero, "checkout_started", "web", cart()),
             (3 * HOUR, "message_clicked", "email", {"channel": "email", "message_id": "from-an-old-email",
                                                     "journey": "abandoned_cart"}),
+        ], [(zero, "enter"), first, (24 * HOUR, "skip sms cart_reminder_sms clicked_earlier_reminder"), *last]),
+        Timeline("clicked_the_first_reminder_named_by_its_step", [
+            (before, "customer_updated", "api", profile()),
+            (zero, "checkout_started", "web", cart()),
+            (2 * HOUR, "message_clicked", "email", {"step": "first_reminder"}),
         ], [(zero, "enter"), first, (24 * HOUR, "skip sms cart_reminder_sms clicked_earlier_reminder"), *last]),
         Timeline("order_after_first_reminder", [
             (before, "customer_updated", "api", profile()),
@@ -145,8 +155,19 @@ def flagship_timelines() -> list[Timeline]:
         Timeline("sms_held_for_quiet_hours_in_tokyo", [
             (before, "customer_updated", "api", profile(timezone="Asia/Tokyo")),
             (zero, "checkout_started", "web", cart()),
-        ], [(zero, "enter"), first, (33 * HOUR, "send sms cart_reminder_sms"), *last]),
+        ], [(zero, "enter"), first, (24 * HOUR, "hold sms cart_reminder_sms quiet_hours for 9h"),
+            (33 * HOUR, "send sms cart_reminder_sms"), *last]),
     ]
+
+
+def store_order_without_items() -> Timeline:
+    """The issue's trap: a thank-you that loops over the order's items, for a store order with none."""
+    return Timeline("store_order_without_items", [
+        (-DAY, "customer_updated", "api", profile()),
+        (timedelta(0), "order_placed", "store",
+         {k: v for k, v in order(total=20.0, store=True).items() if k != "items"}),
+    ], [(timedelta(0), "enter"), (timedelta(0), "send email thanks"), (timedelta(0), "exit completed"),
+        (timedelta(0), "skip email thanks email_failed"), (timedelta(0), "send sms thanks_sms")])
 
 
 def viewed() -> dict[str, Any]:

@@ -1,0 +1,74 @@
+"""The tracking plan as a producer meets it: which events the product accepts, and why not.
+
+``problems`` is what the API's 422 and ``omnicart simulate`` report (the API's own tests post the
+same cases over HTTP); ``omnicart schema --plan`` publishes the plan for producers' tools.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from omnicart.plan import load_plan, problems
+from omnicart.plan.catalog import PlanError
+
+ROOT = Path(__file__).resolve().parent.parent
+PLAN = load_plan(ROOT / "plan")
+CART = {"cart_id": "c1", "items": [{"sku": "A", "price": 12.5}], "currency": "EUR"}
+
+
+@pytest.mark.parametrize(
+    ("event_type", "customer_id", "properties", "expected"),
+    [
+        ("product_back_in_stock", "cus_1", {}, [("type", "'product_back_in_stock' is not in the tracking plan: "
+                                                          "declare it in the tracking plan (plan/)")]),
+        ("checkout_startd", "cus_1", CART, [("type", "'checkout_startd' is not in the tracking plan — did you "
+                                                    "mean 'checkout_started'?")]),
+        ("checkout_started", "*", CART, [("customer_id", "must start with a letter or digit and hold only "
+                                                         "letters, digits and _ . : @ + -")]),
+        ("order_placed", "", {"order_id": "o1"}, [("customer_id", "is required: order_placed events concern a "
+                                                                   "customer")]),
+        ("checkout_started", "cus_1", {"cart_id": "c1"}, [("properties.items", "is required")]),
+        ("checkout_started", "cus_1", {**CART, "items": [{"sku": "A", "price": -1}]},
+         [("properties.items[0].price", "must be greater than or equal to 0")]),
+        ("customer_updated", "cus_1", {"phone": "0612345678", "timezone": "Mars/Base"},
+         [("properties.phone", "must be an E.164 phone number such as +14155550100"),
+          ("properties.timezone", "must be an IANA time zone such as Europe/Paris")]),
+        ("consent_changed", "cus_1", {"channel": "fax", "granted": True},
+         [("properties.channel", "must be one of 'email', 'sms', 'push'")]),
+    ],
+    ids=["undeclared type", "typo of a type", "customer id '*'", "customer event without customer",
+         "cart without items", "negative price", "bad phone and zone", "unknown channel"],
+)
+def test_an_event_that_breaks_the_plan_names_the_field(
+    event_type: str, customer_id: str, properties: dict[str, object], expected: list[tuple[str, str]]
+) -> None:
+    assert problems(PLAN, event_type, customer_id, properties) == expected
+
+
+def test_catalog_and_store_events_need_no_customer_and_extra_properties_are_kept() -> None:
+    assert problems(PLAN, "price_changed", "", {"sku": "A", "price": 10.0, "previous_price": 12.0}) == []
+    assert problems(PLAN, "store_updated", "", {"store_id": "london_soho"}) == []
+    assert problems(PLAN, "order_placed", "cus_1", {"order_id": "o1", "gift_wrap": True}) == []
+    assert problems(PLAN, "wishlist_added", "cus_1", {"sku": "A"}) == []  # the shop's own, from plan/
+
+
+def test_a_shop_cannot_redeclare_a_built_in_event(tmp_path: Path) -> None:
+    (tmp_path / "order.yaml").write_text("event: order_placed\nproperties: {}\n")
+    with pytest.raises(PlanError, match="event 'order_placed' is already declared in"):
+        load_plan(tmp_path)
+
+
+def test_the_published_plan_accepts_the_sample_events_and_refuses_an_undeclared_type() -> None:
+    done = subprocess.run([sys.executable, "-m", "omnicart.cli", "schema", "--plan"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, check=True)
+    validator = Draft202012Validator(json.loads(done.stdout))
+    for line in (ROOT / "examples" / "events.jsonl").read_text().splitlines():
+        assert validator.is_valid(json.loads(line)), line
+    sample = json.loads((ROOT / "examples" / "events.jsonl").read_text().splitlines()[0])
+    assert not validator.is_valid({**sample, "type": "zzz_qqq"})
