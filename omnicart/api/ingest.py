@@ -20,9 +20,11 @@ from typing import Protocol
 
 from pydantic import BaseModel, Field
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 from temporalio.service import RPCError
 
 from omnicart.api.event_log import EventLog
+from omnicart.customers.projection import ProfileProjection
 from omnicart.events import Event
 from omnicart.journey.model import JourneyBundle
 from omnicart.routing import deliver
@@ -88,6 +90,7 @@ class Ingest:
         settings: Settings,
         *,
         forward_timeout: float = 15.0,
+        profiles: ProfileProjection | None = None,
     ) -> None:
         self.client = client
         self.task_queue = task_queue
@@ -97,6 +100,9 @@ class Ingest:
         self.forward_timeout = forward_timeout
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._limit = asyncio.Semaphore(MAX_CONCURRENT_CUSTOMERS)
+        # The queryable copy of each customer (omnicart.customers): best-effort, never fails ingest.
+        runtime = client.service_client.config.runtime or Runtime.default()
+        self.profiles = profiles or ProfileProjection(event_log.engine, settings.signing_secret, runtime.metric_meter)
 
     async def submit(self, events: list[Event]) -> IngestResult:
         """Accept already validated events; raise :class:`ForwardingFailed` if any was not taken in.
@@ -130,6 +136,8 @@ class Ingest:
             except Exception as error:  # forwarded but not marked: a retry forwards again, workflows dedupe
                 logger.error("could not mark %d events forwarded (%s)", len(forwarded), type(error).__name__)
                 raise ForwardingFailed(len(recorded.to_forward), "the event log is unavailable") from error
+            reached = set(forwarded)
+            await asyncio.to_thread(self.profiles.record_quietly, [e for e in recorded.to_forward if e.id in reached])
 
         errors = [error for _, error in outcomes if error is not None]
         if errors:

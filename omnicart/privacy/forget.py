@@ -8,7 +8,8 @@ In this order, so that no step leaves something unable to do its job:
    history (events, profile, sends, failures) is then undecryptable, everywhere copies of the
    history live. Deleting it earlier would leave a live workflow unable to read its own history.
 3. The product database: message recipients deleted; provider error texts cleared; the customer id
-   in the ledger, the event log and discount codes replaced by a keyed hash.
+   in the ledger, the event log and discount codes replaced by a keyed hash; the customer's row in
+   the profile projection (``omnicart.customers``) and their dates deleted.
 4. The local outbox file loses the customer's lines.
 
 Running it again is harmless and reports that there was nothing left. A later event for the same
@@ -24,11 +25,12 @@ from datetime import timedelta
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from omnicart.customers.profiles import delete_profile
 from omnicart.ledger import message_ledger, message_recipients
 from omnicart.privacy.outbox_lines import drop_outbox_lines
 from omnicart.privacy.rows import Erased, clear_errors, delete_recipients, pseudonymise
 from omnicart.routing import customer_workflow_id
-from omnicart.security.pseudonym import keyed_hash
+from omnicart.security.pseudonym import customer_ref, keyed_hash
 from omnicart.settings import Settings
 from omnicart.signals import FORGET_SIGNAL
 from omnicart.storage import get_engine, require_current
@@ -46,6 +48,7 @@ class ForgetReport:
     workflow: str = "none"
     data_key_deleted: bool = False
     erased: Erased = field(default_factory=Erased)
+    profile_rows_deleted: int = 0
 
     def lines(self) -> list[str]:
         key = "deleted (its history can no longer be decrypted)" if self.data_key_deleted else "none left"
@@ -53,6 +56,7 @@ class ForgetReport:
             f"workflow {self.workflow_id}: {self.workflow}",
             f"data key: {key}",
             *self.erased.lines(),
+            f"customer profile rows deleted: {self.profile_rows_deleted}",
             f"pseudonym in the product database: {self.pseudonym}",
         ]
 
@@ -99,3 +103,4 @@ def _erase_rows(settings: Settings, customer_id: str, report: ForgetReport) -> N
         erased.recipients_deleted = delete_recipients(conn, message_recipients.c.customer_id == customer_id)
         erased.errors_cleared = clear_errors(conn, message_ledger.c.customer_id == customer_id)
         erased.rows_pseudonymised = pseudonymise(conn, [customer_id], lambda _: report.pseudonym)
+        report.profile_rows_deleted = delete_profile(conn, customer_ref(customer_id, settings.signing_secret))

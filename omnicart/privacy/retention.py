@@ -2,9 +2,11 @@
 
 What goes: message recipients (addresses), provider error texts (they may quote an address), lines
 of the local outbox file (whole rendered messages), and customer ids that are emails or phone
-numbers in old ledger, event-log and discount rows (replaced by their keyed hash). What stays: the
-ledger's ids, statuses and times, which hold nothing personal and keep "never twice" and the
-reports working.
+numbers in old ledger, event-log and discount rows (replaced by their keyed hash), and in the
+customer profile projection the plain emails and phones last stated before the cutoff, and ids that
+are an email or phone of customers not heard from since (their keyed hashes and consent stay, so
+the customer is still found by address). What stays: the ledger's ids, statuses and times, which
+hold nothing personal and keep "never twice" and the reports working.
 
 The worker runs it every ``OMNICART_RETENTION_INTERVAL_SECONDS`` as a small background task rather
 than a Temporal Schedule: the outbox file is local to the machine of the worker that wrote it, so
@@ -21,6 +23,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from omnicart.customers.profiles import clear_old_contacts
 from omnicart.ledger import message_ledger, message_recipients
 from omnicart.privacy.outbox_lines import drop_outbox_lines
 from omnicart.privacy.rows import Erased, clear_errors, delete_recipients, personal_ids_before, pseudonymise
@@ -35,9 +38,17 @@ log = logging.getLogger(__name__)
 class RetentionReport:
     cutoff: datetime
     erased: Erased = field(default_factory=Erased)
+    profile_contacts_cleared: int = 0
 
     def lines(self) -> list[str]:
-        return [f"removed personal data older than {self.cutoff.isoformat(timespec='seconds')}", *self.erased.lines()]
+        return [
+            f"removed personal data older than {self.cutoff.isoformat(timespec='seconds')}",
+            *self.erased.lines(),
+            f"plain emails, phones and ids cleared from customer profiles: {self.profile_contacts_cleared}",
+        ]
+
+    def anything(self) -> bool:
+        return self.erased.anything() or self.profile_contacts_cleared > 0
 
 
 def apply_retention(settings: Settings, now: datetime | None = None) -> RetentionReport | None:
@@ -56,6 +67,7 @@ def apply_retention(settings: Settings, now: datetime | None = None) -> Retentio
         erased.rows_pseudonymised = pseudonymise(
             conn, personal, lambda customer_id: keyed_hash(customer_id, settings.signing_secret), older_than=cutoff
         )
+        report.profile_contacts_cleared = clear_old_contacts(conn, cutoff)
     report.erased.outbox_lines_deleted = drop_outbox_lines(settings.outbox(), lambda line: _sent_before(line, cutoff))
     return report
 
@@ -75,7 +87,7 @@ async def keep_applying_retention(settings: Settings, stop: asyncio.Event | None
     while not stop.is_set():
         try:
             report = await asyncio.to_thread(apply_retention, settings)
-            if report is not None and report.erased.anything():
+            if report is not None and report.anything():
                 log.info("retention: %s", "; ".join(report.lines()))
         except Exception:  # a locked database now is retried at the next interval
             log.exception("retention could not be applied; trying again in %.0f s", settings.retention_interval_seconds)

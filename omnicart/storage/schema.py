@@ -20,6 +20,7 @@ TABLE_MODULES = (
     "omnicart.quarantine",
     "omnicart.journey.registry",
     "omnicart.security.data_keys",
+    "omnicart.customers.profiles",
 )
 
 

@@ -1,0 +1,236 @@
+"""Writing the customer profile projection from the events the ingest API forwards.
+
+The rules are the workflow's own (``omnicart.engine.interpreter._learn``): each field (email, phone,
+locale, time zone, each channel's consent, each named date) is last-writer-wins by *event* time,
+with a tie going to the event applied later, so a late, older update cannot undo a newer one and
+the same event applied twice changes nothing. First seen, last event and last order are the
+minimum / maximum of event times. Both make the outcome independent of which API process applies
+which request first.
+
+One transaction per request. Two API processes updating the same customers at once stay correct
+because every writer first inserts the missing rows (``ON CONFLICT DO NOTHING``) and then locks the
+rows it merges into (``SELECT ... FOR UPDATE``; on SQLite the insert already holds the database's
+write lock), always in reference order, so they wait for each other and never deadlock.
+
+Nothing here may fail ingest: :meth:`ProfileProjection.record_quietly` logs and counts a failure
+and carries on. The copy is best-effort and heals as later events restate the fields.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import SecretStr
+from sqlalchemy import Connection, Engine, Insert, bindparam, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from temporalio.common import MetricCounter, MetricMeter
+
+from omnicart.customers.dates import CustomerDate, dates_in
+from omnicart.customers.profiles import contact_hash, customer_dates, customer_profiles, normalised_email
+from omnicart.events import CHANNELS, Event
+from omnicart.routing import customer_workflow_id
+from omnicart.security.pseudonym import customer_ref
+from omnicart.storage import utc
+
+logger = logging.getLogger(__name__)
+
+_CHUNK = 500  # customers per statement: well below SQLite's bound-parameter limit
+_PLAIN_FIELDS = ("email", "phone", "locale", "timezone")
+
+
+@dataclass
+class _Draft:
+    """One customer's row and dates while a batch is merged into them."""
+
+    row: dict[str, Any]
+    dates: dict[str, dict[str, Any]]
+    changed_dates: set[str] = field(default_factory=set)
+
+
+class ProfileProjection:
+    """Applies forwarded events to the projection; shared by every request of one API process."""
+
+    def __init__(self, engine: Engine, secret: SecretStr, meter: MetricMeter | None = None) -> None:
+        self.engine = engine
+        self.secret = secret
+        self.failures = 0
+        self._failure_counter: MetricCounter | None = (
+            None
+            if meter is None
+            else meter.create_counter(
+                "omnicart_profile_update_failures", "Batches of events the customer profile copy missed", "batches"
+            )
+        )
+
+    def record_quietly(self, events: Sequence[Event]) -> bool:
+        """:meth:`record`, where a failure is logged and counted instead of raised (ingest goes on)."""
+        try:
+            self.record(events)
+        except Exception as error:
+            self.failures += 1
+            if self._failure_counter is not None:
+                self._failure_counter.add(1)
+            # The type only: a database error's text may quote the values (emails) it failed on.
+            logger.warning(
+                "could not update the customer profiles for %d events (%s); they heal with later events",
+                len(events),
+                type(error).__name__,
+            )
+            return False
+        return True
+
+    def record(self, events: Sequence[Event]) -> None:
+        """Apply ``events`` (any order, repeats allowed) in one transaction."""
+        by_ref: dict[str, list[Event]] = {}
+        for event in events:
+            by_ref.setdefault(customer_ref(event.customer_id, self.secret), []).append(event)
+        if not by_ref:
+            return
+        with self.engine.begin() as connection:
+            for refs in _chunks(sorted(by_ref)):
+                self._merge(connection, {ref: by_ref[ref] for ref in refs})
+
+    def _merge(self, connection: Connection, by_ref: dict[str, list[Event]]) -> None:
+        refs = list(by_ref)  # sorted by the caller: every writer locks in the same order
+        connection.execute(_insert_ignoring_existing(connection), [_new_row(ref, by_ref[ref]) for ref in refs])
+        rows = connection.execute(
+            select(customer_profiles)
+            .where(customer_profiles.c.customer_ref.in_(refs))
+            .order_by(customer_profiles.c.customer_ref)
+            .with_for_update()
+        ).all()
+        drafts = {row.customer_ref: _Draft(row=_aware(dict(row._mapping)), dates={}) for row in rows}
+        for stored in connection.execute(select(customer_dates).where(customer_dates.c.customer_ref.in_(refs))):
+            drafts[stored.customer_ref].dates[stored.name] = _aware(dict(stored._mapping))
+        before = {ref: dict(draft.row) for ref, draft in drafts.items()}
+        for ref, draft in drafts.items():
+            draft.row["customer_id"] = by_ref[ref][-1].customer_id  # restores an id retention cleared
+            for event in by_ref[ref]:
+                self._apply(draft, event)
+            if draft.changed_dates:
+                draft.row["dates"] = {
+                    name: stored["value"] for name, stored in sorted(draft.dates.items()) if stored["value"] is not None
+                }
+        changed = [draft.row for ref, draft in drafts.items() if draft.row != before[ref]]
+        if changed:
+            columns = [column.name for column in customer_profiles.columns if column.name != "customer_ref"]
+            connection.execute(
+                update(customer_profiles)
+                .where(customer_profiles.c.customer_ref == bindparam("ref"))
+                .values({name: bindparam(f"new_{name}") for name in columns}),
+                [{"ref": row["customer_ref"], **{f"new_{name}": row[name] for name in columns}} for row in changed],
+            )
+        self._write_dates(connection, drafts)
+
+    def _apply(self, draft: _Draft, event: Event) -> None:
+        """One event's effect on one customer (the workflow's ``_learn``, for the copied fields)."""
+        row, at, properties = draft.row, event.timestamp, event.properties
+        row["first_seen_at"] = min(row["first_seen_at"], at)
+        row["last_event_at"] = max(row["last_event_at"], at)
+        if event.type == "order_placed" and (row["last_order_at"] is None or row["last_order_at"] < at):
+            row["last_order_at"] = at
+        elif event.type == "consent_changed" and properties.get("channel") in CHANNELS:
+            _set(row, f"consent_{properties['channel']}", bool(properties.get("granted")), at)
+        elif event.type == "customer_updated":
+            for name in _PLAIN_FIELDS:
+                if name in properties and _set(row, name, properties[name] or None, at):
+                    self._hash_contact(row, name)
+            consent = properties.get("consent")
+            if isinstance(consent, dict):
+                for channel in CHANNELS:
+                    if consent.get(channel) is not None:
+                        _set(row, f"consent_{channel}", bool(consent[channel]), at)
+            for stated in dates_in(properties):
+                _set_date(draft, stated, at)
+
+    def _hash_contact(self, row: dict[str, Any], name: str) -> None:
+        plain = row[name]
+        if name == "email":
+            row["email_hash"] = None if plain is None else contact_hash(normalised_email(plain), self.secret)
+        elif name == "phone":
+            row["phone_hash"] = None if plain is None else contact_hash(plain.strip(), self.secret)
+
+    @staticmethod
+    def _write_dates(connection: Connection, drafts: dict[str, _Draft]) -> None:
+        new: list[dict[str, Any]] = []
+        known: list[dict[str, Any]] = []
+        columns = ("value", "month_day", "day", "updated_at")
+        for ref, draft in drafts.items():
+            for name in sorted(draft.changed_dates):
+                stored = draft.dates[name]
+                values = {column: stored[column] for column in columns}
+                if stored.get("_stored", True):
+                    known.append({"ref": ref, "date_name": name, **{f"new_{c}": v for c, v in values.items()}})
+                else:
+                    new.append({"customer_ref": ref, "name": name, **values})
+        if new:
+            connection.execute(customer_dates.insert(), new)
+        if known:
+            table = customer_dates.c
+            connection.execute(
+                update(customer_dates)
+                .where(table.customer_ref == bindparam("ref"), table.name == bindparam("date_name"))
+                .values({column: bindparam(f"new_{column}") for column in columns}),
+                known,
+            )
+
+
+def _set(row: dict[str, Any], name: str, value: Any, at: datetime) -> bool:
+    """Last writer wins by event time, ties to the later-applied (as the workflow's ``_newer``)."""
+    previous = row[f"{name}_at"]
+    if previous is not None and previous > at:
+        return False
+    row[name] = value
+    row[f"{name}_at"] = at
+    return True
+
+
+def _set_date(draft: _Draft, stated: CustomerDate, at: datetime) -> None:
+    stored = draft.dates.get(stated.name)
+    if stored is not None and stored["updated_at"] > at:
+        return
+    draft.dates[stated.name] = {
+        "value": stated.value,
+        "month_day": stated.month_day,
+        "day": stated.day,
+        "updated_at": at,
+        "_stored": stored is not None and stored.get("_stored", True),
+    }
+    draft.changed_dates.add(stated.name)
+
+
+def _new_row(ref: str, events: list[Event]) -> dict[str, Any]:
+    """The row a customer not yet in the projection starts from (before the events are applied)."""
+    first = min(event.timestamp for event in events)
+    return {
+        "customer_ref": ref,
+        "customer_id": events[-1].customer_id,
+        "workflow_id": customer_workflow_id(events[-1].customer_id),
+        "first_seen_at": first,
+        "last_event_at": first,
+        "dates": {},
+    }
+
+
+def _insert_ignoring_existing(connection: Connection) -> Insert:
+    """``INSERT ... ON CONFLICT DO NOTHING``: two processes may add the same customer at once."""
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(customer_profiles).on_conflict_do_nothing(index_elements=["customer_ref"])
+    if dialect == "sqlite":
+        return sqlite.insert(customer_profiles).on_conflict_do_nothing(index_elements=["customer_ref"])
+    raise NotImplementedError(f"the customer profile projection supports SQLite and PostgreSQL, not {dialect}")
+
+
+def _aware(values: dict[str, Any]) -> dict[str, Any]:
+    """Stored times as aware UTC (SQLite returns them naive), comparable with events' times."""
+    return {name: utc(value) if isinstance(value, datetime) else value for name, value in values.items()}
+
+
+def _chunks(refs: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(refs), _CHUNK):
+        yield refs[start : start + _CHUNK]
