@@ -28,14 +28,17 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 from temporalio import workflow
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHistory
+from temporalio.contrib.opentelemetry import TracingInterceptor
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
+from temporalio.worker import Replayer, Worker
 
 from omnicart.api.app import create_app
 from omnicart.channels.outbox import read_outbox
 from omnicart.observability import count_failing_customers
+from omnicart.routing import customer_workflow_id
 from omnicart.settings import Settings
 from omnicart.signals import CUSTOMER_WORKFLOW
 from omnicart.storage import upgrade
@@ -44,7 +47,10 @@ from tests.conftest import _binary
 from tests.providers.sendgrid_server import SendGridServer
 from tests.support.bundles import JOURNEYS, publish_folder
 from tests.support.timelines import cart, profile
+from tests.test_replay import HISTORIES
 from worker import run_worker
+from workflows.customer import CustomerWorkflow
+from workflows.sandbox import workflow_runner
 
 SEND_AT_ONCE = """\
 name: send_at_once
@@ -276,7 +282,7 @@ def spans() -> Iterator[InMemorySpanExporter]:
 
 
 async def test_one_trace_runs_from_the_api_request_to_the_provider_call(
-    dev_env: WorkflowEnvironment, tmp_path: Path, spans: InMemorySpanExporter,
+    dev_env: WorkflowEnvironment, tmp_path: Path, spans: InMemorySpanExporter, encryption: DataConverter,
 ) -> None:
     with SendGridServer(SENDGRID_KEY) as sendgrid:
         settings = Settings(
@@ -303,6 +309,12 @@ async def test_one_trace_runs_from_the_api_request_to_the_provider_call(
             sent = await eventually(provider_spans)
             assert sent, "no span for the SendGrid call"
             assert len(sendgrid.requests) == 1
+            history = await client.get_workflow_handle(customer_workflow_id(customer)).fetch_history()
+
+    # Tracing can be turned off again: a history written with trace headers replays without them.
+    await Replayer(
+        workflows=[CustomerWorkflow], data_converter=encryption, workflow_runner=workflow_runner()
+    ).replay_workflow(history)
 
     finished = spans.get_finished_spans()
     trace_id = sent[0].context.trace_id
@@ -323,3 +335,13 @@ async def test_one_trace_runs_from_the_api_request_to_the_provider_call(
         for event in span.events:
             text += " " + " ".join(f"{k}={v!s}" for k, v in (event.attributes or {}).items())
         assert not any(value in text for value in personal), (span.name, text)
+
+
+async def test_saved_histories_replay_with_tracing_on() -> None:
+    """Turning tracing on is not a workflow change: histories recorded without it replay with it."""
+    replayer = Replayer(
+        workflows=[CustomerWorkflow], data_converter=pydantic_data_converter, workflow_runner=workflow_runner(),
+        interceptors=[TracingInterceptor()],
+    )
+    for path in HISTORIES:
+        await replayer.replay_workflow(WorkflowHistory.from_json(path.stem, path.read_text()))
