@@ -121,9 +121,9 @@ FAILING_CUSTOMERS_QUERY = (
     f"WorkflowType = '{CUSTOMER_WORKFLOW}' AND ExecutionStatus = 'Running' AND "
     "TemporalReportedProblems IN ('category=WorkflowTaskFailed', 'category=WorkflowTaskTimedOut')"
 )
-"""Temporal (server 1.28+, and Temporal Cloud) flags a workflow whose workflow task failed or timed
-out twice in a row with the ``TemporalReportedProblems`` search attribute, and clears it once a task
-succeeds: exactly "customers whose workflow is stuck"."""
+"""Recent Temporal servers (the tests' dev server: 1.32) flag a workflow whose workflow task failed
+or timed out several times in a row (5 by default) with the ``TemporalReportedProblems`` search
+attribute, and clear it once a task succeeds: exactly "customers whose workflow is stuck"."""
 
 
 async def count_failing_customers(client: Client) -> int:
