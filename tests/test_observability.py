@@ -37,6 +37,7 @@ from temporalio.worker import Replayer, Worker
 
 from omnicart.api.app import create_app
 from omnicart.channels.outbox import read_outbox
+from omnicart.events import Event
 from omnicart.observability import count_failing_customers
 from omnicart.routing import customer_workflow_id
 from omnicart.settings import Settings
@@ -46,6 +47,7 @@ from omnicart.temporal import connect
 from tests.conftest import _binary
 from tests.providers.sendgrid_server import SendGridServer
 from tests.support.bundles import JOURNEYS, publish_folder
+from tests.support.runtime import send_event
 from tests.support.timelines import cart, profile
 from tests.test_replay import HISTORIES
 from worker import run_worker
@@ -162,10 +164,17 @@ async def test_a_sent_journey_moves_the_worker_and_api_metrics(dev_env: Workflow
             return any(line["customer_id"] == customer for line in read_outbox(settings.outbox()))
 
         assert await eventually(sent), "the journey's email never reached the outbox"
+        # An input the journey engine fails on (a direct signaller skipped the API's validation).
+        poison = Event.model_validate({
+            "id": f"evt_{uuid.uuid4().hex}", "type": "customer_updated", "customer_id": customer, "source": "api",
+            "timestamp": datetime.now(UTC), "properties": {"push_tokens": 5},
+        })
+        await send_event(client, settings.task_queue, poison, [])
 
         async def worker_page() -> dict[tuple[str, frozenset[tuple[str, str]]], float] | None:
             page = samples((await scraper.get(worker_metrics)).text)
-            counted = {name for name, _ in page} >= {"omnicart_sends_total", "omnicart_customers_failing"}
+            wanted = {"omnicart_sends_total", "omnicart_customers_failing", "omnicart_quarantined_inputs_total"}
+            counted = {name for name, _ in page} >= wanted
             return page if counted else None
 
         page = await eventually(worker_page)
@@ -179,6 +188,7 @@ async def test_a_sent_journey_moves_the_worker_and_api_metrics(dev_env: Workflow
     assert value(page, "omnicart_send_latency_count", channel="email", **mine) == 1
     assert 0 < value(page, "omnicart_send_latency_sum", channel="email", **mine) < 30
     assert value(page, "omnicart_customers_failing") == 0
+    assert value(page, "omnicart_quarantined_inputs_total", **mine) == 1
     # ... beside the SDK's own, which Temporal's dashboards read.
     assert value(page, "temporal_activity_execution_latency_count", activity_type="send_message", **mine) == 1
     assert value(page, "temporal_workflow_task_execution_latency_count", **mine) >= 1
