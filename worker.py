@@ -23,6 +23,7 @@ from omnicart.channels.registry import build_senders
 from omnicart.journey.registry import JourneyRegistry
 from omnicart.journey.versions import JourneyVersions
 from omnicart.ledger import MessageLedger
+from omnicart.observability import MetricsAddressInUse, configure_tracing, keep_counting_failing_customers
 from omnicart.privacy.retention import keep_applying_retention
 from omnicart.quarantine import QuarantineLog
 from omnicart.settings import Settings, get_settings
@@ -74,6 +75,15 @@ async def run_worker(client: Client, settings: Settings, stop: asyncio.Event | N
         if settings.retention_days is not None
         else None
     )
+    # Only where metrics are served: the gauge goes to this process's Prometheus endpoint.
+    failing = (
+        asyncio.create_task(
+            keep_counting_failing_customers(client, settings.failing_customers_interval_seconds, stop),
+            name="failing-customers",
+        )
+        if settings.metrics_address is not None
+        else None
+    )
     try:
         if stop is None:
             await worker.run()
@@ -81,21 +91,26 @@ async def run_worker(client: Client, settings: Settings, stop: asyncio.Event | N
         async with worker:
             await stop.wait()
     finally:
-        if retention is not None:
-            retention.cancel()
-            await asyncio.gather(retention, return_exceptions=True)
+        for task in (retention, failing):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
 
 
 async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
-    client = await connect(settings)
-    logging.getLogger("omnicart.worker").info("worker polling task queue %r", settings.task_queue)
+    configure_tracing("omnicart-worker")
+    client = await connect(settings, serve_metrics=True)
+    log = logging.getLogger("omnicart.worker")
+    if settings.metrics_address:
+        log.info("metrics at http://%s/metrics", settings.metrics_address)
+    log.info("worker polling task queue %r", settings.task_queue)
     await run_worker(client, settings)
 
 
 if __name__ == "__main__":
     try:
         asyncio.run(main())
-    except SchemaNotCurrent as exc:
+    except (SchemaNotCurrent, MetricsAddressInUse) as exc:
         raise SystemExit(f"worker.py: {exc}") from None

@@ -44,6 +44,7 @@ from omnicart.journey.templates import TemplateError
 from omnicart.journey.versions import JourneyVersions, UnknownVersion
 from omnicart.ledger import ClaimState, LedgerEntry, LedgerStatus, MessageLedger
 from omnicart.messages import SEND_START_TO_CLOSE, Outcome, SendRequest, SendResult
+from omnicart.observability import count_send, observe_send_latency
 from omnicart.rendering import render_message, request_context
 from omnicart.security.pseudonym import customer_ref
 from omnicart.security.redact import redact
@@ -90,15 +91,26 @@ class SendActivities:
         work = asyncio.create_task(self._send(request, stop))
         heartbeats = asyncio.create_task(_heartbeat_until(work))
         try:
-            return await asyncio.shield(work)
+            result = await asyncio.shield(work)
         except asyncio.CancelledError:
             stop.set()
             activity.logger.info("send %s: cancellation received", request.message_id)
             with contextlib.suppress(Exception):
                 await work
+            count_send(request.channel, "cancelled")
+            raise
+        except ApplicationError as exc:
+            count_send(request.channel, "retried" if exc.type == RETRYABLE_ERROR_TYPE else "error")
+            raise
+        except Exception:
+            count_send(request.channel, "error")
             raise
         finally:
             heartbeats.cancel()
+        count_send(request.channel, result.outcome)
+        if result.outcome == "sent":
+            observe_send_latency(request.channel)
+        return result
 
     def _alert_if_retrying(self, request: SendRequest) -> None:
         """A log line and a metric an operator can alert on: a send that keeps failing to go out."""

@@ -35,6 +35,7 @@ from rich.table import Table
 from rich.text import Text
 from temporalio.client import Client
 
+from omnicart.observability import MetricsAddressInUse, configure_tracing, metrics_runtime
 from omnicart.security.keys import DEV_KEY_FILE, configured_keys, new_key_spec
 from omnicart.settings import Settings, get_settings
 from omnicart.storage import display_url, get_engine, upgrade
@@ -218,7 +219,8 @@ class TemporalDevServer:
                 )
             with contextlib.suppress(Exception):
                 client = await connect(
-                    settings, target_host=self.address, namespace="default", api_key=None, tls=False
+                    settings, target_host=self.address, namespace="default", api_key=None, tls=False,
+                    serve_metrics=True,
                 )
                 if await client.service_client.check_health():
                     return client
@@ -296,6 +298,12 @@ async def _run(settings: Settings, dev: DevSettings, console: Console) -> None:
     check_port_free(settings.api_host, settings.api_port, "the ingest API", "use --port or OMNICART_API_PORT")
     check_port_free(LOOPBACK, dev.temporal_port, "Temporal", "set OMNICART_DEV_TEMPORAL_PORT")
     check_port_free(LOOPBACK, dev.ui_port, "the Temporal UI", "set OMNICART_DEV_UI_PORT")
+    configure_tracing("omnicart-dev")
+    if settings.metrics_address:
+        try:  # here, so that a busy port is a clear message rather than a connect that never succeeds
+            metrics_runtime(settings.metrics_address)
+        except MetricsAddressInUse as exc:
+            raise DevError(f"{exc}; set OMNICART_METRICS_ADDRESS to a free host:port") from None
 
     stop = asyncio.Event()
     _handle_signals(stop)
@@ -433,6 +441,13 @@ def _print_banner(console: Console, settings: Settings, temporal: TemporalDevSer
         table.add_row("Codec server", f"{temporal.codec_endpoint} (the UI decrypts payloads through it)")
     table.add_row("Outbox", str(settings.outbox()))
     table.add_row("Data", str(settings.data_dir))
+    table.add_row("API metrics", f"{api}/metrics")
+    table.add_row(
+        "Worker metrics",
+        f"http://{settings.metrics_address}/metrics"
+        if settings.metrics_address
+        else "off (set OMNICART_METRICS_ADDRESS, e.g. 127.0.0.1:9464)",
+    )
     console.print(Panel(table, title="omnicart dev is running", subtitle="Ctrl-C to stop", expand=False))
 
 

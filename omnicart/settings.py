@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     # Delete message recipients, provider errors and outbox lines older than this; keep them when unset.
     retention_days: float | None = Field(default=None, gt=0)
     retention_interval_seconds: float = 3600.0
+    # Observability (docs/OPERATIONS.md). Where the worker (and the API process) serve the Temporal
+    # SDK's Prometheus metrics, e.g. "0.0.0.0:9464"; off when unset. Traces use the OTEL_* variables.
+    metrics_address: str | None = None
+    # How often a worker counts customers whose workflow task keeps failing (omnicart_customers_failing).
+    failing_customers_interval_seconds: float = Field(default=60.0, gt=0)
 
     def database(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'omnicart.db'}"

@@ -17,6 +17,7 @@ from temporalio.contrib.pydantic import PydanticPayloadConverter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.envconfig import ClientConfig
 
+from omnicart.observability import client_options
 from omnicart.security.codec import EncryptionCodec
 from omnicart.security.codec_chain import CodecChain
 from omnicart.security.compression import CompressionCodec
@@ -53,17 +54,25 @@ def data_converter(settings: Settings) -> DataConverter:
     )
 
 
-def connect_config(settings: Settings | None = None, **overrides: Any) -> dict[str, Any]:
-    """The keyword arguments for ``Client.connect`` from the environment, plus our data converter."""
+def connect_config(
+    settings: Settings | None = None, *, serve_metrics: bool = False, **overrides: Any
+) -> dict[str, Any]:
+    """The keyword arguments for ``Client.connect`` from the environment, plus our data converter.
+
+    ``serve_metrics``: a long-running process (worker, API) serving the SDK's Prometheus metrics on
+    ``OMNICART_METRICS_ADDRESS``; tracing interceptors come whenever tracing is on (``omnicart.observability``).
+    """
+    settings = settings if settings is not None else get_settings()
     config: dict[str, Any] = dict(ClientConfig.load_client_connect_config())
     config.setdefault("target_host", "localhost:7233")
+    config.update(client_options(settings, serve_metrics=serve_metrics))
     config.update(overrides)
-    config["data_converter"] = data_converter(settings if settings is not None else get_settings())
+    config["data_converter"] = data_converter(settings)
     return config
 
 
-async def connect(settings: Settings | None = None, **overrides: Any) -> Client:
+async def connect(settings: Settings | None = None, *, serve_metrics: bool = False, **overrides: Any) -> Client:
     """A client for the Temporal the environment names (``localhost:7233`` when it names none)."""
-    config = connect_config(settings, **overrides)
+    config = connect_config(settings, serve_metrics=serve_metrics, **overrides)
     target = config.pop("target_host")
     return await Client.connect(target, **config)

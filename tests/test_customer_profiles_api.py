@@ -135,7 +135,7 @@ async def test_search_pages_through_the_api_and_bad_requests_are_422(tmp_path: P
     settings = make_settings(tmp_path)
     tag = uuid.uuid4().hex[:8]
     names = sorted(f"cus_{tag}_{index}" for index in range(3))
-    batch = [envelope(name, "page_viewed", "2026-11-20T10:00:00Z") for name in names]
+    batch = [envelope(name, "customer_updated", "2026-11-20T10:00:00Z") for name in names]
     async with serving(app_for(settings)) as http:
         assert (await http.post("/v1/events", json={"events": batch})).status_code == 202
         first = (await http.get("/v1/customers", params={"q": tag, "limit": 2})).json()

@@ -83,6 +83,7 @@ class Dev:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self.api_port, self.temporal_port, self.ui_port = free_port(), free_port(), free_port()
+        self.metrics_port = free_port()
         self.output = data_dir / "dev-output.txt"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -96,6 +97,7 @@ class Dev:
             "OMNICART_API_PORT": str(self.api_port),
             "OMNICART_DEV_TEMPORAL_PORT": str(self.temporal_port),
             "OMNICART_DEV_UI_PORT": str(self.ui_port),
+            "OMNICART_METRICS_ADDRESS": f"127.0.0.1:{self.metrics_port}",
             "OMNICART_TASK_QUEUE": f"dev-test-{uuid.uuid4()}",
             "COLUMNS": "200",
             "PYTHONUNBUFFERED": "1",
@@ -173,6 +175,9 @@ def test_dev_serves_the_api_and_ctrl_c_stops_everything_keeping_state_for_the_ne
     codec_endpoint = f"http://127.0.0.1:{dev.api_port}/codec"
     ui_uses_the_codec = processes_mentioning(f"--ui-codec-endpoint {codec_endpoint}")
     decoded = httpx.post(f"{codec_endpoint}/decode", json={"payloads": []}, timeout=10)
+    worker_metrics_url = f"http://127.0.0.1:{dev.metrics_port}/metrics"
+    worker_metrics = httpx.get(worker_metrics_url, timeout=10).text
+    api_metrics = httpx.get(f"http://127.0.0.1:{dev.api_port}/metrics", timeout=10).text
     key_file = dev.data_dir / "encryption-keys.txt"
     key = key_file.read_text()
     code = dev.interrupt()
@@ -184,7 +189,10 @@ def test_dev_serves_the_api_and_ctrl_c_stops_everything_keeping_state_for_the_ne
     assert decoded.status_code == 200 and decoded.json() == {"payloads": []}
     output = dev.text()
     assert code == 0, output
-    shown_urls = (f"http://127.0.0.1:{dev.api_port}/docs", f"http://127.0.0.1:{dev.ui_port}", codec_endpoint)
+    shown_urls = (f"http://127.0.0.1:{dev.api_port}/docs", f"http://127.0.0.1:{dev.ui_port}", codec_endpoint,
+                  f"http://127.0.0.1:{dev.api_port}/metrics", worker_metrics_url)
+    assert "temporal_request_total" in worker_metrics, "the worker's SDK metrics should be served"
+    assert "omnicart_events_accepted_total 1.0" in api_metrics
     for shown in (*shown_urls, "outbox.jsonl"):
         assert shown in output
     assert "Traceback" not in output

@@ -19,8 +19,9 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field, ValidationError
 from pydantic.json_schema import models_json_schema
 from pydantic_core import ErrorDetails
@@ -30,11 +31,12 @@ from omnicart import limits
 from omnicart.api import sendgrid_webhook, twilio_webhooks, unsubscribe
 from omnicart.api.customers import customers_router
 from omnicart.api.event_log import EventLog
-from omnicart.api.ingest import ForwardingFailed, Ingest, IngestResult, JourneySource
+from omnicart.api.ingest import ForwardingFailed, Ingest, IngestResult, JourneySource, TemporalUnavailable
 from omnicart.customers.profiles import CustomerProfiles
 from omnicart.events import Event, describe_error
 from omnicart.journey.registry import JourneyRegistry, PublishedJourneys
 from omnicart.ledger import MessageLedger
+from omnicart.observability import RequestSpans, configure_tracing, count_rejected
 from omnicart.privacy.api import forget_router
 from omnicart.security.codec_server import codec_app
 from omnicart.settings import Settings, get_settings
@@ -106,7 +108,7 @@ def create_app(
         # exits with that message instead of answering 500 to every event.
         await asyncio.to_thread(require_current, engine)
         if getattr(app.state, "ingest", None) is None:
-            temporal = await connect(settings, lazy=True)
+            temporal = await connect(settings, lazy=True, serve_metrics=True)
             prepare(temporal)
         yield
 
@@ -126,6 +128,7 @@ def create_app(
 
     _add_error_handlers(app)
     _add_routes(app, settings)
+    app.add_middleware(RequestSpans)
     app.include_router(sendgrid_webhook.router)
     app.include_router(unsubscribe.router)
     app.include_router(twilio_webhooks.router)
@@ -150,6 +153,7 @@ def _require_token(
         return
     given = credentials.credentials.encode() if credentials is not None else b""
     if not secrets.compare_digest(given, token.get_secret_value().encode()):
+        count_rejected(401, "token")
         raise HTTPException(
             status_code=401, detail="missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
         )
@@ -158,10 +162,13 @@ def _require_token(
 def _add_error_handlers(app: FastAPI) -> None:
     async def rejected(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, Rejected)
+        for reason in _reasons(exc.problems):
+            count_rejected(exc.status, reason)
         return JSONResponse(Problems(errors=exc.problems).model_dump(), status_code=exc.status)
 
     async def unavailable(_request: Request, exc: Exception) -> JSONResponse:
         # Every route that ingests (webhooks included) answers 503 the same way: producers retry.
+        count_rejected(503, "temporal_unavailable" if isinstance(exc, TemporalUnavailable) else "forwarding_failed")
         return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": RETRY_AFTER_SECONDS})
 
     app.add_exception_handler(Rejected, rejected)
@@ -231,6 +238,11 @@ def _add_routes(app: FastAPI, settings: Settings) -> None:
         if temporal is None or not await _serving(temporal):
             return JSONResponse({"detail": "Temporal is unreachable"}, status_code=503)
         return JSONResponse({"status": "ok"})
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        """The API's Prometheus metrics (events accepted, duplicates, rejected requests): docs/OPERATIONS.md."""
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
 async def _serving(temporal: Client) -> bool:
@@ -322,6 +334,16 @@ def _envelopes(data: Any, max_events: int) -> list[Any]:
     return items
 
 
+_FIELD_CLASSES = frozenset(Event.model_fields) | {"body", "events"}
+
+
+def _reasons(problems: list[Problem]) -> set[str]:
+    """A refusal's metric labels: the top-level field of each problem (``properties``, ``timestamp``,
+    ``body``...), ``other`` for a name the producer made up (labels must stay a small set)."""
+    tops = {problem.field.split(".")[0].split("[")[0] for problem in problems}
+    return {top if top in _FIELD_CLASSES else "other" for top in tops}
+
+
 def _problem(index: int, error: ErrorDetails) -> Problem:
     field, message = describe_error(error)
     return Problem(index=index, field=field, message=message)
@@ -346,4 +368,5 @@ def _document_event_schemas(app: FastAPI) -> None:
 
 def create_app_from_env() -> FastAPI:
     """The API configured from the environment: ``uvicorn --factory omnicart.api.app:create_app_from_env``."""
+    configure_tracing("omnicart-api")
     return create_app(get_settings())

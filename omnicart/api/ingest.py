@@ -27,6 +27,7 @@ from omnicart.api.event_log import EventLog
 from omnicart.customers.projection import ProfileProjection
 from omnicart.events import Event
 from omnicart.journey.model import JourneyBundle
+from omnicart.observability import count_ingested
 from omnicart.routing import deliver
 from omnicart.settings import Settings
 
@@ -116,6 +117,7 @@ class Ingest:
             distinct.setdefault(event.id, event)
         in_batch_repeats = len(events) - len(distinct)
         if not distinct:
+            count_ingested(0, in_batch_repeats)
             return IngestResult(accepted=0, duplicates=in_batch_repeats)
 
         async with self._customer_locks({event.customer_id for event in distinct.values()}):
@@ -152,10 +154,12 @@ class Ingest:
             if unavailable:
                 raise TemporalUnavailable(pending) from errors[0]
             raise ForwardingFailed(pending) from errors[0]
-        return IngestResult(
+        result = IngestResult(
             accepted=len(recorded.to_forward),
             duplicates=in_batch_repeats + len(recorded.duplicates),
         )
+        count_ingested(result.accepted, result.duplicates)
+        return result
 
     async def _forward(self, events: list[Event]) -> tuple[list[str], Exception | None]:
         """Hand one customer's events to its workflow, in order; say which got there before any failure."""

@@ -36,6 +36,7 @@ from omnicart.channels.base import (
     RetryableChannelError,
     parse_retry_after,
 )
+from omnicart.observability import provider_span
 from omnicart.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -101,13 +102,19 @@ class FcmPushSender:
         if not tokens:
             raise PermanentChannelError(f"push message {message.message_id} has no device token", invalid_address=True)
         notification = self.notification_of(message)
+        with provider_span(self.provider, "send", message.message_id, message.channel):
+            outcomes = await self._push_to(notification, tokens)
+        return self._fold(message, outcomes)
+
+    async def _push_to(self, notification: dict[str, Any], tokens: list[str]) -> list[_Outcome]:
+        """Every token's outcome, retrying once with a fresh access token the ones FCM did not authenticate."""
         async with httpx.AsyncClient(timeout=self._timeout) as client:
             outcomes = await self._push_all(client, notification, tokens, force_refresh=False)
             stale = [o.token for o in outcomes if o.kind == "unauthenticated"]
             if stale:  # our access token was revoked or expired early: one fresh token, one more try
                 retried = {o.token: o for o in await self._push_all(client, notification, stale, True)}
                 outcomes = [retried.get(o.token, o) if o.kind == "unauthenticated" else o for o in outcomes]
-        return self._fold(message, outcomes)
+        return outcomes
 
     def notification_of(self, message: RenderedMessage) -> dict[str, Any]:
         """The FCM ``message`` object minus the token: what every device of the customer gets."""

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from omnicart.channels.base import Delivery, RenderedMessage, mask_address
+from omnicart.observability import provider_span
 from omnicart.security.pseudonym import customer_ref
 
 _CONTENT_FIELDS = ("subject", "preheader", "html", "text", "body", "title", "url", "image_url")
@@ -38,7 +39,8 @@ class OutboxSender:
 
     async def send(self, message: RenderedMessage) -> Delivery:
         line = self._line(message)
-        await asyncio.to_thread(self._append, line)
+        with provider_span(self.provider, "send", message.message_id, message.channel):
+            await asyncio.to_thread(self._append, line)
         addresses = ", ".join(mask_address(address) for address in message.to)
         self._console.write(
             f"outbox: {message.channel} {message.template_name!r} to customer {customer_ref(message.customer_id)}"
@@ -49,7 +51,8 @@ class OutboxSender:
 
     async def lookup(self, message: RenderedMessage) -> Delivery | None:
         """Whether a line for this message id is already in the outbox."""
-        found = await asyncio.to_thread(self._contains, message.message_id)
+        with provider_span(self.provider, "lookup", message.message_id, message.channel):
+            found = await asyncio.to_thread(self._contains, message.message_id)
         return Delivery(provider=self.provider, provider_message_id=message.message_id) if found else None
 
     def _line(self, message: RenderedMessage) -> str:

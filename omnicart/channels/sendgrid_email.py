@@ -57,6 +57,7 @@ from omnicart.channels.base import (
     mask_address,
     parse_retry_after,
 )
+from omnicart.observability import provider_span
 from omnicart.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,8 @@ class SendGridEmailSender:
             )
         body = self.request_body(message)
         try:
-            response = await asyncio.to_thread(self._post, body)
+            with provider_span(self.provider, "send", message.message_id, message.channel):
+                response = await asyncio.to_thread(self._post, body)
         except HTTPError as exc:
             raise _classify(exc, message.to[0]) from None
         except URLError as exc:

@@ -39,6 +39,7 @@ from omnicart.channels.base import (
     parse_retry_after,
 )
 from omnicart.channels.sms_segments import count_segments, with_opt_out
+from omnicart.observability import provider_span
 from omnicart.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -137,7 +138,8 @@ class TwilioSmsSender:
             fields["messaging_service_sid"] = self._settings.twilio_messaging_service_sid
         else:
             fields["from_"] = self._settings.twilio_from_number
-        created = await asyncio.to_thread(self._call, lambda: self._client.messages.create(**fields))
+        with provider_span(self.provider, "send", message.message_id, message.channel):
+            created = await asyncio.to_thread(self._call, lambda: self._client.messages.create(**fields))
         log.info(
             "twilio accepted message %s for customer %s as %s (%d %s segments)",
             message.message_id,
@@ -165,7 +167,8 @@ class TwilioSmsSender:
         if not self._settings.twilio_messaging_service_sid:
             filters["from_"] = self._settings.twilio_from_number
         try:
-            listed = await asyncio.to_thread(self._call, lambda: self._client.messages.list(**filters))
+            with provider_span(self.provider, "lookup", message.message_id, message.channel):
+                listed = await asyncio.to_thread(self._call, lambda: self._client.messages.list(**filters))
         except PermanentChannelError as exc:  # e.g. credentials refused: we cannot tell, so "not now"
             raise RetryableChannelError(f"cannot ask Twilio about message {message.message_id}: {exc}") from None
         for candidate in listed:
