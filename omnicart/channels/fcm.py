@@ -37,6 +37,7 @@ from omnicart.channels.base import (
     parse_retry_after,
 )
 from omnicart.observability import provider_span
+from omnicart.security.pseudonym import customer_ref
 from omnicart.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -185,9 +186,10 @@ class FcmPushSender:
             )
         )
         if accepted:
-            log.info("fcm push %s for customer %s: %s", message.message_id, message.customer_id, counts)
+            log.info("fcm push %s for customer %s: %s", message.message_id, customer_ref(message.customer_id), counts)
             return Delivery(provider=self.provider, provider_message_id=accepted[0].name, dead_push_tokens=dead)
-        log.warning("fcm push %s for customer %s not delivered: %s", message.message_id, message.customer_id, counts)
+        log.warning("fcm push %s for customer %s not delivered: %s",
+                    message.message_id, customer_ref(message.customer_id), counts)
         if rejected:
             raise PermanentChannelError(f"FCM rejected push {message.message_id}: {rejected[0].detail}")
         if transient:

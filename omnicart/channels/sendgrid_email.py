@@ -58,6 +58,7 @@ from omnicart.channels.base import (
     parse_retry_after,
 )
 from omnicart.observability import provider_span
+from omnicart.security.pseudonym import customer_ref
 from omnicart.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ class SendGridEmailSender:
         log.info(
             "sendgrid accepted message %s for customer %s (status %s)",
             message.message_id,
-            message.customer_id,
+            customer_ref(message.customer_id),
             response.status_code,
         )
         return Delivery(provider=self.provider, provider_message_id=provider_id)

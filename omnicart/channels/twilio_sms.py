@@ -40,6 +40,7 @@ from omnicart.channels.base import (
 )
 from omnicart.channels.sms_segments import count_segments, with_opt_out
 from omnicart.observability import provider_span
+from omnicart.security.pseudonym import customer_ref
 from omnicart.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -143,7 +144,7 @@ class TwilioSmsSender:
         log.info(
             "twilio accepted message %s for customer %s as %s (%d %s segments)",
             message.message_id,
-            message.customer_id,
+            customer_ref(message.customer_id),
             created.sid,
             segments.segments,
             segments.encoding,
