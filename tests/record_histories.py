@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -25,8 +26,12 @@ from temporalio.testing import WorkflowEnvironment
 
 from omnicart.events import Event
 from omnicart.journey.model import JourneyBundle
+from omnicart.journey.registry import JourneyRegistry
 from omnicart.messages import SendRequest, SendResult
-from omnicart.routing import customer_workflow_id
+from omnicart.quarantine import QuarantineLog
+from omnicart.routing import customer_workflow_id, signal_customer
+from omnicart.signals import IncomingEvent
+from omnicart.storage import get_engine, upgrade
 from tests.support.bundles import browse, flagship
 from tests.support.runtime import RecordingChannel, customer_worker, send_event
 from tests.support.timelines import DAY, HOUR, aligned_start, browse_timelines, cart, flagship_timelines, order, profile
@@ -134,6 +139,22 @@ async def _record_edge_cases(env: WorkflowEnvironment, task_queue: str, channel:
     await _save(env.client, "abandoned_cart", "continued_as_new_with_send_in_flight", customer, first_run.run_id)
 
 
+async def _record_by_reference(env: WorkflowEnvironment, task_queue: str) -> None:
+    """The path production takes: events name the journey by version, the workflow fetches it once
+    (a local activity), and sends name their template instead of carrying it."""
+    version = flagship().version
+    start = aligned_start(await env.get_current_time())
+    customer = "cus_journeys_by_reference"
+    events = [_event(customer, 0, "customer_updated", start - DAY, profile()),
+              _event(customer, 1, "checkout_started", start, cart()),
+              _event(customer, 2, "checkout_started", start, cart("cart_2"))]
+    await signal_customer(env.client, task_queue, customer,
+                          [IncomingEvent(event=e, journeys=[version] if e.type == "checkout_started" else [])
+                           for e in events])
+    await env.sleep(start + 4 * DAY - await env.get_current_time())
+    await _save(env.client, "abandoned_cart", "journeys_by_reference", customer)
+
+
 async def _until_held(channel: ScriptedChannel, requests: int) -> None:
     while len(channel.requests) < requests:
         await asyncio.sleep(0.05)
@@ -162,8 +183,14 @@ async def main() -> None:
                         await env.sleep(start + 8 * DAY - await env.get_current_time())
                         await _save(env.client, journey, timeline.name, customer_id)
         scripted = ScriptedChannel()
-        async with customer_worker(env.client, [scripted.send_message]) as task_queue:
-            await _record_edge_cases(env, task_queue, scripted)
+        with tempfile.TemporaryDirectory() as scratch:
+            url = f"sqlite:///{Path(scratch) / 'registry.db'}"
+            upgrade(url)
+            JourneyRegistry(get_engine(url)).publish([flagship()], "recorder")
+            registry = QuarantineLog(get_engine(url))  # the worker's database: its registry and quarantine list
+            async with customer_worker(env.client, [scripted.send_message], quarantine=registry) as task_queue:
+                await _record_by_reference(env, task_queue)  # first: time skips freely before the held sends
+                await _record_edge_cases(env, task_queue, scripted)
     finally:
         await env.shutdown()
 

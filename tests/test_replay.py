@@ -7,6 +7,7 @@ type, and this test fails CI until it does.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,15 @@ def test_saved_histories_cover_fallback_cancellation_quarantine_and_continue_as_
     assert in_flight[-1] == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
     assert EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED in in_flight
     assert EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED not in in_flight
+
+
+def test_the_saved_history_of_journeys_by_reference_fetches_each_version_once_and_sends_name_templates() -> None:
+    """What production runs: events name the journey by version, the workflow fetches it once with a
+    local activity (a marker in history), and sends carry the template's name, not the template."""
+    path = Path(__file__).parent / "histories" / "abandoned_cart-journeys_by_reference.json"
+    history = WorkflowHistory.from_json("by_reference", path.read_text())
+    markers = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED]
+    assert len(markers) == 1  # two checkouts, one fetch
+    sends = [json.loads(e.activity_task_scheduled_event_attributes.input.payloads[0].data)
+             for e in history.events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED]
+    assert sends and all(send["template"] is None and "trigger" not in send["context"] for send in sends)
