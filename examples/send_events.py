@@ -1,12 +1,13 @@
-"""Post the sample events to a running ``omnicart dev``, as if the checkouts happened a day ago.
+"""Post the sample events to a running ``omnicart dev``, as if the checkouts happened this morning.
 
     python examples/send_events.py                 # the API at OMNICART_API_HOST:OMNICART_API_PORT
-    python examples/send_events.py --ago 23h59m    # how long ago the first checkout happened
+    python examples/send_events.py --ago 23h59m    # how long ago the last checkout happened
 
-Timestamps are shifted so the first checkout lies ``--ago`` in the past: the flagship's first
-reminder (1 hour after the checkout) is long overdue and skipped as too late (``late_after``), and
-its 24-hour touch goes out about a minute later (or is held for quiet hours), so the journal shows
-the whole cross-channel picture while you watch.
+Timestamps are shifted so the last checkout lies ``--ago`` (59 minutes) in the past: the flagship's
+first reminder (1 hour after each checkout) is due at once for the earlier customers and a minute
+later for the last one, so the outbox fills while you watch. With ``--ago 23h59m`` the reminders are
+too late instead (skipped, ``late_after``) and the 24-hour touch comes a minute later (or is held
+for quiet hours): the journal shows both.
 """
 
 from __future__ import annotations
@@ -30,16 +31,16 @@ def main() -> None:
     settings = Settings()  # the same OMNICART_API_HOST / OMNICART_API_PORT the API listens on
     default_api = os.environ.get("OMNICART_API_URL", f"http://{settings.api_host}:{settings.api_port}")
     parser.add_argument("--api", default=default_api, help=f"the ingest API (default {default_api})")
-    parser.add_argument("--ago", default="23h59m", help="age of the first checkout (default 23h59m)")
+    parser.add_argument("--ago", default="59m", help="age of the last checkout (default 59m)")
     parser.add_argument("--events", type=Path, default=HERE / "events.jsonl")
     parser.add_argument("--only", help="send only this customer's events")
     args = parser.parse_args()
 
     events = [json.loads(line) for line in args.events.read_text().splitlines() if line.strip()]
-    first_checkout = min(
+    last_checkout = max(
         datetime.fromisoformat(e["timestamp"]) for e in events if e["type"] == "checkout_started"
     )
-    shift = datetime.now(UTC) - parse_duration(args.ago) - first_checkout
+    shift = datetime.now(UTC) - parse_duration(args.ago) - last_checkout
     run = datetime.now(UTC).strftime("%H%M%S")
     shifted = []
     for event in events:
