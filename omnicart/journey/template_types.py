@@ -24,13 +24,12 @@ from omnicart.journey import shapes
 from omnicart.journey.model import Template
 from omnicart.journey.shapes import ANY, Shape
 from omnicart.journey.templates import (
-    FIELDS,
-    HTML_FIELDS,
     TemplateError,
     line_column,
     parse_source,
     render_field,
     sample_context,
+    template_sources,
 )
 from omnicart.plan import TrackingPlan
 
@@ -39,12 +38,9 @@ def check_template_types(template: Template, trigger: str, plan: TrackingPlan) -
     """Every name that cannot exist, and every optional field read without a guard."""
     roots = shapes.template_roots(plan, trigger)
     errors: list[TemplateError] = []
-    for field in FIELDS[template.channel]:
-        source = getattr(template, field)
-        if source is None:
-            continue
+    for field, source, html in template_sources(template):
         try:
-            parsed = parse_source(source, field in HTML_FIELDS)
+            parsed = parse_source(source, html)
         except LiquidError:
             continue  # a syntax error: check_template reports it
         found = list(_unknown_paths(field, source, parsed, roots, plan))

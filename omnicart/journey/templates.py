@@ -112,6 +112,14 @@ _HTML_ENV = _environment(autoescape=True)
 _TEXT_ENV = _environment(autoescape=False)
 
 
+def template_sources(template: Template) -> Iterator[tuple[str, str, bool]]:
+    """Each part a template has, in its channel's order: (field, Liquid source, whether it is HTML)."""
+    for field in _FIELDS[template.channel]:
+        source = getattr(template, field)
+        if source is not None:
+            yield field, source, field in _HTML_FIELDS
+
+
 @lru_cache(maxsize=1024)
 def _parse(source: str, html: bool) -> BoundTemplate:
     """Parse once per distinct source: a journey renders the same few templates for every customer."""
@@ -210,12 +218,9 @@ def check_template(template: Template, trigger_events: Sequence[str] | None = No
     """
     errors: list[TemplateError] = []
     fields: list[tuple[str, str]] = []
-    for field in _FIELDS[template.channel]:
-        source = getattr(template, field)
-        if source is None:
-            continue
+    for field, source, html in template_sources(template):
         try:
-            parsed = _parse(source, field in _HTML_FIELDS)
+            parsed = _parse(source, html)
         except LiquidError as exc:
             errors.append(_template_error(field, source, exc, {}))
             continue
@@ -453,11 +458,9 @@ def template_paths(template: Template) -> list[tuple[Any, ...]]:
     if cached is not None and cached[0] is template:
         return cached[1]
     paths: list[tuple[Any, ...]] = []
-    for field in _FIELDS[template.channel]:
-        source = getattr(template, field)
-        if source is not None:
-            for uses in _parse(source, field in _HTML_FIELDS).analyze().globals.values():
-                paths.extend(tuple(use.segments) for use in uses)
+    for _field, source, html in template_sources(template):
+        for uses in _parse(source, html).analyze().globals.values():
+            paths.extend(tuple(use.segments) for use in uses)
     paths = list(dict.fromkeys(paths))  # each path once, however often the template prints it
     _PATHS[id(template)] = (template, paths)
     return paths
@@ -467,8 +470,6 @@ _PATHS: dict[int, tuple[Template, list[tuple[Any, ...]]]] = {}
 
 
 # For the type checks of ``omnicart.journey.template_types``, which render and parse the same way.
-FIELDS = _FIELDS
-HTML_FIELDS = _HTML_FIELDS
 line_column = _line_column
 parse_source = _parse
 render_field = _render_field
