@@ -13,6 +13,7 @@ it is about instead of a ``message_id`` (which only a run of the journey can kno
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import heapq
 import json
@@ -114,6 +115,8 @@ def _shards(
     return [numbered[index::count] for index in range(count)]
 
 
+_ACTION_FIELDS = tuple(item.name for item in dataclasses.fields(Action))
+
 _JOB: tuple[JourneyBundle, list[list[tuple[int, str, list[Event]]]], _Options] | None = None
 
 
@@ -122,8 +125,7 @@ def _run_job(index: int) -> list[tuple[float, int, int, tuple[Any, ...]]]:
     assert _JOB is not None
     bundle, shards, options = _JOB
     return [
-        (at, order, seq, (a.at, a.customer_id, a.journey, a.action, a.step, a.channel, a.template, a.reason,
-                          a.value, a.message_id, a.until))
+        (at, order, seq, tuple(getattr(a, name) for name in _ACTION_FIELDS))
         for at, order, seq, a in _run_shard(bundle, shards[index], options)
     ]
 

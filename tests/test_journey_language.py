@@ -247,7 +247,7 @@ def test_a_valid_journey_has_no_problems(workdir: Path) -> None:
               - wait: 1h
                 exit: done
             """,
-            ["j.yaml:4:5: a step needs exactly one of wait, send, wait_for, branch, exit (found: wait, exit)"],
+            ["j.yaml:4:5: a step needs exactly one of wait, send, wait_for, branch, split, exit (found: wait, exit)"],
             id="two-kinds-in-one-step",
         ),
         pytest.param(

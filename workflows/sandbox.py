@@ -18,6 +18,7 @@ PASSTHROUGH = (
     "omnicart.journey.model",
     "omnicart.limits",
     "omnicart.messages",
+    "omnicart.analytics.rows",
     "omnicart.signals",
     "cel",
     "pydantic",

@@ -15,7 +15,8 @@ from typing import Any, Literal
 from omnicart.events import Event
 from omnicart.journey.model import JourneyBundle
 
-ActionKind = Literal["enter", "send", "skip", "hold", "exit", "convert", "quarantine"]
+ActionKind = Literal["enter", "step", "send", "skip", "hold", "exit", "convert", "quarantine"]
+"""``step`` marks a run reaching a step (analytics counts who waits where); the journal leaves it out."""
 WakeAction = Literal["next", "timeout", "retry"]
 QuarantineKind = Literal["event", "timer", "send_result"]
 
@@ -61,6 +62,15 @@ class Action:
     value: float | None = None
     message_id: str | None = None
     until: datetime | None = None  # a hold: when the message will go out
+    # What analytics keys a row by; the journal line shows only variant and currency.
+    currency: str | None = None
+    variant: str | None = None
+    experiment: str | None = None
+    holdout: Literal["journey", "global"] | None = None
+    version: str | None = None
+    run_id: str | None = None
+    category: Literal["marketing", "transactional"] = "marketing"
+    seq: int = 0  # the customer's action counter: with run_id, the action's id
 
     def as_json(self) -> dict[str, Any]:
         """The journal's line: at, customer_id, journey, action, then only the fields that apply.
@@ -74,7 +84,7 @@ class Action:
             "journey": self.journey,
             "action": self.action,
         }
-        for name in ("step", "channel", "template", "reason", "value", "message_id"):
+        for name in ("step", "channel", "template", "reason", "value", "currency", "message_id", "variant"):
             value = getattr(self, name)
             if value is not None:
                 line[name] = value

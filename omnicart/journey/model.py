@@ -36,6 +36,12 @@ Expression = Annotated[
     ),
 ]
 StepId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", description="A step's id: lower_snake_case.")]
+Percent = Annotated[
+    str,
+    Field(pattern=r"^(100|[0-9]{1,2})(\.[0-9]+)?%$", description="A share of customers such as 10% or 2.5%."),
+]
+VariantName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", description="A variant's name: lower_snake_case.")]
+Category = Literal["marketing", "transactional"]
 EventType = Annotated[str, Field(pattern=r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$", description="An event type.")]
 
 
@@ -77,6 +83,21 @@ class Goal(_Strict):
     if_: Expression | None = Field(default=None, alias="if")
     within: Duration = Field(description="How long after the trigger a goal event still counts.")
     value: Expression | None = Field(default=None, description="The conversion's value, e.g. event.properties.total")
+    currency: Expression | None = Field(
+        default=None,
+        description="The value's ISO 4217 currency; defaults to event.properties.currency. Revenue is never "
+        "summed across currencies.",
+    )
+    after: StepId | None = Field(
+        default=None,
+        description="Count only conversions after the run reached this step; the window starts there "
+        "(e.g. a win-back's offer, not its 60-day wait).",
+    )
+    attribution: Literal["last_touch", "trigger"] = Field(
+        default="last_touch",
+        description="last_touch: credit the last message the run sent before the conversion; trigger: "
+        "credit the journey's entry.",
+    )
 
 
 class QuietHours(_Strict):
@@ -116,10 +137,39 @@ class SendSpec(_Strict):
     fallback: list[Fallback] = Field(default_factory=list)
     skip_if: Expression | None = None
     skip_reason: str | None = Field(default=None, description="Defaults to 'skip_if'.")
+    when_capped: Literal["skip", "hold"] | None = Field(
+        default=None, description="What a frequency cap does to this message; defaults to the cap's own choice."
+    )
     late_after: Duration | None = Field(
         default=None,
         description="Skip (reason 'too_late') instead of sending when the message is due this much later "
         "than planned, e.g. after importing old events or an outage. Unset: never too late.",
+    )
+
+
+class SplitVariant(_Strict):
+    """One arm of an experiment: its share of customers and where its branch of steps begins."""
+
+    weight: float = Field(gt=0, description="Relative weight, e.g. 50 (weights need not sum to 100).")
+    goto: StepId | None = Field(default=None, description="Defaults to the next step.")
+
+
+class SplitSpec(_Strict):
+    """An A/B(/n) experiment: each customer is assigned one variant, for good, at first exposure."""
+
+    experiment: str | None = Field(
+        default=None,
+        pattern=r"^[a-z][a-z0-9_]*$",
+        description="The experiment's name (defaults to <journey>_<step>); assignment hashes it with the customer.",
+    )
+    variants: dict[VariantName, SplitVariant] = Field(min_length=2)
+    minimum_detectable_effect: Percent = Field(
+        default="2%",
+        description="The smallest absolute change in conversion rate worth detecting, set before the test "
+        "starts: it fixes the sample each arm needs before the report gives a verdict.",
+    )
+    baseline_conversion: Percent = Field(
+        default="5%", description="The conversion rate expected without the change, for the sample size."
     )
 
 
@@ -150,12 +200,12 @@ class BranchCase(_Strict):
         return self
 
 
-StepKind = Literal["wait", "send", "wait_for", "branch", "exit"]
-STEP_KINDS: tuple[StepKind, ...] = ("wait", "send", "wait_for", "branch", "exit")
+StepKind = Literal["wait", "send", "wait_for", "branch", "split", "exit"]
+STEP_KINDS: tuple[StepKind, ...] = ("wait", "send", "wait_for", "branch", "split", "exit")
 
 
 class Step(_Strict):
-    """One step; exactly one of wait, send, wait_for, branch or exit."""
+    """One step; exactly one of wait, send, wait_for, branch, split or exit."""
 
     id: StepId | None = None
     note: str | None = Field(default=None, description="Free text for the people who read the journey.")
@@ -163,6 +213,7 @@ class Step(_Strict):
     send: SendSpec | None = None
     wait_for: WaitForSpec | None = None
     branch: list[BranchCase] | None = Field(default=None, min_length=1)
+    split: SplitSpec | None = None
     exit: str | None = Field(default=None, description="End the run here, with this reason.")
     goto: StepId | None = Field(default=None, description="Where to go after this step (default: the next one).")
 
@@ -172,7 +223,7 @@ class Step(_Strict):
         if len(kinds) != 1:
             found = ", ".join(kinds) if kinds else "none"
             raise ValueError(f"a step needs exactly one of {', '.join(STEP_KINDS)} (found: {found})")
-        if self.goto is not None and kinds[0] in ("branch", "exit", "wait_for"):
+        if self.goto is not None and kinds[0] in ("branch", "split", "exit", "wait_for"):
             raise ValueError(f"'goto' does not apply to a {kinds[0]} step: it chooses its own next step")
         return self
 
@@ -187,6 +238,18 @@ class Journey(_Strict):
     name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
     description: str | None = None
     enabled: bool = True
+    category: Category = Field(
+        default="marketing",
+        description="marketing: frequency caps, policy quiet hours and the global holdout apply; "
+        "transactional (a message the customer asked for): they do not.",
+    )
+    priority: int = Field(
+        default=0, description="When two journeys want to speak at once, the higher priority speaks first."
+    )
+    holdout: Percent | None = Field(
+        default=None,
+        description="This share of customers enters and is counted but receives nothing, to measure lift.",
+    )
     trigger: Trigger
     exit_when: list[ExitWhen] = Field(default_factory=list)
     goal: Goal | None = None
@@ -242,18 +305,49 @@ class PushTemplate(_Strict):
 Template = Annotated[EmailTemplate | SmsTemplate | PushTemplate, Field(discriminator="channel")]
 
 
+class FrequencyCap(_Strict):
+    """At most ``at_most`` marketing messages per ``per``, on one channel or on any."""
+
+    channel: Channel | Literal["any"] = "any"
+    at_most: int = Field(ge=1)
+    per: Duration
+    when_capped: Literal["skip", "hold"] = Field(
+        default="skip", description="skip (reason frequency_capped), or hold until the cap allows."
+    )
+    max_hold: Duration = Field(default="1d", description="A held message waits at most this long, then is skipped.")
+
+
+class Policies(_Strict):
+    """Rules across every journey (``journeys/policies.yaml``), versioned with the journeys."""
+
+    frequency_caps: list[FrequencyCap] = Field(default_factory=list)
+    global_holdout: Percent | None = Field(
+        default=None, description="This share of customers receives no marketing message from any journey."
+    )
+    quiet_hours: dict[Channel, QuietHours] = Field(
+        default_factory=dict, description="For marketing messages of journeys that set none for the channel."
+    )
+
+
 class JourneyBundle(_Strict):
     """A validated journey with the templates it uses: what a run snapshots when it starts."""
 
     journey: Journey
     templates: dict[str, Template]
+    policies: Policies = Field(default_factory=Policies)
     version: str = ""
 
     @model_validator(mode="after")
     def _fingerprint(self) -> JourneyBundle:
         if not self.version:
             body = json.dumps(
-                self.model_dump(mode="json", by_alias=True, exclude={"version"}), sort_keys=True
+                self.model_dump(mode="json", by_alias=True, exclude={"version"}, exclude_defaults=True),
+                sort_keys=True,
             ).encode()
             object.__setattr__(self, "version", hashlib.sha256(body).hexdigest()[:16])
         return self
+
+
+def percent(value: str) -> float:
+    """A ``Percent`` such as ``"10%"`` as the fraction 0.1."""
+    return float(value.rstrip("%")) / 100
