@@ -21,6 +21,9 @@ REPLAY_QUARANTINE_UPDATE = "replay_quarantine"
 QUARANTINE_QUERY = "quarantine"
 RECORD_QUARANTINE_ACTIVITY = "record_quarantine"
 LOAD_JOURNEYS_ACTIVITY = "load_journeys"
+RECORD_ANALYTICS_ACTIVITY = "record_analytics"
+ANALYTICS_PATCH = "record-analytics"
+"""Runs started before analytics existed replay without recording (``workflow.patched``)."""
 
 STATE_BYTES_BUDGET = 512 * 1024
 """How large a customer's state may be when it is carried to the next run (continue-as-new).
@@ -57,6 +60,13 @@ class CustomerWorkflowInput(BaseModel):
     pending: list[IncomingEvent] = Field(default_factory=list, description="Events received but not yet handled.")
     max_history_events: int = 2000
     send_timeout_seconds: float = Field(default=60.0, gt=0, description="Start-to-close of one send attempt.")
+    record_analytics: bool = Field(default=True, description="Store every journey action for the reports.")
+    record_within_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="How long journey actions may wait to ride along with a send before they are stored on "
+        "their own: the report's freshness against one activity per action batch.",
+    )
     registered_versions: list[str] = Field(
         default_factory=list,
         description="Journey versions known to be in the registry: their sends name the template instead of "

@@ -68,7 +68,7 @@ async def test_an_order_that_arrives_before_its_checkout_ends_the_run_at_once(
         await _play(time_env, task_queue, timeline, "cus_late", [flagship()], arrival=[0, 2, 1])
         await time_env.sleep(4 * DAY)
         lines = await journal(time_env.client, "cus_late")
-    assert [describe(line) for line in lines] == ["enter", "convert 79.5", "exit order_placed"]
+    assert [describe(line) for line in lines] == ["enter", "convert 79.5 USD", "exit order_placed"]
     assert channel.requests == []
 
 

@@ -175,7 +175,7 @@ async def test_an_exit_stops_a_send_that_has_not_reached_the_provider(
         activity_log.setLevel(level)
         blocker.close()
 
-    assert lines[-2:] == ["convert 79.5", "exit order_placed"]
+    assert lines[-2:] == ["convert 79.5 USD", "exit order_placed"]
     assert read_outbox(tmp_path / "outbox.jsonl") == []
     [entry] = ledger.with_status(LedgerStatus.DEFERRED)
     assert entry.customer_id == customer_id and entry.error == "cancelled before the provider call"

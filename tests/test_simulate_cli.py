@@ -33,9 +33,10 @@ def test_the_sample_timeline_previews_every_customer_in_time_order() -> None:
     for line in lines:
         words = [line["action"], *(str(line[k]) for k in ("channel", "template", "reason", "value") if k in line)]
         by_customer.setdefault(line["customer_id"], []).append(" ".join(words))
-    # Ada buys the shirt in the London store after her SMS: a conversion, and nothing more is sent.
+    # Ada buys the shirt in the London store after her SMS: a conversion credited to the SMS (the last
+    # message she received), and nothing more is sent.
     assert by_customer["cus_ada"] == [
-        "enter", "send email cart_reminder_1", "send sms cart_reminder_sms", "convert 49.5", "exit order_placed",
+        "enter", "send email cart_reminder_1", "send sms cart_reminder_sms", "convert sms 49.5", "exit order_placed",
     ]
     # Grace never gave SMS consent: her second touch is the second email.
     assert by_customer["cus_grace"][2:4] == ["skip sms cart_reminder_sms no_sms_consent", "send email cart_reminder_2"]

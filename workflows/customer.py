@@ -22,16 +22,20 @@ from typing import Any
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, CancelledError
 
+from omnicart.analytics import rows
+from omnicart.analytics.rows import JourneyActionRow
 from omnicart.engine import interpreter
-from omnicart.engine.state import CustomerState
+from omnicart.engine.state import Action, CustomerState
 from omnicart.journey.model import JourneyBundle
 from omnicart.messages import SEND_HEARTBEAT_TIMEOUT, SEND_RETRY_POLICY, SendRequest, SendResult
 from omnicart.signals import (
+    ANALYTICS_PATCH,
     CUSTOMER_WORKFLOW,
     EVENT_SIGNAL,
     FORGET_SIGNAL,
     LOAD_JOURNEYS_ACTIVITY,
     QUARANTINE_QUERY,
+    RECORD_ANALYTICS_ACTIVITY,
     RECORD_QUARANTINE_ACTIVITY,
     REPLAY_QUARANTINE_UPDATE,
     STATE_BYTES_BUDGET,
@@ -59,6 +63,13 @@ class CustomerWorkflow:
         # template instead of carrying it): events bring versions, the registry their content.
         self._journeys: dict[str, JourneyBundle] = dict(self._state.bundles)
         self._registered: set[str] = set(input.registered_versions)
+        # Analytics: journey actions wait in ``state.unrecorded`` until an activity stores them. A send
+        # carries them for free; only when none is due soon does ``record_analytics`` run on its own.
+        self._analytics = False  # decided in run(): histories from before analytics replay without it
+        self._record_within = timedelta(seconds=input.record_within_seconds)
+        self._carried: dict[str, set[int]] = {}  # in flight, by the send or flush carrying them: their seqs
+        self._unrecorded_since: Any = None
+        self._flushing: asyncio.Task[None] | None = None
 
     @workflow.signal(name=EVENT_SIGNAL)
     def event(self, batch: list[IncomingEvent]) -> None:
@@ -103,6 +114,9 @@ class CustomerWorkflow:
     @workflow.run
     async def run(self, input: CustomerWorkflowInput) -> None:
         state = self._state
+        self._analytics = input.record_analytics and workflow.patched(ANALYTICS_PATCH)
+        if state.unrecorded:
+            self._unrecorded_since = workflow.now()
         # Sends still in flight when the previous run continued-as-new: the same message ids go out
         # again, and the ledger turns any that had already reached the customer into already_sent.
         self._start_sends(interpreter.sends_in_flight(state))
@@ -118,6 +132,7 @@ class CustomerWorkflow:
                     continue  # quarantined: a version the registry does not have
                 self._carry_out(interpreter.handle_event(state, incoming.event, journeys, workflow.now(), safe=True))
             self._record_quarantine()
+            self._record_analytics()
             if self._should_continue_as_new(input):
                 self._fit_state(state)
                 workflow.continue_as_new(
@@ -145,7 +160,8 @@ class CustomerWorkflow:
                 or self._forgotten
                 or interpreter.next_wakeup(self._state) != deadline
                 or self._should_continue_as_new(input)
-                or self._unrecorded(),
+                or self._unrecorded()
+                or self._analytics_due(),
                 timeout=timeout,
             )
 
@@ -156,6 +172,8 @@ class CustomerWorkflow:
         """
         if not workflow.all_handlers_finished() or self._recording is not None or self._unrecorded():
             return False
+        if RECORD_ANALYTICS_ACTIVITY in self._carried:
+            return False  # let the flush finish: starting it again in the next run would cost another
         if self._state.quarantined_total > self._quarantined_before:
             return True
         info = workflow.info()
@@ -220,6 +238,45 @@ class CustomerWorkflow:
         finally:
             self._recording = None
 
+    def _waiting_rows(self) -> list[Action]:
+        """Journey actions not stored yet and not on their way in a send or a flush."""
+        carried = set().union(*self._carried.values()) if self._carried else set()
+        return [action for action in self._state.unrecorded if action.seq not in carried]
+
+    def _analytics_due(self) -> bool:
+        """Whether waiting rows must be stored on their own now: nothing will wake this customer (and
+        so carry them) within ``record_within``, or they have waited that long already."""
+        if RECORD_ANALYTICS_ACTIVITY in self._carried or not self._waiting_rows():
+            return False
+        wake = interpreter.next_wakeup(self._state)
+        since = self._unrecorded_since or workflow.now()
+        return wake is None or wake > since + self._record_within or workflow.now() >= since + self._record_within
+
+    def _record_analytics(self) -> None:
+        if self._analytics_due():
+            self._carry_rows(RECORD_ANALYTICS_ACTIVITY, self._waiting_rows())
+            self._flushing = asyncio.create_task(self._store_rows())
+
+    async def _store_rows(self) -> None:
+        batch = [JourneyActionRow.from_action(action) for action in self._state.unrecorded
+                 if action.seq in self._carried[RECORD_ANALYTICS_ACTIVITY]]
+        try:
+            await workflow.execute_activity(
+                RECORD_ANALYTICS_ACTIVITY, batch, start_to_close_timeout=timedelta(seconds=30), result_type=int
+            )
+            self._rows_stored(RECORD_ANALYTICS_ACTIVITY)
+        finally:
+            self._carried.pop(RECORD_ANALYTICS_ACTIVITY, None)
+
+    def _carry_rows(self, carrier: str, actions: list[Action]) -> None:
+        self._carried[carrier] = {action.seq for action in actions}
+
+    def _rows_stored(self, carrier: str) -> None:
+        stored = self._carried.pop(carrier, set())
+        self._state.unrecorded = [action for action in self._state.unrecorded if action.seq not in stored]
+        if not self._waiting_rows():
+            self._unrecorded_since = None
+
     def _fit_state(self, state: CustomerState) -> None:
         """Shed the oldest history-like parts of the state until it fits one payload comfortably."""
         converter = workflow.payload_converter()
@@ -227,6 +284,11 @@ class CustomerWorkflow:
             pass
 
     def _carry_out(self, out: interpreter.Output) -> None:
+        if self._analytics:
+            recorded = [action for action in (*out.actions, *out.reached) if rows.records(action)]
+            if recorded:
+                self._state.unrecorded.extend(sorted(recorded, key=lambda action: action.seq))
+                self._unrecorded_since = self._unrecorded_since or workflow.now()
         for message_id in out.cancel:
             task = self._in_flight.pop(message_id, None)
             if task is not None:
@@ -237,6 +299,12 @@ class CustomerWorkflow:
         for command in commands:
             by_reference = command.version in self._registered
             request = interpreter.send_request(self._state, command, by_reference=by_reference)
+            waiting = self._waiting_rows() if self._analytics else []
+            if waiting:  # the journey's actions so far ride along: stored by the send, at no extra cost
+                self._carry_rows(request.message_id, waiting)
+                request = request.model_copy(
+                    update={"analytics": [JourneyActionRow.from_action(action) for action in waiting]}
+                )
             self._in_flight[request.message_id] = asyncio.create_task(self._send(request))
 
     async def _send(self, request: SendRequest) -> None:
@@ -249,6 +317,8 @@ class CustomerWorkflow:
                 heartbeat_timeout=SEND_HEARTBEAT_TIMEOUT,
                 retry_policy=SEND_RETRY_POLICY,
             )
+            if request.message_id in self._carried:
+                self._rows_stored(request.message_id)  # the activity stored them before anything else
         except asyncio.CancelledError:
             return  # the run exited (an order, an emptied cart): this message must not go out
         except ActivityError as error:
@@ -263,4 +333,6 @@ class CustomerWorkflow:
             )
         finally:
             self._in_flight.pop(request.message_id, None)
+            # Rows it carried but did not report stored wait for the next carrier.
+            self._carried.pop(request.message_id, None)
         self._carry_out(interpreter.handle_send_result(self._state, result, workflow.now(), safe=True))

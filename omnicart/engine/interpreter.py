@@ -38,16 +38,29 @@ from omnicart.engine.state import (
     Quarantined,
     QuarantineKind,
     RunState,
+    SentMark,
 )
 from omnicart.events import Channel, Event
 from omnicart.journey import conditions
 from omnicart.journey.durations import parse_duration, parse_local_time
-from omnicart.journey.model import Fallback, Journey, JourneyBundle, SendSpec, Step, Template, WaitSpec
+from omnicart.journey.model import (
+    Fallback,
+    FrequencyCap,
+    Journey,
+    JourneyBundle,
+    SendSpec,
+    SplitSpec,
+    Step,
+    Template,
+    WaitSpec,
+    percent,
+)
 from omnicart.messages import SendRequest, SendResult
 
 # A run may take this many instant steps (send, branch) in a row before it must wait; more means a
 # goto loop with no wait in it, which would otherwise spin forever.
 MAX_INSTANT_STEPS = 100
+TOUCHES = 10  # a goal window remembers this many of its run's messages, for attribution
 
 INTERNAL_ERROR = "internal_error"
 """The exit reason of a run whose wait could not be handled (the failure is in ``state.quarantine``)."""
@@ -73,15 +86,21 @@ class SendCommand:
     channel: Channel
     template: str
     trigger: dict[str, Any]
+    variant: str | None = None
 
 
 @dataclass(slots=True)
 class Output:
-    """What one call asks of its driver: messages to send, sends to cancel, and what happened."""
+    """What one call asks of its driver: messages to send, sends to cancel, and what happened.
+
+    ``reached`` marks each step a run reached (analytics counts who waits where); it is kept apart
+    from ``actions``, which are what the journal and ``omnicart simulate`` show.
+    """
 
     sends: list[SendCommand] = field(default_factory=list)
     cancel: list[str] = field(default_factory=list)
     actions: list[Action] = field(default_factory=list)
+    reached: list[Action] = field(default_factory=list)
 
     def extend(self, other: Output) -> None:
         """Append what followed. A send that what followed cancels is dropped, never started:
@@ -92,6 +111,7 @@ class Output:
         self.sends.extend(other.sends)
         self.cancel.extend(other.cancel)
         self.actions.extend(other.actions)
+        self.reached.extend(other.reached)
 
 
 def next_wakeup(state: CustomerState) -> datetime | None:
@@ -139,18 +159,21 @@ def _fire(state: CustomerState, due: datetime, out: Output, now: datetime) -> No
         state.deferred.remove(deferred)
         _resend(state, deferred.pending, deferred.pending.option, due, out)
         return
-    run = next(run for run in state.runs if run.wake_at == due)
+    # Runs due at the same moment go in priority order: the journey that matters more speaks first,
+    # and a frequency cap then holds back the other.
+    run = _by_priority(state, [run for run in state.runs if run.wake_at == due])[0]
     at = max(due, run.entered_at)
     run.wake_at = None
     bundle = state.bundles[run.version]
     step = bundle.journey.steps[run.step]
-    if run.wake_action == "retry":
-        pass  # a send held by quiet hours: run the same step again
+    resumed = run.wake_action == "retry"
+    if resumed:
+        pass  # a send held by quiet hours or a frequency cap: run the same step again
     elif run.wake_action == "timeout" and step.wait_for is not None:
         run.step = _target(bundle.journey, run.step, step.wait_for.on_timeout)
     else:
         run.step = _target(bundle.journey, run.step, step.goto)
-    _advance(state, run, at, out, due=due, now=now)
+    _advance(state, run, at, out, due=due, now=now, resumed=resumed)
 
 
 def _abandon_due(state: CustomerState, due: datetime, error: Exception, out: Output) -> None:
@@ -265,7 +288,8 @@ def _apply_event(state: CustomerState, event: Event, journeys: list[JourneyBundl
     _convert_goals(state, event, ctx_event, now, new)
     _apply_exits(state, event, ctx_event, now, new)
     _resume_waiting(state, event, ctx_event, now, new)
-    for bundle in journeys:
+    # The journey with the higher priority starts (and sends) first when one event triggers several.
+    for bundle in sorted(journeys, key=lambda bundle: -bundle.journey.priority):
         _maybe_trigger(state, bundle, event, ctx_event, now, new)
     state.recent.append(ctx_event)
     del state.recent[:-RECENT_EVENTS]
@@ -304,6 +328,11 @@ def _apply_send_result(state: CustomerState, result: SendResult, now: datetime) 
     if result.dead_push_tokens:
         profile.push_tokens = [t for t in profile.push_tokens if t not in result.dead_push_tokens]
     if result.outcome == "failed":
+        # A reserved place under a frequency cap goes back, and no conversion is credited to it: the
+        # customer never got this message.
+        state.sent = [mark for mark in state.sent if mark.message_id != result.message_id]
+        for watch in state.goals:
+            watch.touches = [touch for touch in watch.touches if touch[0] != result.message_id]
         if result.revoke_consent:
             profile.consent[result.channel] = False
             profile.updated_at[f"consent.{result.channel}"] = now
@@ -338,7 +367,7 @@ def _fall_back(state: CustomerState, pending: PendingSend, now: datetime, out: O
     step = journey.steps[pending.step_index]
     template = _options(step.send)[pending.option].template if step.send else None
     out.actions.append(
-        _action(state, pending.journey, now, "skip", step=_step_id(journey, pending.step_index),
+        _action(state, pending.journey, now, "skip", of=pending, step=_step_id(journey, pending.step_index),
                 channel=pending.channel, template=template, reason=f"{pending.channel}_failed")
     )
     _resend(state, pending, pending.option + 1, now, out)
@@ -359,7 +388,7 @@ def sends_in_flight(state: CustomerState) -> list[SendCommand]:
         commands.append(
             SendCommand(pending.message_id, pending.journey, pending.version, pending.run_id,
                         _step_id(bundle.journey, pending.step_index), cast(Channel, pending.channel),
-                        option.template, pending.trigger)
+                        option.template, pending.trigger, pending.variant)
         )
     return commands
 
@@ -468,7 +497,7 @@ def _convert_goals(
     for watch in list(state.goals):
         bundle = state.bundles.get(watch.version)
         goal = bundle.journey.goal if bundle else None
-        if goal is None or goal.event != event.type:
+        if goal is None or goal.event != event.type or not watch.counting:
             continue
         if not (watch.started_at <= event.timestamp <= watch.until):
             continue
@@ -477,7 +506,17 @@ def _convert_goals(
             continue
         value = _goal_value(goal.value, scope)
         state.goals.remove(watch)
-        out.actions.append(_action(state, watch.journey, now, "convert", value=value))
+        # Last touch: the last message this run sent before the conversion. A conversion with no
+        # message (a holdout, an order before the first reminder) is recorded all the same: it is
+        # what lift is measured against.
+        in_flight = {pending.message_id for pending in state.pending}
+        received = [touch for touch in watch.touches if touch[0] not in in_flight]
+        credited = received[-1] if received and goal.attribution == "last_touch" else (None, None, None)
+        out.actions.append(
+            _action(state, watch.journey, now, "convert", of=watch, value=value,
+                    currency=_goal_currency(goal.currency, scope) if value is not None else None,
+                    message_id=credited[0], step=credited[1], channel=credited[2])
+        )
 
 
 def _goal_value(expression: str | None, scope: Mapping[str, Any]) -> float | None:
@@ -488,6 +527,16 @@ def _goal_value(expression: str | None, scope: Mapping[str, Any]) -> float | Non
     except conditions.ConditionError:
         return None
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _goal_currency(expression: str | None, scope: Mapping[str, Any]) -> str | None:
+    """The conversion's currency: the goal's expression, else the event's ``currency`` property."""
+    try:
+        value = conditions.evaluate(expression or "has(event.properties.currency) ? event.properties.currency : ''",
+                                    scope)
+    except conditions.ConditionError:
+        return None
+    return value.upper() if isinstance(value, str) and value else None
 
 
 def _apply_exits(
@@ -552,7 +601,7 @@ def _maybe_trigger(
         return
     if trigger.max_age is not None and now - event.timestamp > parse_duration(trigger.max_age):
         # An old event (a backfill, a late batch) still taught the profile and goals; it starts nothing.
-        out.actions.append(_action(state, journey.name, now, "skip", reason="too_old"))
+        out.actions.append(_action(state, journey.name, now, "skip", version=bundle.version, reason="too_old"))
         return
     running = next((r for r in state.runs if r.journey == journey.name and r.key == key), None)
     if running is not None:
@@ -570,14 +619,17 @@ def _maybe_trigger(
         trigger=ctx_event,
         started_at=started_at,
         entered_at=now,
+        holdout=_holdout(state, bundle),
     )
     state.bundles.setdefault(bundle.version, bundle)
     state.runs.append(run)
-    out.actions.append(_action(state, journey.name, now, "enter"))
+    out.actions.append(_action(state, journey.name, now, "enter", of=run))
     if journey.goal is not None:
+        # A goal counted from a later step (``after``) opens its window when the run gets there.
         state.goals.append(
             GoalWatch(run.run_id, journey.name, bundle.version, ctx_event, started_at,
-                      started_at + parse_duration(journey.goal.within))
+                      started_at + parse_duration(journey.goal.within), counting=journey.goal.after is None,
+                      holdout=run.holdout)
         )
     # Events that arrived before the trigger but happened after it (out of order) still count.
     for earlier in state.recent:
@@ -603,11 +655,13 @@ def _advance(
     *,
     due: datetime | None = None,
     now: datetime | None = None,
+    resumed: bool = False,
 ) -> None:
     """Run instant steps from ``run.step`` until the run waits or ends.
 
     ``due`` is when the current step was planned to happen and ``now`` when it is really handled:
     a send with ``late_after`` compares the two (a wait already over moves ``due`` to its end).
+    ``resumed``: the run is back at a step it already reached (a held send), which is not marked again.
     """
     bundle = state.bundles[run.version]
     journey = bundle.journey
@@ -617,6 +671,9 @@ def _advance(
             _end(state, run, at, "completed", out)
             return
         step = journey.steps[run.step]
+        if not resumed:
+            _reach(state, run, journey, at, out)
+        resumed = False
         if step.wait is not None:
             deadline = _wait_deadline(state, run, journey, step.wait, at)
             if deadline > at:
@@ -637,10 +694,90 @@ def _advance(
             return
         elif step.branch is not None:
             run.step = _branch(state, run, journey, step, at)
+        elif step.split is not None:
+            run.step = _split(state, run, journey, step.split, at, out)
         else:
             _end(state, run, at, step.exit or "completed", out)
             return
     _end(state, run, at, "loop_without_wait", out)
+
+
+def _reach(state: CustomerState, run: RunState, journey: Journey, at: datetime, out: Output) -> None:
+    """Mark the run reaching its current step, and open a goal window that starts there."""
+    step_id = _step_id(journey, run.step)
+    if journey.steps[run.step].split is not None:
+        return  # a split's mark carries the variant it assigned (see ``_split``)
+    out.reached.append(_action(state, journey.name, _seen(run, at), "step", of=run, step=step_id))
+    goal = journey.goal
+    if goal is not None and goal.after == step_id:
+        for watch in state.goals:
+            if watch.run_id == run.run_id and not watch.counting:
+                watch.counting = True
+                watch.started_at = _seen(run, at)
+                watch.until = watch.started_at + parse_duration(goal.within)
+
+
+def _split(state: CustomerState, run: RunState, journey: Journey, split: SplitSpec, at: datetime, out: Output) -> int:
+    """Assign the customer a variant, for good, and go down its branch.
+
+    The first exposure hashes (experiment, customer): the same customer lands in the same variant in
+    every run, in ``simulate`` and in the workflow. The assignment is then remembered, so changing
+    the weights later does not move customers already assigned (only a removed variant does).
+    """
+    step_id = _step_id(journey, run.step)
+    experiment = split.experiment or f"{journey.name}_{step_id}"
+    variant = state.assignments.get(experiment)
+    if variant not in split.variants:
+        variant = assign_variant(experiment, state.customer_id, {name: v.weight for name, v in split.variants.items()})
+        state.assignments[experiment] = variant
+    run.experiment, run.variant = experiment, variant
+    for watch in state.goals:
+        if watch.run_id == run.run_id:
+            watch.experiment, watch.variant = experiment, variant
+    out.reached.append(_action(state, journey.name, _seen(run, at), "step", of=run, step=step_id))
+    return _target(journey, run.step, split.variants[variant].goto)
+
+
+def assign_variant(experiment: str, customer_id: str, weights: Mapping[str, float]) -> str:
+    """A variant drawn by hash, in proportion to ``weights`` (in the order they were written)."""
+    point = _unit_hash("split", experiment, customer_id) * sum(weights.values())
+    for name, weight in weights.items():
+        if point < weight:
+            return name
+        point -= weight
+    return next(reversed(list(weights)))
+
+
+def _holdout(state: CustomerState, bundle: JourneyBundle) -> Any:
+    """Whether this run is held out (it will send nothing): the global holdout, for marketing
+    journeys, then the journey's own. Hashed with their own salts, so a holdout never lines up with
+    a split's variants; remembered at first exposure, so a later change of share moves nobody."""
+    journey = bundle.journey
+    global_share = bundle.policies.global_holdout
+    marketing = journey.category == "marketing"
+    if marketing and global_share is not None and _held_out(state, "global", "holdout:*", percent(global_share)):
+        return "global"
+    own_share = journey.holdout
+    if own_share is not None and _held_out(state, journey.name, f"holdout:{journey.name}", percent(own_share)):
+        return "journey"
+    return None
+
+
+def _held_out(state: CustomerState, salt: str, key: str, share: float) -> bool:
+    known = state.assignments.get(key)
+    if known is None:
+        known = "holdout" if _unit_hash("holdout", salt, state.customer_id) < share else "treated"
+        state.assignments[key] = known
+    return known == "holdout"
+
+
+def _unit_hash(*parts: str) -> float:
+    """A number in [0, 1) fixed by ``parts``: a reproducible coin, the same on every machine."""
+    return int(hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:15], 16) / float(16**15)
+
+
+def _by_priority(state: CustomerState, runs: list[RunState]) -> list[RunState]:
+    return sorted(runs, key=lambda run: -state.bundles[run.version].journey.priority)
 
 
 def _sleep(run: RunState, until: datetime, action: Any) -> None:
@@ -688,24 +825,29 @@ def _send_step(
     step_id = _step_id(journey, run.step)
     options = _options(send)
     first = options[0]
-    if send.late_after is not None and lateness is not None and lateness > parse_duration(send.late_after):
+    reason = None
+    if run.holdout is not None:
+        reason = "holdout"  # counted, never messaged: what the journey's lift is measured against
+    elif send.late_after is not None and lateness is not None and lateness > parse_duration(send.late_after):
+        reason = "too_late"
+    elif run.option == 0 and send.skip_if is not None and conditions.holds(
+        send.skip_if, context.conditions(state, run.trigger, None, run)
+    ):
+        reason = send.skip_reason or "skip_if"
+    if reason is not None:
         out.actions.append(
-            _action(state, journey.name, _seen(run, at), "skip", step=step_id, channel=_channel(bundle, first),
-                    template=first.template, reason="too_late")
+            _action(state, journey.name, _seen(run, at), "skip", of=run, step=step_id,
+                    channel=_channel(bundle, first), template=first.template, reason=reason)
         )
+        run.held_since = None
         return None
-    skip = run.option == 0 and send.skip_if is not None
-    if skip and conditions.holds(send.skip_if, context.conditions(state, run.trigger, None, run)):
-        out.actions.append(
-            _action(state, journey.name, _seen(run, at), "skip", step=step_id, channel=_channel(bundle, first),
-                    template=first.template, reason=send.skip_reason or "skip_if")
-        )
-        return None
-    pending = PendingSend("", run.run_id, journey.name, run.version, run.key, run.trigger, run.step, 0, "")
+    pending = PendingSend("", run.run_id, journey.name, run.version, run.key, run.trigger, run.step, 0, "",
+                          run.variant, run.experiment, run.holdout)
     held = _try_options(state, pending, run.option, at, out, run)
     if held is not None:
         run.option = held[0]
         return held[1]
+    run.held_since = None
     return None
 
 
@@ -743,20 +885,42 @@ def _try_options(
             reason = f"no_{channel}_address"
         if reason is not None:
             out.actions.append(
-                _action(state, journey.name, at, "skip", step=step_id, channel=channel,
+                _action(state, journey.name, at, "skip", of=base, step=step_id, channel=channel,
                         template=option.template, reason=reason)
             )
             continue
+        marketing = journey.category == "marketing"
         quiet = journey.quiet_hours.get(cast(Channel, channel))
+        if quiet is None and marketing:
+            quiet = bundle.policies.quiet_hours.get(cast(Channel, channel))
         if quiet is not None:
             tz = zone(profile.timezone, journey.default_timezone)
             until = quiet_until(at, tz, parse_local_time(quiet.start), parse_local_time(quiet.end))
             if until is not None:
                 out.actions.append(
-                    _action(state, journey.name, at, "hold", step=step_id, channel=channel,
+                    _action(state, journey.name, at, "hold", of=base, step=step_id, channel=channel,
                             template=option.template, reason="quiet_hours", until=until)
                 )
                 return index, until
+        if marketing and bundle.policies.frequency_caps:
+            capped = _capped(state, bundle.policies.frequency_caps, channel, at)
+            if capped is not None:
+                cap, frees_at = capped
+                since = run.held_since if run is not None and run.held_since is not None else at
+                hold = (step.send.when_capped or cap.when_capped) == "hold"
+                if hold and frees_at - since <= parse_duration(cap.max_hold):
+                    if run is not None:
+                        run.held_since = since
+                    out.actions.append(
+                        _action(state, journey.name, at, "hold", of=base, step=step_id, channel=channel,
+                                template=option.template, reason="frequency_capped", until=frees_at)
+                    )
+                    return index, frees_at
+                out.actions.append(
+                    _action(state, journey.name, at, "skip", of=base, step=step_id, channel=channel,
+                            template=option.template, reason="frequency_capped")
+                )
+                continue
         # A first send is numbered by the run's send count; a fallback by the message it replaces.
         seed = base.message_id or str(run.sends if run is not None else 0)
         message_id = _digest("msg", state.customer_id, base.run_id, step_id, seed, str(index))
@@ -764,20 +928,47 @@ def _try_options(
             run.sends += 1
             run.messages.append(message_id)
             run.engagement["sent"] = run.engagement.get("sent", 0) + 1
-        state.pending.append(
-            PendingSend(message_id, base.run_id, base.journey, base.version, base.key, base.trigger,
-                        base.step_index, index, channel)
-        )
+        state.pending.append(dataclasses.replace(base, message_id=message_id, option=index, channel=channel))
+        if marketing:
+            state.sent.append(SentMark(at, channel, message_id))  # reserved now, released if it fails
+        for watch in state.goals:
+            if watch.run_id == base.run_id and watch.until >= at:
+                watch.touches.append((message_id, step_id, channel))
+                del watch.touches[:-TOUCHES]
         out.sends.append(
             SendCommand(message_id, journey.name, base.version, base.run_id, step_id, cast(Channel, channel),
-                        option.template, base.trigger)
+                        option.template, base.trigger, base.variant)
         )
         out.actions.append(
-            _action(state, journey.name, at, "send", step=step_id, channel=channel, template=option.template,
-                    message_id=message_id)
+            _action(state, journey.name, at, "send", of=base, step=step_id, channel=channel,
+                    template=option.template, message_id=message_id)
         )
         return None
     return None
+
+
+def _capped(
+    state: CustomerState, caps: list[FrequencyCap], channel: str, at: datetime
+) -> tuple[FrequencyCap, datetime] | None:
+    """The cap a marketing message on ``channel`` at ``at`` would break, and when it next allows one.
+
+    Messages in flight count as sent (they are reserved when the send starts): two journeys deciding
+    at the same moment cannot both slip under a cap. Marks older than every cap's window are dropped.
+    """
+    longest = max(parse_duration(cap.per) for cap in caps)
+    state.sent = [mark for mark in state.sent if mark.at > at - longest]
+    worst: tuple[FrequencyCap, datetime] | None = None
+    for cap in caps:
+        per = parse_duration(cap.per)
+        counted = [mark.at for mark in state.sent
+                   if mark.at > at - per and (cap.channel == "any" or mark.channel == cap.channel)]
+        if cap.channel not in ("any", channel) or len(counted) < cap.at_most:
+            continue
+        # The cap allows another message once enough of the counted ones have left its window.
+        frees_at = sorted(counted)[len(counted) - cap.at_most] + per
+        if worst is None or frees_at > worst[1]:
+            worst = (cap, frees_at)
+    return worst
 
 
 def _end(state: CustomerState, run: RunState, at: datetime, reason: str, out: Output) -> None:
@@ -789,14 +980,16 @@ def _end(state: CustomerState, run: RunState, at: datetime, reason: str, out: Ou
         out.cancel.extend(p.message_id for p in cancelled)
         state.pending = [p for p in state.pending if p.run_id != run.run_id]
         state.deferred = [d for d in state.deferred if d.pending.run_id != run.run_id]
-    out.actions.append(_action(state, run.journey, at, "exit", reason=reason))
+    # A goal counted from a step the run never reached has no window to count in.
+    state.goals = [watch for watch in state.goals if watch.counting or watch.run_id != run.run_id]
+    out.actions.append(_action(state, run.journey, at, "exit", of=run, reason=reason))
     _forget_unused_bundles(state)
 
 
 def _expire_goals(state: CustomerState, now: datetime) -> None:
     for watch in state.goals:
-        if watch.until < now:
-            state.goals = [watch for watch in state.goals if watch.until >= now]
+        if watch.counting and watch.until < now:
+            state.goals = [watch for watch in state.goals if not watch.counting or watch.until >= now]
             _forget_unused_bundles(state)
             return
 
@@ -846,8 +1039,20 @@ def _digest(prefix: str, *parts: str) -> str:
     return f"{prefix}_" + hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:24]
 
 
-def _action(state: CustomerState, journey: str, at: datetime, kind: Any, **fields: Any) -> Action:
-    return Action(at=at, customer_id=state.customer_id, journey=journey, action=kind, **fields)
+def _action(
+    state: CustomerState, journey: str, at: datetime, kind: Any, *, of: Any = None, **fields: Any
+) -> Action:
+    """An action, numbered for the customer; ``of`` (a run, a send in flight or a goal window) gives
+    the run, version, variant and holdout that analytics groups it by."""
+    state.actions_total += 1
+    if of is not None:
+        fields.update(run_id=of.run_id, version=of.version, variant=of.variant, experiment=of.experiment,
+                      holdout=of.holdout)
+    bundle = state.bundles.get(fields.get("version") or "")
+    if bundle is not None:
+        fields["category"] = bundle.journey.category
+    return Action(at=at, customer_id=state.customer_id, journey=journey, action=kind, seq=state.actions_total,
+                  **fields)
 
 
 def _journal(state: CustomerState, out: Output) -> None:

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from omnicart.events import Event
 from omnicart.journey.model import JourneyBundle
 
+Holdout = Literal["journey", "global"]
 ActionKind = Literal["enter", "step", "send", "skip", "hold", "exit", "convert", "quarantine"]
 """``step`` marks a run reaching a step (analytics counts who waits where); the journal leaves it out."""
 WakeAction = Literal["next", "timeout", "retry"]
@@ -66,7 +67,7 @@ class Action:
     currency: str | None = None
     variant: str | None = None
     experiment: str | None = None
-    holdout: Literal["journey", "global"] | None = None
+    holdout: Holdout | None = None
     version: str | None = None
     run_id: str | None = None
     category: Literal["marketing", "transactional"] = "marketing"
@@ -118,6 +119,18 @@ class PendingSend:
     step_index: int
     option: int
     channel: str
+    variant: str | None = None
+    experiment: str | None = None
+    holdout: Holdout | None = None
+
+
+@dataclass(slots=True)
+class SentMark:
+    """A marketing message sent (or in flight: reserved) that frequency caps count."""
+
+    at: datetime
+    channel: str
+    message_id: str
 
 
 @dataclass(slots=True)
@@ -139,6 +152,10 @@ class RunState:
     engagement: dict[str, int] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
+    variant: str | None = None  # the split variant this run took, if it passed a split
+    experiment: str | None = None
+    holdout: Holdout | None = None  # in a holdout: the run walks its steps but sends nothing
+    held_since: datetime | None = None  # a send held by a frequency cap: since when (for max_hold)
 
 
 @dataclass(slots=True)
@@ -151,6 +168,13 @@ class GoalWatch:
     trigger: dict[str, Any]
     started_at: datetime
     until: datetime
+    counting: bool = True  # False until the run reaches the goal's ``after`` step
+    # The run's messages as (message_id, step, channel), oldest first: a conversion is credited to the
+    # last one the customer received (not one still in flight, not one that failed).
+    touches: list[tuple[str, str, str]] = field(default_factory=list)
+    variant: str | None = None
+    experiment: str | None = None
+    holdout: Holdout | None = None
 
 
 @dataclass(slots=True)
@@ -203,6 +227,10 @@ class CustomerState:
     quarantine: list[Quarantined] = field(default_factory=list)
     quarantined_total: int = 0
     runs_started: int = 0
+    assignments: dict[str, str] = field(default_factory=dict)  # experiment (or holdout) -> arm, for good
+    sent: list[SentMark] = field(default_factory=list)  # what frequency caps count
+    actions_total: int = 0  # numbers every action, so analytics rows have stable ids
+    unrecorded: list[Action] = field(default_factory=list)  # analytics rows not yet stored
 
     def run(self, run_id: str) -> RunState | None:
         return next((run for run in self.runs if run.run_id == run_id), None)
@@ -252,7 +280,10 @@ class CustomerState:
                 for run in self.runs
             ],
             bundles=dict(self.bundles),
-            goals=list(self.goals),
+            goals=[dataclasses.replace(watch, touches=list(watch.touches)) for watch in self.goals],
+            assignments=dict(self.assignments),
+            sent=list(self.sent),
+            unrecorded=list(self.unrecorded),
             pending=list(self.pending),
             deferred=list(self.deferred),
             seen=list(self.seen),

@@ -48,6 +48,9 @@ def aligned_start(now: datetime) -> datetime:
 def describe(line: dict[str, Any]) -> str:
     """A journal or simulate line as a reader would say it: 'send email cart_reminder_1'."""
     parts = [line["action"]]
+    if line["action"] == "convert":  # "convert 79.5 USD via sms": the value, then the message credited
+        return " ".join([*parts, *(str(line[key]) for key in ("value", "currency") if key in line),
+                         *([f"via {line['channel']}"] if "channel" in line else [])])
     parts += [str(line[key]) for key in ("channel", "template", "reason", "value") if key in line]
     if "until" in line:  # a hold: how long until the message goes out
         held = datetime.fromisoformat(line["until"].replace("Z", "+00:00")) - datetime.fromisoformat(
@@ -101,7 +104,7 @@ def flagship_timelines() -> list[Timeline]:
             (before, "customer_updated", "api", profile()),
             (zero, "checkout_started", "web", cart()),
             (5 * DAY, "order_placed", "web", order()),
-        ], [(zero, "enter"), first, (24 * HOUR, "send sms cart_reminder_sms"), *last, (5 * DAY, "convert 79.5")]),
+        ], [(zero, "enter"), first, (24 * HOUR, "send sms cart_reminder_sms"), *last, (5 * DAY, "convert 79.5 USD via email")]),
         Timeline("no_sms_consent_email_instead", [
             (before, "customer_updated", "api", profile(sms=False)),
             (zero, "checkout_started", "web", cart()),
@@ -127,12 +130,12 @@ def flagship_timelines() -> list[Timeline]:
             (before, "customer_updated", "api", profile()),
             (zero, "checkout_started", "web", cart()),
             (2 * HOUR, "order_placed", "web", order()),
-        ], [(zero, "enter"), first, (2 * HOUR, "convert 79.5"), (2 * HOUR, "exit order_placed")]),
+        ], [(zero, "enter"), first, (2 * HOUR, "convert 79.5 USD via email"), (2 * HOUR, "exit order_placed")]),
         Timeline("store_purchase_while_waiting", [
             (before, "customer_updated", "api", profile()),
             (zero, "checkout_started", "app", cart()),
             (30 * HOUR, "order_placed", "store", order(total=120.0, store=True)),
-        ], [(zero, "enter"), first, (24 * HOUR, "send sms cart_reminder_sms"), (30 * HOUR, "convert 120.0"),
+        ], [(zero, "enter"), first, (24 * HOUR, "send sms cart_reminder_sms"), (30 * HOUR, "convert 120.0 USD via sms"),
             (30 * HOUR, "exit order_placed")]),
         Timeline("cart_emptied", [
             (before, "customer_updated", "api", profile()),
@@ -189,7 +192,7 @@ def browse_timelines() -> list[Timeline]:
             (zero, "product_viewed", "web", viewed()),
             (DAY, "order_placed", "web", order(total=35.0)),
         ], [(zero, "enter"), (2 * HOUR, "send email browse_email"), (2 * HOUR, "exit completed"),
-            (DAY, "convert 35.0")]),
+            (DAY, "convert 35.0 USD via email")]),
         Timeline("added_to_cart_in_time", [
             (-DAY, "customer_updated", "api", profile()),
             (zero, "product_viewed", "web", viewed()),
