@@ -353,9 +353,9 @@ def test_schema_mistakes_are_reported_where_they_are(workdir: Path, text: str, e
             """,
             [
                 "j.yaml:6:5: step 'skipped' is never reached: the step before it always goes to 'last', "
-                "and no goto, branch or wait_for names it",
+                "and no goto, branch, split or wait_for names it",
                 "j.yaml:12:5: step 'after_exit' is never reached: the step before it ends the run, "
-                "and no goto, branch or wait_for names it",
+                "and no goto, branch, split or wait_for names it",
             ],
             id="unreachable-steps",
         ),
@@ -378,7 +378,7 @@ def test_schema_mistakes_are_reported_where_they_are(workdir: Path, text: str, e
             """,
             [
                 "j.yaml:9:5: step 'orphan' is never reached: the branch before it always chooses a step "
-                "(it ends with else), and no goto, branch or wait_for names it"
+                "(it ends with else), and no goto, branch, split or wait_for names it"
             ],
             id="unreachable-after-branch",
         ),

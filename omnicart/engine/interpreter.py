@@ -422,6 +422,7 @@ def send_request(state: CustomerState, command: SendCommand, *, by_reference: bo
         template=None if by_reference else template,
         to=context.address(state.profile, command.channel),
         context=message,
+        variant=command.variant,
     )
 
 
@@ -705,9 +706,8 @@ def _advance(
 def _reach(state: CustomerState, run: RunState, journey: Journey, at: datetime, out: Output) -> None:
     """Mark the run reaching its current step, and open a goal window that starts there."""
     step_id = _step_id(journey, run.step)
-    if journey.steps[run.step].split is not None:
-        return  # a split's mark carries the variant it assigned (see ``_split``)
-    out.reached.append(_action(state, journey.name, _seen(run, at), "step", of=run, step=step_id))
+    if journey.steps[run.step].split is None:  # a split's mark carries the variant it assigns (``_split``)
+        out.reached.append(_action(state, journey.name, _seen(run, at), "step", of=run, step=step_id))
     goal = journey.goal
     if goal is not None and goal.after == step_id:
         for watch in state.goals:

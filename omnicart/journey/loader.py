@@ -406,6 +406,7 @@ _KIND_EXAMPLES = {
     "send": "send: with template: under it",
     "wait_for": "wait_for: with event: and timeout: under it",
     "branch": "branch: with a list of cases",
+    "split": "split: with variants: under it",
     "exit": "exit: completed",
 }
 _UNION_HINTS = {

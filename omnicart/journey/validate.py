@@ -114,6 +114,10 @@ class _Checker:
                 yield (*base, "branch", case_number, "goto"), case.goto
             if case.else_ is not None:
                 yield (*base, "branch", case_number, "else"), case.else_
+        if step.split is not None:
+            for name, variant in step.split.variants.items():
+                if variant.goto is not None:
+                    yield (*base, "split", "variants", name, "goto"), variant.goto
 
     def references(self) -> Iterator[Problem]:
         for number in range(len(self.steps)):
@@ -134,6 +138,11 @@ class _Checker:
         if step.branch is not None:
             targets = [self.index[t] for c in step.branch if (t := c.goto or c.else_) in self.index]
             return targets if step.branch[-1].else_ is not None else [*targets, *following]
+        if step.split is not None:
+            chosen = [variant.goto for variant in step.split.variants.values()]
+            return [self.index[t] for t in chosen if t is not None and t in self.index] + (
+                following if None in chosen else []
+            )
         if step.wait_for is not None:
             found: list[int] = []
             for target in (step.wait_for.on_event, step.wait_for.on_timeout):
@@ -163,7 +172,8 @@ class _Checker:
             reason = _why_not_next(self.steps[number - 1])
             yield self.at(
                 ("steps", number),
-                f"step '{self.ids[number]}' is never reached: {reason}, and no goto, branch or wait_for names it",
+                f"step '{self.ids[number]}' is never reached: {reason}, and no goto, branch, split or wait_for "
+                "names it",
             )
 
     # --- conditions ----------------------------------------------------------------------
@@ -353,6 +363,8 @@ def _why_not_next(step: Step) -> str:
         return "the branch before it always chooses a step (it ends with else)"
     if step.wait_for is not None:
         return "the wait_for before it sends both outcomes elsewhere"
+    if step.split is not None:
+        return "the split before it sends every variant elsewhere"
     return f"the step before it always goes to '{step.goto}'"
 
 

@@ -104,7 +104,8 @@ def flagship_timelines() -> list[Timeline]:
             (before, "customer_updated", "api", profile()),
             (zero, "checkout_started", "web", cart()),
             (5 * DAY, "order_placed", "web", order()),
-        ], [(zero, "enter"), first, (24 * HOUR, "send sms cart_reminder_sms"), *last, (5 * DAY, "convert 79.5 USD via email")]),
+        ], [(zero, "enter"), first, (24 * HOUR, "send sms cart_reminder_sms"), *last,
+            (5 * DAY, "convert 79.5 USD via email")]),
         Timeline("no_sms_consent_email_instead", [
             (before, "customer_updated", "api", profile(sms=False)),
             (zero, "checkout_started", "web", cart()),
