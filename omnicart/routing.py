@@ -43,6 +43,7 @@ async def deliver(
     send_timeout_seconds: float = 60.0,
     on_signalled: Callable[[Sequence[Event]], None] | None = None,
     by_reference: bool = False,
+    record_analytics: bool = True,
 ) -> None:
     """Hand one customer's events, in the order given, to that customer's workflow.
 
@@ -61,7 +62,8 @@ async def deliver(
         for event in events
     ]
     for part in split_by_size(batch, SIGNAL_BUDGET_BYTES):
-        await signal_customer(client, task_queue, customer_id, part, max_history_events, send_timeout_seconds)
+        await signal_customer(client, task_queue, customer_id, part, max_history_events, send_timeout_seconds,
+                              record_analytics=record_analytics)
         if on_signalled is not None:
             on_signalled([incoming.event for incoming in part])
 
@@ -93,6 +95,8 @@ async def signal_customer(
     batch: list[IncomingEvent],
     max_history_events: int = 2000,
     send_timeout_seconds: float = 60.0,
+    *,
+    record_analytics: bool = True,
 ) -> None:
     """Create the customer's workflow if it does not exist, and hand it these events."""
     await client.start_workflow(
@@ -101,6 +105,7 @@ async def signal_customer(
             customer_id=customer_id,
             max_history_events=max_history_events,
             send_timeout_seconds=send_timeout_seconds,
+            record_analytics=record_analytics,
         ),
         id=customer_workflow_id(customer_id),
         task_queue=task_queue,

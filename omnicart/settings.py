@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     # A send still retrying after this many attempts is logged as a warning and counted in the
     # ``omnicart_send_retries_past_alert`` metric, for an operator's alert.
     send_retry_alert_attempts: int = 10
+    # Store every journey action for reports (``omnicart report``). Off only to measure its cost.
+    record_analytics: bool = True
 
     # Local outbox: where messages go when no provider is configured for a channel.
     outbox_path: Path | None = None

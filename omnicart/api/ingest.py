@@ -177,6 +177,7 @@ class Ingest:
                         send_timeout_seconds=self.settings.send_timeout_seconds,
                         on_signalled=lambda part: done.extend(event.id for event in part),
                         by_reference=self.catalog.by_reference,
+                        record_analytics=self.settings.record_analytics,
                     )
             except Exception as error:
                 return done, error
