@@ -40,7 +40,7 @@ def schema(
         bool, typer.Option("--policies", help="Print the schema of journeys/policies.yaml instead.")
     ] = False,
 ) -> None:
-    """Print the JSON Schema of a journey file, for editors' YAML validation and autocomplete."""
+    """Print the JSON Schema of a journey file (or of the plan, or of policies.yaml), for editors' YAML validation."""
     from omnicart.journey.loader import journey_schema, policies_schema
     from omnicart.plan import default_plan
 
