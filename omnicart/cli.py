@@ -36,18 +36,34 @@ def validate(
 @app.command()
 def schema(
     plan: Annotated[bool, typer.Option("--plan", help="Print the tracking plan (every event type) instead.")] = False,
+    policies: Annotated[
+        bool, typer.Option("--policies", help="Print the schema of journeys/policies.yaml instead.")
+    ] = False,
 ) -> None:
-    """Print the JSON Schema of a journey file, for editors' YAML validation and autocomplete."""
-    from omnicart.journey.loader import journey_schema
+    """Print the JSON Schema of a journey file (or of the plan, or of policies.yaml), for editors' YAML validation."""
+    from omnicart.journey.loader import journey_schema, policies_schema
     from omnicart.plan import default_plan
 
-    typer.echo(json.dumps(default_plan().json_schema() if plan else journey_schema(), indent=2))
+    if plan and policies:
+        raise typer.BadParameter("choose --plan or --policies, not both")
+    document = default_plan().json_schema() if plan else policies_schema() if policies else journey_schema()
+    typer.echo(json.dumps(document, indent=2))
 
 
 @app.command()
 def simulate(
-    journey_file: Annotated[Path, typer.Argument(help="The journey to preview.")],
-    events: Annotated[Path, typer.Option("--events", help="A JSON-lines file of event envelopes.")],
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Journey files or folders (a folder: every journey in it, with its policies); without "
+            "--events, the last one is the events file.",
+            metavar="PATHS",
+            show_default=False,
+        ),
+    ],
+    events: Annotated[
+        Path | None, typer.Option("--events", help="A JSON-lines file of event envelopes.")
+    ] = None,
     show_content: Annotated[
         bool, typer.Option("--show-content", help="Print each sent message's subject and text.")
     ] = False,
@@ -56,11 +72,18 @@ def simulate(
         typer.Option("--imported-at", help="Preview a backfill: events older than this time (UTC) arrive at it."),
     ] = None,
 ) -> None:
-    """Preview what a journey would do for an event timeline, on a virtual clock, sending nothing."""
+    """Preview what journeys would do for an event timeline, on a virtual clock, sending nothing.
+
+    `omnicart simulate journeys/ events.jsonl` runs every journey of the folder, as production would.
+    """
     from omnicart.simulate import simulate_command
 
+    if events is None:
+        if len(paths) < 2:
+            raise typer.BadParameter("name the events file: --events FILE, or last after the journeys")
+        *paths, events = paths
     at = imported_at.replace(tzinfo=imported_at.tzinfo or UTC) if imported_at is not None else None
-    raise typer.Exit(simulate_command(journey_file, events, imported_at=at, show_content=show_content))
+    raise typer.Exit(simulate_command(paths, events, imported_at=at, show_content=show_content))
 
 
 @app.command()

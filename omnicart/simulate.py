@@ -1,8 +1,10 @@
-"""``omnicart simulate``: what a journey would do for a timeline of events, on a virtual clock.
+"""``omnicart simulate``: what journeys would do for a timeline of events, on a virtual clock.
 
 It drives the same interpreter the customer workflow drives, in the same order (due timers before
 an event, each timer at its deadline), so its output is a faithful preview of production, sends
-nothing and needs no running system. Every message is rendered with the real templates and the data
+nothing and needs no running system. Each event is offered to every journey it triggers, chosen as
+ingest chooses them (``catalog.triggered_by``), so several journeys preview together as they run:
+one customer, one state, each journey's own policies. Every message is rendered with the real templates and the data
 the worker would use: a template that fails is a failed send (``skip … email_failed``, then the
 fallback), exactly as the worker reports it; one that renders is assumed accepted.
 
@@ -20,7 +22,7 @@ import json
 import multiprocessing
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,6 +35,7 @@ from omnicart.engine import context, interpreter
 from omnicart.engine.interpreter import ENGAGEMENT
 from omnicart.engine.state import Action
 from omnicart.events import Event, describe_error, event_sort_key
+from omnicart.journey.catalog import triggered_by
 from omnicart.journey.model import EmailTemplate, JourneyBundle, Template
 from omnicart.journey.templates import RenderedParts, TemplateError, template_paths
 from omnicart.limits import InvalidJson, load_json
@@ -44,14 +47,14 @@ PARALLEL_FROM = 2000
 
 
 def simulate(
-    bundle: JourneyBundle,
+    journeys: JourneyBundle | Sequence[JourneyBundle],
     events: Iterable[Event],
     workers: int | None = None,
     *,
     imported_at: datetime | None = None,
     contents: dict[str, RenderedParts] | None = None,
 ) -> list[Action]:
-    """Every action of the journey for these events, in time order.
+    """Every action of the journeys (one bundle, or several) for these events, in time order.
 
     Customers are independent, so each customer's timeline runs on its own (large timelines on all
     cores) and the results are merged by time: ties keep each customer's own order, customers in the
@@ -66,12 +69,13 @@ def simulate(
         timelines: dict[str, list[Event]] = {}
         for event in events:
             timelines.setdefault(event.customer_id, []).append(event)
-        options = _Options(imported_at, contents)
+        bundles = (journeys,) if isinstance(journeys, JourneyBundle) else tuple(journeys)
+        options = _Options(bundles, imported_at, contents)
         shards = _shards(list(timelines.items()), 1 if contents is not None else workers)
         if len(shards) == 1 or "fork" not in multiprocessing.get_all_start_methods():
-            parts = [_run_shard(bundle, shard, options) for shard in shards]
+            parts = [_run_shard(shard, options) for shard in shards]
         else:
-            parts = _run_forked(bundle, shards, options)
+            parts = _run_forked(shards, options)
         # Each part is in (time, customer order, sequence) order, a unique key: actions are never compared.
         return [item[3] for item in heapq.merge(*parts)]
     finally:
@@ -81,24 +85,32 @@ def simulate(
 
 @dataclass(frozen=True)
 class _Options:
+    bundles: tuple[JourneyBundle, ...]
     imported_at: datetime | None = None
     contents: dict[str, RenderedParts] | None = None
     outcomes: dict[tuple[str, str, str], TemplateError | None] = field(default_factory=dict)
+    triggered: dict[str, list[JourneyBundle]] = field(default_factory=dict)
+
+    def journeys_for(self, event_type: str) -> list[JourneyBundle]:
+        """The journeys an event of this type is offered, as ingest would attach them."""
+        if event_type not in self.triggered:
+            self.triggered[event_type] = triggered_by(self.bundles, event_type)
+        return self.triggered[event_type]
 
 
 def _run_forked(
-    bundle: JourneyBundle, shards: list[list[tuple[int, str, list[Event]]]], options: _Options
+    shards: list[list[tuple[int, str, list[Event]]]], options: _Options
 ) -> list[list[tuple[float, int, int, Action]]]:
     """The first shard here, each other one in a forked worker that inherits the timelines.
 
     Only the workers' actions travel back; this process works meanwhile instead of waiting.
     """
     global _JOB
-    _JOB = (bundle, shards, options)
+    _JOB = (shards, options)
     try:
         with ProcessPoolExecutor(len(shards) - 1, mp_context=multiprocessing.get_context("fork")) as pool:
             elsewhere = pool.map(_run_job, range(1, len(shards)))
-            here = _run_shard(bundle, shards[0], options)
+            here = _run_shard(shards[0], options)
             return [here] + [
                 [(at, order, seq, Action(*fields)) for at, order, seq, fields in part] for part in elsewhere
             ]
@@ -117,53 +129,49 @@ def _shards(
 
 _ACTION_FIELDS = tuple(item.name for item in dataclasses.fields(Action))
 
-_JOB: tuple[JourneyBundle, list[list[tuple[int, str, list[Event]]]], _Options] | None = None
+_JOB: tuple[list[list[tuple[int, str, list[Event]]]], _Options] | None = None
 
 
 def _run_job(index: int) -> list[tuple[float, int, int, tuple[Any, ...]]]:
     """One forked worker's share, sent back as plain tuples (five times cheaper to pickle)."""
     assert _JOB is not None
-    bundle, shards, options = _JOB
+    shards, options = _JOB
     return [
         (at, order, seq, tuple(getattr(a, name) for name in _ACTION_FIELDS))
-        for at, order, seq, a in _run_shard(bundle, shards[index], options)
+        for at, order, seq, a in _run_shard(shards[index], options)
     ]
 
 
 def _run_shard(
-    bundle: JourneyBundle, shard: list[tuple[int, str, list[Event]]], options: _Options
+    shard: list[tuple[int, str, list[Event]]], options: _Options
 ) -> list[tuple[float, int, int, Action]]:
     """A share of the customers, each timeline in timestamp order; the actions sorted by time."""
     keyed: list[tuple[float, int, int, Action]] = []
     for order, customer_id, timeline in shard:
         timeline.sort(key=event_sort_key)
-        for seq, action in enumerate(run_customer(customer_id, bundle, timeline, options)):
+        for seq, action in enumerate(run_customer(customer_id, timeline, options)):
             keyed.append((action.at.timestamp(), order, seq, action))
     keyed.sort()
     return keyed
 
 
-def run_customer(
-    customer_id: str, bundle: JourneyBundle, timeline: list[Event], options: _Options | None = None
-) -> list[Action]:
+def run_customer(customer_id: str, timeline: list[Event], options: _Options) -> list[Action]:
     """One customer's actions: events in timestamp order, timers fired at their deadlines.
 
     It runs without checkpoints (fast); only if the interpreter fails on something does it play this
     customer again in safe mode, which quarantines the failing input exactly as the workflow does.
     """
-    options = options or _Options()
     try:
-        return list(_Player(customer_id, bundle, options, safe=False).play(timeline))
+        return list(_Player(customer_id, options, safe=False).play(timeline))
     except Exception:
-        return list(_Player(customer_id, bundle, options, safe=True).play(timeline))
+        return list(_Player(customer_id, options, safe=True).play(timeline))
 
 
 class _Player:
     """One customer's timeline through the interpreter, as the workflow and the worker would do it."""
 
-    def __init__(self, customer_id: str, bundle: JourneyBundle, options: _Options, *, safe: bool) -> None:
+    def __init__(self, customer_id: str, options: _Options, *, safe: bool) -> None:
         self.state = interpreter.new_state(customer_id)
-        self.bundle = bundle
         self.options = options
         self.safe = safe
         self.sent_by_step: dict[str, interpreter.SendCommand] = {}
@@ -176,7 +184,8 @@ class _Player:
                 now = imported_at  # a backfill: it arrives now; overdue timers fire as it is handled
             else:
                 yield from self._drain(until=now)
-            out = interpreter.handle_event(self.state, self._linked(event), [self.bundle], now, safe=self.safe)
+            journeys = self.options.journeys_for(event.type)
+            out = interpreter.handle_event(self.state, self._linked(event), journeys, now, safe=self.safe)
             yield from self._settle(out, now)
         yield from self._drain(until=None)
 
@@ -310,21 +319,26 @@ class SimulationInputError(ValueError):
 
 
 def simulate_command(
-    journey_file: Path,
+    journey_paths: Sequence[Path],
     events_file: Path,
     out: TextIO = sys.stdout,
     *,
     imported_at: datetime | None = None,
     show_content: bool = False,
 ) -> int:
-    """The CLI: JSON lines on stdout, problems on stderr, exit 1 on bad input."""
-    from omnicart.journey.loader import JourneyError, load_journey
+    """The CLI: JSON lines on stdout, problems on stderr, exit 1 on bad input.
 
-    try:
-        bundle = load_journey(journey_file)
-    except JourneyError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
+    ``journey_paths`` are journey files or folders (a folder: every journey in it, with its policies).
+    """
+    from omnicart.journey.loader import load_files, named_files
+
+    loaded = load_files(named_files(journey_paths))
+    for problem in loaded.problems:
+        print(problem, file=sys.stderr)
+    if loaded.problems:
+        return 1
+    if not loaded.bundles:
+        print(f"no journey files in {', '.join(str(path) for path in journey_paths)}", file=sys.stderr)
         return 1
     try:
         events = read_events(events_file)
@@ -332,7 +346,8 @@ def simulate_command(
         print(exc, file=sys.stderr)
         return 1
     contents: dict[str, RenderedParts] | None = {} if show_content else None
-    for action in simulate(bundle, events, imported_at=imported_at, contents=contents):
+    bundles = list(loaded.bundles.values())
+    for action in simulate(bundles, events, imported_at=imported_at, contents=contents):
         line = action.as_json()
         rendered = contents.get(action.message_id or "") if contents is not None and action.action == "send" else None
         if rendered is not None:

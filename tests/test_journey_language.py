@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from omnicart.cli import app
 from omnicart.journey.catalog import JourneyCatalog
-from omnicart.journey.loader import JourneyError, load_directory, load_journey, load_template
+from omnicart.journey.loader import JourneyError, journey_files, load_directory, load_journey, load_template
 from omnicart.journey.model import EmailTemplate, SmsTemplate
 from omnicart.journey.templates import (
     TemplateError,
@@ -615,7 +615,7 @@ def test_omnicart_schema_is_a_json_schema_that_accepts_shipped_and_rejects_bad_j
     assert schema["title"]
     Draft202012Validator.check_schema(schema)
     validator = Draft202012Validator(schema)
-    for path in sorted(SHIPPED.glob("*.yaml")):
+    for path in journey_files(SHIPPED):
         assert list(validator.iter_errors(_yaml_data(path))) == [], path
 
     good = _yaml_data(SHIPPED / "abandoned_cart.yaml")

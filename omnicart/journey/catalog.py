@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from omnicart.journey.loader import YAML_SUFFIXES, Problem, load_directory
@@ -23,6 +23,16 @@ from omnicart.journey.model import JourneyBundle
 logger = logging.getLogger(__name__)
 
 _Signature = frozenset[tuple[str, int, int]]
+
+
+def triggered_by(bundles: Iterable[JourneyBundle], event_type: str) -> list[JourneyBundle]:
+    """The enabled journeys among ``bundles`` that an event of this type starts, by journey name.
+
+    What ingest attaches to each event (from this catalog or the registry) and what ``omnicart
+    simulate`` offers each event of a timeline: one rule, so a preview chooses as production does.
+    """
+    chosen = [b for b in bundles if b.journey.enabled and b.journey.trigger.event == event_type]
+    return sorted(chosen, key=lambda bundle: bundle.journey.name)
 
 
 class JourneyCatalog:
@@ -50,12 +60,7 @@ class JourneyCatalog:
 
     def bundles_for(self, event_type: str) -> list[JourneyBundle]:
         """The enabled journeys an event of this type starts, by journey name."""
-        bundles = self.all()
-        return [
-            bundles[name]
-            for name in sorted(bundles)
-            if bundles[name].journey.enabled and bundles[name].journey.trigger.event == event_type
-        ]
+        return triggered_by(self.all().values(), event_type)
 
     def all(self) -> dict[str, JourneyBundle]:
         """Every published journey (enabled or not), by name."""
@@ -119,6 +124,10 @@ class JourneyCatalog:
             for problem in result.problems:
                 if problem.file == str(file):
                     logger.warning("%s (%s)", problem, outcome)
+        journey_files = {str(file) for file in result.files}
+        for problem in result.problems:
+            if problem.file not in journey_files:  # the policies file: every journey keeps what it had
+                logger.warning("%s (every journey keeps its last valid version)", problem)
         bundles: dict[str, JourneyBundle] = {}
         for file in sorted(last_good):
             bundles.setdefault(last_good[file].journey.name, last_good[file])

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
@@ -37,6 +37,8 @@ from omnicart.journey.model import (
     EmailTemplate,
     Journey,
     JourneyBundle,
+    Percent,
+    Policies,
     PushTemplate,
     SmsTemplate,
     Step,
@@ -48,6 +50,9 @@ Path_ = tuple[str | int, ...]
 """Where a value sits in a document: keys and list indexes from the top, e.g. ('steps', 2, 'send')."""
 
 YAML_SUFFIXES = (".yaml", ".yml")
+POLICIES_FILES = tuple(f"policies{suffix}" for suffix in YAML_SUFFIXES)
+"""The names reserved in a journeys folder for the rules across its journeys (never a journey)."""
+PERCENT_PATTERN = str(TypeAdapter(Percent).json_schema()["pattern"])
 TEMPLATE_MODELS: dict[str, type[EmailTemplate] | type[SmsTemplate] | type[PushTemplate]] = {
     "email": EmailTemplate,
     "sms": SmsTemplate,
@@ -88,6 +93,8 @@ class LoadResult:
     bundles: dict[str, JourneyBundle] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     files: dict[Path, JourneyBundle | None] = field(default_factory=dict)
+    policies: dict[Path, Policies | None] = field(default_factory=dict)
+    """Each policies file read (one per folder), or None when it has problems."""
 
 
 # --- where things are in a file --------------------------------------------------------------
@@ -400,7 +407,13 @@ def _pattern_of(model: type[BaseModel] | None, key: object) -> str | None:
 
 # --- pydantic errors in a marketer's words ---------------------------------------------------
 
-_SINGULAR = {"steps": "step", "exit_when": "exit_when", "branch": "branch case", "fallback": "fallback"}
+_SINGULAR = {
+    "steps": "step",
+    "exit_when": "exit_when",
+    "branch": "branch case",
+    "fallback": "fallback",
+    "frequency_caps": "frequency cap",
+}
 _KIND_EXAMPLES = {
     "wait": "wait: 1h",
     "send": "send: with template: under it",
@@ -509,6 +522,15 @@ def _value_kind(value: Any) -> str:
     return "mapping" if isinstance(value, dict) else "list" if isinstance(value, list) else "scalar"
 
 
+def _one_literal(items: list[_Located]) -> _Located:
+    """``channel: emial`` against ``email | sms | push`` or ``any``: one error listing every choice."""
+    expected_each = [str((item.error.get("ctx") or {}).get("expected", "")) for item in items]
+    choices = [choice for text in expected_each for choice in re.findall(r"'[^']*'", text)]
+    expected = ", ".join(choices[:-1]) + f" or {choices[-1]}"
+    error: ErrorDetails = {**items[0].error, "ctx": {"expected": expected}}
+    return _Located(items[0].path, error)
+
+
 class _Translator:
     """Turns one document's pydantic errors into Problems, one clear message per mistake."""
 
@@ -539,7 +561,9 @@ class _Translator:
         for union_at, items in groups.items():
             kind = _value_kind(_get(self.data, union_at))
             chosen = [item for item in items if _branch_kind(item.tag or "") == kind]
-            if chosen:
+            if len(chosen) > 1 and all(item.error["type"] == "literal_error" for item in chosen):
+                result.append(_one_literal(chosen))
+            elif chosen:
                 result.extend(chosen)
             else:
                 shape: ErrorDetails = {
@@ -672,6 +696,8 @@ class _Translator:
             except DurationError as exc:
                 return str(exc) + (' (quote it: "09:00")' if not isinstance(value, str) else "")
             return f"bad time of day {text!r}"
+        if pattern == PERCENT_PATTERN:
+            return f"bad percentage {text!r} in '{key}': write it like 10% or 2.5%, at most 100%"
         if not isinstance(value, str):
             return None
         if key == "name" and pattern.startswith("^[a-z][a-z0-9_]"):
@@ -802,7 +828,7 @@ class _JourneyFile:
     name: str | None
 
 
-def _read_journey(path: Path, templates_dir: Path | None = None) -> _JourneyFile:
+def _read_journey(path: Path, templates_dir: Path | None = None, policies: Policies | None = None) -> _JourneyFile:
     from omnicart.journey.validate import check_journey
 
     display = str(path)
@@ -830,6 +856,7 @@ def _read_journey(path: Path, templates_dir: Path | None = None) -> _JourneyFile
     bundle = JourneyBundle(
         journey=journey,
         templates={n: t.template for n, t in templates.items() if t.template is not None},
+        policies=policies or Policies(),
     )
     return _JourneyFile(path, bundle, [], positions, name)
 
@@ -846,25 +873,51 @@ def load_journey(path: Path, templates_dir: Path | None = None) -> JourneyBundle
     """A journey and the templates it uses, validated; JourneyError with every problem otherwise.
 
     Templates are looked up in ``templates_dir``, by default the ``templates`` folder next to the
-    journey file.
+    journey file. The bundle carries the policies of the journey's folder (``policies.yaml``), so a
+    journey whose policies are broken cannot be loaded either.
     """
-    loaded = _read_journey(path, templates_dir)
-    if loaded.bundle is None:
-        raise JourneyError(loaded.problems)
+    policies, problems = folder_policies(path.parent)
+    loaded = _read_journey(path, templates_dir, policies)
+    if loaded.bundle is None or problems:
+        raise JourneyError(problems + loaded.problems)
     return loaded.bundle
 
 
 def journey_files(directory: Path) -> list[Path]:
-    """The journey files of a folder: every ``*.yaml``/``*.yml`` directly inside it, by name."""
-    return sorted(p for p in directory.iterdir() if p.suffix in YAML_SUFFIXES and p.is_file())
+    """The journey files of a folder: every ``*.yaml``/``*.yml`` directly inside it but the policies
+    file, by name."""
+    return sorted(
+        p for p in directory.iterdir() if p.suffix in YAML_SUFFIXES and p.is_file() and not is_policies_file(p)
+    )
+
+
+def named_files(paths: Iterable[Path]) -> list[Path]:
+    """The files that journey paths name, each once: a folder means its journey files, a file itself."""
+    files = [file for path in paths for file in (journey_files(path) if path.is_dir() else [path])]
+    return list(dict.fromkeys(files))
 
 
 def load_files(paths: Iterable[Path]) -> LoadResult:
-    """Load journey files; a journey name declared by two files is a problem in the later one."""
+    """Load journey files, each with its folder's policies; a journey name declared by two files is a
+    problem in the later one.
+
+    A policies file among ``paths`` is checked (it is never a journey). A folder whose policies file
+    has problems has no valid journey: a journey is published with its policies or not at all.
+    """
     result = LoadResult()
     declared: dict[str, _JourneyFile] = {}
+    folders: dict[Path, Policies | None] = {}
     for path in paths:
-        loaded = _read_journey(path)
+        if path.parent not in folders:
+            policies, problems = folder_policies(path.parent)
+            folders[path.parent] = policies
+            result.problems.extend(problems)
+            file = policies_file(path.parent)
+            if file is not None:
+                result.policies[file] = policies
+        if is_policies_file(path):
+            continue
+        loaded = _read_journey(path, policies=folders[path.parent])
         problems = list(loaded.problems)
         first = declared.get(loaded.name) if loaded.name is not None else None
         if first is not None:
@@ -877,7 +930,7 @@ def load_files(paths: Iterable[Path]) -> LoadResult:
         elif loaded.name is not None:
             declared[loaded.name] = loaded
         result.problems.extend(problems)
-        bundle = loaded.bundle if not problems else None
+        bundle = loaded.bundle if not problems and folders[path.parent] is not None else None
         result.files[path] = bundle
         if bundle is not None:
             result.bundles[bundle.journey.name] = bundle
@@ -885,8 +938,69 @@ def load_files(paths: Iterable[Path]) -> LoadResult:
 
 
 def load_directory(path: Path) -> LoadResult:
-    """Every journey in a folder (``*.yaml``/``*.yml`` directly inside; templates in ``templates/``)."""
+    """Every journey in a folder (``*.yaml``/``*.yml`` directly inside; templates in ``templates/``),
+    with the folder's policies."""
     return load_files(journey_files(path))
+
+
+# --- policies --------------------------------------------------------------------------------
+
+
+def is_policies_file(path: Path) -> bool:
+    """Whether a file is a journeys folder's policies (``policies.yaml`` or ``policies.yml``)."""
+    return path.name in POLICIES_FILES
+
+
+def policies_file(directory: Path) -> Path | None:
+    """The policies file of a journeys folder, if it has one."""
+    for name in POLICIES_FILES:
+        if (directory / name).is_file():
+            return directory / name
+    return None
+
+
+def read_policies(path: Path) -> tuple[Policies | None, list[Problem]]:
+    """Read and check a policies file: the policies when it has no problem, and its problems.
+
+    A file with nothing but comments sets no policy, which is how the shipped one shows the options
+    it leaves unset.
+    """
+    from omnicart.journey.validate import check_policies
+
+    display = str(path)
+    data, positions, problems = _read(path, display)
+    if problems and not isinstance(data, dict):
+        return None, problems
+    if data is None:
+        return Policies(), []
+    wrong = _not_a_mapping(data, positions, "policies", "frequency_caps:, global_holdout:, quiet_hours:")
+    if wrong is not None:
+        return None, [wrong]
+    policies, found = _validate(Policies, data, positions, "policies")
+    problems.extend(found)
+    if policies is not None:
+        problems.extend(check_policies(policies, positions))
+    return (None if problems else policies), _sorted(problems)
+
+
+def load_policies(path: Path) -> Policies:
+    """A valid policies file's policies; JourneyError with every problem otherwise."""
+    policies, problems = read_policies(path)
+    if policies is None:
+        raise JourneyError(problems)
+    return policies
+
+
+def folder_policies(directory: Path) -> tuple[Policies | None, list[Problem]]:
+    """The policies every journey of a folder runs with: its policies file's, or none when it has
+    no such file; None, with the problems, when the file is broken or there are two of them."""
+    found = [directory / name for name in POLICIES_FILES if (directory / name).is_file()]
+    if not found:
+        return Policies(), []
+    policies, problems = read_policies(found[0])
+    for extra in found[1:]:
+        problems.append(Problem(str(extra), 1, 1, f"{found[0]} already holds this folder's policies: keep one file"))
+    return (None if len(found) > 1 else policies), problems
 
 
 def _sorted(problems: list[Problem]) -> list[Problem]:
@@ -916,6 +1030,15 @@ def journey_schema() -> dict[str, Any]:
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         **schema,
         "title": "omnicart journey",
+    }
+
+
+def policies_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a ``policies.yaml`` file, for the YAML language server."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **Policies.model_json_schema(by_alias=True, mode="validation"),
+        "title": "omnicart policies",
     }
 
 

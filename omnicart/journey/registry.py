@@ -27,7 +27,8 @@ from typing import Literal
 from sqlalchemy import Column, Connection, DateTime, Engine, ForeignKey, Integer, String, Table, Text, select, update
 from sqlalchemy.exc import IntegrityError
 
-from omnicart.journey.loader import Problem, journey_files, load_files
+from omnicart.journey.catalog import triggered_by
+from omnicart.journey.loader import Problem, is_policies_file, load_files, named_files
 from omnicart.journey.model import JourneyBundle
 from omnicart.storage import metadata, utc
 
@@ -210,9 +211,11 @@ class JourneyRegistry:
 def publish_files(registry: JourneyRegistry, paths: Iterable[Path], by: str) -> tuple[list[str], list[Problem]]:
     """Validate journey files and publish them all, or none: ``(changed names, problems)``.
 
-    One broken file stops the whole publish, so a folder is never half published.
+    One broken file stops the whole publish, so a folder is never half published. Each journey is
+    published with its folder's policies, so publishing a folder after an edit of its policies file
+    makes a new version of every journey in it; naming the policies file means its whole folder.
     """
-    result = load_files([file for path in paths for file in (journey_files(path) if path.is_dir() else [path])])
+    result = load_files(named_files(path.parent if is_policies_file(path) else path for path in paths))
     if result.problems:
         return [], result.problems
     return registry.publish(result.bundles.values(), by), []
@@ -249,14 +252,7 @@ class PublishedJourneys:
 
     def bundles_for(self, event_type: str) -> list[JourneyBundle]:
         """The active, enabled journeys an event of this type starts, by journey name."""
-        published = self.all()
-        return [
-            item.bundle
-            for name, item in sorted(published.items())
-            if item.status == "active"
-            and item.bundle.journey.enabled
-            and item.bundle.journey.trigger.event == event_type
-        ]
+        return triggered_by((item.bundle for item in self.all().values() if item.status == "active"), event_type)
 
     def all(self) -> dict[str, Published]:
         with self._lock:

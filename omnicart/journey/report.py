@@ -16,6 +16,7 @@ from omnicart.journey.loader import (
     journey_files,
     load_files,
     load_template,
+    policies_file,
 )
 
 
@@ -28,10 +29,10 @@ def _yaml_files(folder: Path) -> list[Path]:
 
 
 def _collect(paths: list[Path]) -> tuple[list[Path], list[Path], list[Problem]]:
-    """Journey files, template files, and paths that do not exist.
+    """Journey and policies files, template files, and paths that do not exist.
 
-    A folder means the journeys directly inside it plus, checked on their own, the templates in its
-    ``templates/`` folder; a file inside a ``templates`` folder is a template.
+    A folder means the journeys directly inside it and its policies file plus, checked on their own,
+    the templates in its ``templates/`` folder; a file inside a ``templates`` folder is a template.
     """
     journeys: dict[Path, None] = {}
     templates: dict[Path, None] = {}
@@ -42,6 +43,9 @@ def _collect(paths: list[Path]) -> tuple[list[Path], list[Path], list[Problem]]:
                 templates.update(dict.fromkeys(_yaml_files(path)))
                 continue
             journeys.update(dict.fromkeys(journey_files(path)))
+            policies = policies_file(path)
+            if policies is not None:
+                journeys[policies] = None
             if (path / "templates").is_dir():
                 templates.update(dict.fromkeys(_yaml_files(path / "templates")))
         elif path.is_file():
@@ -52,7 +56,8 @@ def _collect(paths: list[Path]) -> tuple[list[Path], list[Path], list[Problem]]:
 
 
 def validate_paths(paths: list[Path]) -> int:
-    """Print every problem to stdout; return 0 when every journey and template is valid, else 1."""
+    """Print every problem to stdout; return 0 when every journey, template and policies file is valid,
+    else 1."""
     journeys, templates, problems = _collect(paths)
     result = load_files(journeys)
     problems.extend(result.problems)
@@ -70,10 +75,8 @@ def validate_paths(paths: list[Path]) -> int:
     if not journeys and not templates:
         print(f"no journey files in {', '.join(str(p) for p in paths)}", file=sys.stderr)
         return 1
-    summary = f"{_count(len(result.bundles), 'journey')} valid"
-    if templates:
-        summary += f", {_count(len(templates), 'template')} valid"
-    print(summary, file=sys.stderr)
+    counts = [(len(result.bundles), "journey"), (len(templates), "template"), (len(result.policies), "policies file")]
+    print(", ".join(f"{_count(number, noun)} valid" for number, noun in counts if number), file=sys.stderr)
     return 0
 
 

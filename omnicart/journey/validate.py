@@ -11,19 +11,20 @@ from __future__ import annotations
 import difflib
 import re
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import timedelta
 from functools import lru_cache
 from typing import Any, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import BaseModel
 
-from omnicart.events import PROPERTY_MODELS
+from omnicart.events import PROPERTY_MODELS, Channel
 from omnicart.journey import shapes
 from omnicart.journey.conditions import VARIABLES, ConditionError, compile_condition
 from omnicart.journey.durations import DurationError, parse_duration
 from omnicart.journey.loader import TEMPLATE_NAME, Path_, Positions, Problem, TemplateFile, type_members
-from omnicart.journey.model import Journey, Step
+from omnicart.journey.model import Journey, Policies, QuietHours, Step, percent
 from omnicart.journey.template_types import check_template_types
 from omnicart.journey.templates import check_template
 from omnicart.journey.typecheck import check_condition
@@ -244,11 +245,7 @@ class _Checker:
                 found.append((("steps", number, "wait", "after_trigger"), step.wait.after_trigger))
             if step.wait_for is not None:
                 found.append((("steps", number, "wait_for", "timeout"), step.wait_for.timeout))
-        for path, text in found:
-            try:
-                parse_duration(text)
-            except DurationError as exc:
-                yield self.at(path, str(exc))
+        yield from _duration_problems(self.positions, found)
 
     def _event_fields(self) -> Iterator[tuple[Path_, str]]:
         yield ("trigger", "event"), self.journey.trigger.event
@@ -308,13 +305,7 @@ class _Checker:
             yield self.at(("default_timezone",), f"unknown time zone '{name}'{hint}")
 
     def quiet_hours(self) -> Iterator[Problem]:
-        for channel, window in self.journey.quiet_hours.items():
-            if window.start == window.end:
-                yield self.at(
-                    ("quiet_hours", channel, "end"),
-                    f"quiet hours for {channel} start and end at {window.start}: that is no window; "
-                    "give two different times",
-                )
+        yield from _quiet_hours_problems(self.positions, self.journey.quiet_hours)
 
     # --- templates -----------------------------------------------------------------------
 
@@ -354,6 +345,57 @@ class _Checker:
                 rendered[name] = [str(loaded.locate(error)) for error in errors]
             for located in rendered[name]:
                 yield self.at(path, f"template '{name}' does not render: {located}")
+
+
+def _duration_problems(positions: Positions, found: Iterable[tuple[Path_, str]]) -> Iterator[Problem]:
+    """Durations of the right form that still mean nothing, such as ``0h``."""
+    for path, text in found:
+        try:
+            parse_duration(text)
+        except DurationError as exc:
+            yield positions.problem(path, str(exc))
+
+
+def _quiet_hours_problems(positions: Positions, windows: Mapping[Channel, QuietHours]) -> Iterator[Problem]:
+    for channel, window in windows.items():
+        if window.start == window.end:
+            yield positions.problem(
+                ("quiet_hours", channel, "end"),
+                f"quiet hours for {channel} start and end at {window.start}: that is no window; "
+                "give two different times",
+            )
+
+
+def check_policies(policies: Policies, positions: Positions) -> list[Problem]:
+    """Every problem of a schema-valid policies file that its schema cannot express, in file order.
+
+    Two caps on the same channel and window would leave the reader guessing which one counts, so
+    that is a mistake too; ``7d`` and ``1w`` are the same window.
+    """
+    problems = [*_quiet_hours_problems(positions, policies.quiet_hours)]
+    durations: list[tuple[Path_, str]] = []
+    seen: dict[tuple[str, timedelta], int] = {}
+    for number, cap in enumerate(policies.frequency_caps):
+        durations.append((("frequency_caps", number, "per"), cap.per))
+        durations.append((("frequency_caps", number, "max_hold"), cap.max_hold))
+        try:
+            window = (cap.channel, parse_duration(cap.per))
+        except DurationError:
+            continue
+        if window in seen:
+            line, _ = positions.value(("frequency_caps", seen[window]))
+            what = "marketing messages on any channel" if cap.channel == "any" else f"{cap.channel} messages"
+            problems.append(positions.problem(
+                ("frequency_caps", number),
+                f"{what} per {cap.per} are already capped by the frequency cap on line {line}: keep one",
+            ))
+        else:
+            seen[window] = number
+    problems.extend(_duration_problems(positions, durations))
+    if policies.global_holdout is not None and percent(policies.global_holdout) > 1:
+        message = f"bad percentage {policies.global_holdout!r}: at most 100%"
+        problems.append(positions.problem(("global_holdout",), message))
+    return sorted(problems, key=lambda p: (p.line, p.column))
 
 
 def _why_not_next(step: Step) -> str:

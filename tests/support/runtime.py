@@ -20,6 +20,7 @@ from activities.journeys import JourneyActivities
 from activities.quarantine import QuarantineActivities
 from omnicart.analytics.rows import JourneyActionRow
 from omnicart.events import Event
+from omnicart.journey.catalog import triggered_by
 from omnicart.journey.model import JourneyBundle
 from omnicart.journey.registry import JourneyRegistry
 from omnicart.journey.versions import JourneyVersions
@@ -82,7 +83,7 @@ def _database(path: Path) -> Engine:
 
 
 def journeys_for(bundles: Sequence[JourneyBundle]) -> Callable[[str], list[JourneyBundle]]:
-    return lambda event_type: [b for b in bundles if b.journey.trigger.event == event_type]
+    return lambda event_type: triggered_by(bundles, event_type)
 
 
 async def send_event(client: Client, task_queue: str, event: Event, bundles: Sequence[JourneyBundle],
