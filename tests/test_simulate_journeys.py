@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from omnicart.events import Event
+from omnicart.journey.loader import load_journey
 from omnicart.journey.model import JourneyBundle
 from omnicart.simulate import simulate
 from tests.support.bundles import JOURNEYS, browse, flagship
@@ -71,7 +72,7 @@ def test_two_journeys_together_preview_the_union_of_each_one_alone_in_time_order
         "48h abandoned_cart: send sms cart_reminder_sms",
         "96h abandoned_cart: send email cart_last_chance",
         "96h abandoned_cart: exit completed",
-        "110h abandoned_cart: convert 79.5",
+        "110h abandoned_cart: convert 79.5 USD via email",
     ]
     # The checkout ends the browse run (its exit_when) and starts the cart's, at the same moment.
     assert story(both, "cus_quick") == [
@@ -135,10 +136,10 @@ def test_simulate_a_folder_runs_every_journey_in_it_with_its_policies(tmp_path: 
         "2h browse_abandonment: exit completed",
         "24h abandoned_cart: enter",
     ]
-    assert lines == preview([flagship(), browse()], timeline())
+    assert lines == preview([flagship(), browse(), load_journey(JOURNEYS / "win_back.yaml")], timeline())
 
-    named = run("simulate", "journeys/browse_abandonment.yaml", "journeys/abandoned_cart.yaml", "--events",
-                str(events))
+    named = run("simulate", "journeys/browse_abandonment.yaml", "journeys/abandoned_cart.yaml",
+                "journeys/win_back.yaml", "--events", str(events))
     assert named.returncode == 0 and named.stdout == result.stdout
 
 
