@@ -91,7 +91,8 @@ async def test_win_back_arms_agree_with_simulate_and_stick_when_a_customer_lapse
 
 
 async def test_a_frequency_cap_holds_across_journeys_in_the_workflow(time_env: WorkflowEnvironment) -> None:
-    """Smart sending (one marketing message per 16 hours): the browse nudge waits for the cart email."""
+    """Smart sending (one marketing message per 16 hours): the browse nudge waits for the cart email,
+    in the workflow exactly as in ``omnicart simulate``."""
     policies = Policies.model_validate({"frequency_caps": [
         {"channel": "sms", "at_most": 2, "per": "7d"},
         {"channel": "any", "at_most": 1, "per": "16h", "when_capped": "hold", "max_hold": "1d"},
@@ -107,6 +108,7 @@ async def test_a_frequency_cap_holds_across_journeys_in_the_workflow(time_env: W
     channel = RecordingChannel()
     async with customer_worker(time_env.client, [channel.send_message]) as task_queue:
         lines = await play(time_env, task_queue, [cart_journey, browse_journey], timeline, start + 5 * DAY)
+    same(lines, [action.as_json() for action in simulate([cart_journey, browse_journey], timeline)])
     said = [(parse_at(line) - start, line["journey"], describe(line)) for line in lines]
     # The cart email at 1h takes the 16-hour slot; the browse nudge, due at 2h30, holds until 17h.
     assert (HOUR, "abandoned_cart", "send email cart_reminder_1") in said
