@@ -53,8 +53,12 @@ def simulate(
     *,
     imported_at: datetime | None = None,
     contents: dict[str, RenderedParts] | None = None,
+    steps: bool = False,
 ) -> list[Action]:
     """Every action of the journeys (one bundle, or several) for these events, in time order.
+
+    With ``steps``, also each step a run reaches (action ``step``): what analytics records to count
+    who waits where, left out of the journal and of the preview a marketer reads.
 
     Customers are independent, so each customer's timeline runs on its own (large timelines on all
     cores) and the results are merged by time: ties keep each customer's own order, customers in the
@@ -70,7 +74,7 @@ def simulate(
         for event in events:
             timelines.setdefault(event.customer_id, []).append(event)
         bundles = (journeys,) if isinstance(journeys, JourneyBundle) else tuple(journeys)
-        options = _Options(bundles, imported_at, contents)
+        options = _Options(bundles, imported_at, contents, steps=steps)
         shards = _shards(list(timelines.items()), 1 if contents is not None else workers)
         if len(shards) == 1 or "fork" not in multiprocessing.get_all_start_methods():
             parts = [_run_shard(shard, options) for shard in shards]
@@ -90,6 +94,7 @@ class _Options:
     contents: dict[str, RenderedParts] | None = None
     outcomes: dict[tuple[str, str, str], TemplateError | None] = field(default_factory=dict)
     triggered: dict[str, list[JourneyBundle]] = field(default_factory=dict)
+    steps: bool = False
 
     def journeys_for(self, event_type: str) -> list[JourneyBundle]:
         """The journeys an event of this type is offered, as ingest would attach them."""
@@ -208,6 +213,8 @@ class _Player:
     def _settle(self, out: interpreter.Output, now: datetime) -> Iterator[Action]:
         """Report the actions; render each send as the worker would, and report its outcome."""
         yield from out.actions
+        if self.options.steps:
+            yield from out.reached
         for command in out.sends:
             self.sent_by_step[command.step_id] = command
             template = self.state.bundles[command.version].templates[command.template]
