@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.common import RetryPolicy
 
+from omnicart.analytics.rows import JourneyActionRow
 from omnicart.events import Channel
 from omnicart.journey.model import Template
 
@@ -77,6 +78,11 @@ class SendRequest(BaseModel):
     )
     to: list[str] = Field(description="Email address, E.164 phone number, or the device tokens for push.")
     context: dict[str, Any] = Field(description="What the template renders with: customer, cart, trigger, ...")
+    analytics: list[JourneyActionRow] = Field(
+        default_factory=list,
+        description="The journey's analytics rows since its last report: the send activity stores them first, "
+        "so a send carries them at no extra activity.",
+    )
 
 
 Outcome = Literal["sent", "already_sent", "failed"]

@@ -21,6 +21,7 @@ REPLAY_QUARANTINE_UPDATE = "replay_quarantine"
 QUARANTINE_QUERY = "quarantine"
 RECORD_QUARANTINE_ACTIVITY = "record_quarantine"
 LOAD_JOURNEYS_ACTIVITY = "load_journeys"
+RECORD_ANALYTICS_ACTIVITY = "record_analytics"
 
 STATE_BYTES_BUDGET = 512 * 1024
 """How large a customer's state may be when it is carried to the next run (continue-as-new).

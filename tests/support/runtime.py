@@ -16,6 +16,7 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.analytics import AnalyticsActivities
 from activities.journeys import JourneyActivities
 from activities.quarantine import QuarantineActivities
 from omnicart.events import Event
@@ -25,6 +26,7 @@ from omnicart.journey.versions import JourneyVersions
 from omnicart.messages import SendRequest, SendResult
 from omnicart.quarantine import QuarantineLog
 from omnicart.routing import customer_workflow_id, signal_customer
+from omnicart.settings import get_settings
 from omnicart.signals import IncomingEvent
 from omnicart.storage import get_engine, upgrade
 from workflows.customer import CustomerWorkflow
@@ -53,15 +55,17 @@ async def customer_worker(
 ) -> AsyncIterator[str]:
     """A worker for CustomerWorkflow on a fresh task queue (``options`` go to ``Worker``); yields the queue.
 
-    Quarantined inputs are recorded in ``quarantine`` (by default a throwaway SQLite database).
+    Quarantined inputs and analytics rows are recorded in ``quarantine``'s database (by default a
+    throwaway SQLite database).
     """
     task_queue = f"test-{uuid.uuid4()}"
     with tempfile.TemporaryDirectory() as scratch:
         log = quarantine or QuarantineLog(_database(Path(scratch) / "quarantine.db"))
         recording = QuarantineActivities(log).record_quarantine
         loading = JourneyActivities(JourneyVersions(JourneyRegistry(log.engine))).load_journeys
+        analytics = AnalyticsActivities(log.engine, get_settings().signing_secret).record_analytics
         async with Worker(client, task_queue=task_queue, workflows=[CustomerWorkflow],
-                          activities=[*activities, recording, loading], workflow_runner=workflow_runner(),
+                          activities=[*activities, recording, loading, analytics], workflow_runner=workflow_runner(),
                           **options):
             yield task_queue
 
