@@ -4,7 +4,8 @@ Pure translations (the callers store the rows with ``omnicart.analytics.store.re
 
 * an event about a message: ``message_delivered``/``opened``/``clicked``/``bounced``/``failed``
   posted to ``/v1/events`` (a push open from the app) or built by the Twilio status callback, and a
-  ``consent_changed`` withdrawal that names the message it came from (our unsubscribe link);
+  ``consent_changed`` withdrawal that names the message it came from (our unsubscribe link); an
+  open with ``machine: true`` is a machine open;
 * one item of SendGrid's Event Webhook, which says more than our event does: an open by Apple
   Mail's privacy proxy (``sg_machine_open``) is a machine open, not a person;
 * the send activity itself: a send that failed for good, and an acceptance by a channel whose
@@ -72,7 +73,9 @@ def from_event(event: Event) -> MessageOutcomeRow | None:
     if kind is None:
         return None
     channel = event.properties.get("channel")
-    return outcome(message_id, kind, event.timestamp, event.id, channel=channel if isinstance(channel, str) else None)
+    machine = kind == "opened" and event.properties.get("machine") is True
+    return outcome(message_id, kind, event.timestamp, event.id,
+                   channel=channel if isinstance(channel, str) else None, machine=machine)
 
 
 def outcomes_of(events: list[Event]) -> list[MessageOutcomeRow]:

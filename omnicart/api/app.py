@@ -35,6 +35,7 @@ from omnicart.api import sendgrid_webhook, twilio_webhooks, unsubscribe
 from omnicart.api.customers import customers_router
 from omnicart.api.event_log import EventLog
 from omnicart.api.ingest import ForwardingFailed, Ingest, IngestResult, JourneySource, TemporalUnavailable
+from omnicart.api.stats import stats_router
 from omnicart.customers.profiles import CustomerProfiles
 from omnicart.events import Event, describe_error
 from omnicart.journey.registry import JourneyRegistry, PublishedJourneys
@@ -137,6 +138,7 @@ def create_app(
     app.include_router(twilio_webhooks.router)
     app.include_router(forget_router(_require_token))
     app.include_router(customers_router(_require_token, CustomerProfiles(engine, settings.signing_secret)))
+    app.include_router(stats_router(_require_token, engine))
     # Uncached keys: a person reading a forgotten customer's history finds it unreadable at once.
     app.mount("/codec", codec_app(settings, payload_codec(settings.model_copy(update={"data_key_cache_seconds": 0}))))
     _document_event_schemas(app)
