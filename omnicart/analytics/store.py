@@ -110,4 +110,6 @@ def _insert_new(engine: Engine, table: Table, key: str, values: Sequence[dict[st
     if not values:
         return 0
     with engine.begin() as conn:
-        return int(conn.execute(insert_ignoring_existing(conn, table, key), list(values)).rowcount)
+        # RETURNING, not rowcount: a driver's executemany need not count (psycopg answers -1).
+        statement = insert_ignoring_existing(conn, table, key).returning(table.c[key])
+        return len(conn.execute(statement, list(values)).all())
