@@ -56,7 +56,7 @@ class Timeline:
                 journey=fields.pop("journey", JOURNEY),
                 version=fields.pop("version", "v1"),
                 run_id=run,
-                action=action,  # type: ignore[arg-type]
+                action=action,
                 **fields,
             )
         )
@@ -69,7 +69,7 @@ class Timeline:
             MessageOutcomeRow(
                 outcome_id=outcome_id(message_id, outcome, event or f"{outcome}-{len(self.outcomes)}"),
                 message_id=message_id,
-                outcome=outcome,  # type: ignore[arg-type]
+                outcome=outcome,
                 machine=machine,
                 at=at,
             )
