@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from operator import attrgetter
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
-from sqlalchemy import Engine, exists, select, tuple_
-from sqlalchemy.engine import Row
+from sqlalchemy import Engine, exists, select
+from sqlalchemy.engine import CursorResult
 
 from omnicart.analytics.rows import JourneyActionRow, MessageOutcomeRow
 from omnicart.analytics.store import journey_actions, message_outcomes
@@ -283,34 +283,57 @@ def load_rows(
 ) -> tuple[list[JourneyActionRow], list[MessageOutcomeRow]]:
     """The journey's rows of the runs that entered in [since, until), and the outcomes of their messages.
 
-    Customers come back as the pseudonyms the store keeps: distinct counts are the same.
+    With a window, the runs that entered in it are found first (the (journey, at) index), then their
+    rows by customer (the customer_ref index), from ``since`` on: every row of a run comes at or
+    after its ``enter``. Customers come back as the pseudonyms the store keeps: distinct counts are
+    the same.
     """
     table = journey_actions.c
-    started = select(table.customer_ref, table.run_id).where(table.journey == journey, table.action == "enter")
-    if since is not None:
-        started = started.where(table.at >= since)
-    if until is not None:
-        started = started.where(table.at < until)
-    query = select(journey_actions).where(table.journey == journey)
-    if since is not None or until is not None:
-        # A run id is never null in stored runs; rows without one belong to no window.
-        query = query.where(tuple_(table.customer_ref, table.run_id).in_(started))
-    sent = select(query.subquery().c.message_id)
-    outcomes_query = select(message_outcomes).where(message_outcomes.c.message_id.in_(sent))
+    query = select(journey_actions).where(table.journey == journey).order_by(table.at)
     with engine.connect() as conn:
-        actions = [_action(row) for row in conn.execute(query.order_by(table.at))]
-        outcomes = [_outcome(row) for row in conn.execute(outcomes_query)]
+        if since is None and until is None:
+            actions = [JourneyActionRow.model_validate(values) for values in _records(conn.execute(query))]
+        else:
+            started = select(table.customer_ref, table.run_id).where(table.journey == journey, table.action == "enter")
+            if since is not None:
+                started = started.where(table.at >= since)
+                query = query.where(table.at >= since)
+            if until is not None:
+                started = started.where(table.at < until)
+            runs = {(row.customer_ref, row.run_id) for row in conn.execute(started)}
+            customers = sorted({customer for customer, _ in runs})
+            actions = [
+                JourneyActionRow.model_validate(values)
+                for part in _chunks(customers)
+                for values in _records(conn.execute(query.where(table.customer_ref.in_(part))))
+                if (values["customer_id"], values["run_id"]) in runs
+            ]
+            actions.sort(key=lambda row: row.at)
+        sent = sorted({row.message_id for row in actions if row.action == "send" and row.message_id is not None})
+        about = select(message_outcomes)
+        outcomes = [
+            MessageOutcomeRow.model_validate(values)
+            for part in _chunks(sent)
+            for values in _records(conn.execute(about.where(message_outcomes.c.message_id.in_(part))))
+        ]
     return actions, outcomes
 
 
-def _action(row: Row[tuple[object, ...]]) -> JourneyActionRow:
-    values = dict(row._mapping)
-    values["customer_id"] = values.pop("customer_ref")
-    values["at"] = utc(values["at"])
-    return JourneyActionRow.model_validate(values)
+_CHUNK = 500
+"""Values per ``IN (...)``: well below SQLite's limit on bound parameters in old builds."""
 
 
-def _outcome(row: Row[tuple[object, ...]]) -> MessageOutcomeRow:
-    values = dict(row._mapping)
-    values["at"] = utc(values["at"])
-    return MessageOutcomeRow.model_validate(values)
+def _chunks(values: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(values), _CHUNK):
+        yield values[start : start + _CHUNK]
+
+
+def _records(result: CursorResult[Any]) -> Iterator[dict[str, Any]]:
+    """Each row as a dict with the row models' names and aware times (the column names are read
+    once: a ``Row``'s own mapping builds them again for every row)."""
+    names = ["customer_id" if name == "customer_ref" else name for name in result.keys()]  # noqa: SIM118
+    at = names.index("at")
+    for values in result:
+        record = dict(zip(names, values, strict=True))
+        record["at"] = utc(values[at])
+        yield record
