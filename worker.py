@@ -16,6 +16,7 @@ from datetime import timedelta
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.analytics import AnalyticsActivities
 from activities.journeys import JourneyActivities
 from activities.quarantine import QuarantineActivities
 from activities.send import SendActivities
@@ -59,6 +60,7 @@ def build_worker(client: Client, settings: Settings) -> Worker:
             activities.send_message,
             QuarantineActivities(QuarantineLog(engine)).record_quarantine,
             JourneyActivities(versions).load_journeys,
+            AnalyticsActivities(engine, settings.signing_secret).record_analytics,
         ],
         workflow_runner=workflow_runner(),
         # Sends heartbeat every second; the SDK passes one on at most this often, which bounds how

@@ -14,6 +14,10 @@ Outcomes, as the workflow sees them:
   ``revoke_consent`` tell the journey what to change before it tries the step's fallback.
 * Raises ``ApplicationError`` (retryable, ``next_retry_delay`` = the provider's Retry-After) for
   timeouts, 429 and 5xx: with ``SEND_RETRY_POLICY`` an outage delays a message, never drops it.
+
+For analytics it stores the journey's rows the request carries (``SendRequest.analytics``) before
+anything else, and the outcome the send itself knows: ``failed`` for good, or ``delivered`` where
+the channel's acceptance is all we will hear (``ACCEPTANCE_IS_DELIVERY``).
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from omnicart.analytics.outcomes import CHANNEL_ACCEPTED, SEND_FAILED, outcome
+from omnicart.analytics.rows import MessageOutcomeRow
+from omnicart.analytics.store import record_actions, record_outcomes
 from omnicart.api.unsubscribe import unsubscribe_url
 from omnicart.channels.base import (
     ChannelSender,
@@ -126,6 +133,13 @@ class SendActivities:
         ).add(1, {"channel": request.channel})
 
     async def _send(self, request: SendRequest, stop: asyncio.Event) -> SendResult:
+        if request.analytics:  # the journey's rows ride along with its send: stored first, once
+            await asyncio.to_thread(record_actions, self.ledger.engine, request.analytics, self.settings.signing_secret)
+        result = await self._send_once(request, stop)
+        await asyncio.to_thread(record_outcomes, self.ledger.engine, _known_outcomes(result))
+        return result
+
+    async def _send_once(self, request: SendRequest, stop: asyncio.Event) -> SendResult:
         sender = self.senders.get(request.channel)
         if sender is None:
             return _failed(request, "none", f"no sender is configured for channel {request.channel!r}")
@@ -297,6 +311,22 @@ class SendActivities:
 
 
 _SETTLED = (LedgerStatus.SENT, LedgerStatus.FAILED, LedgerStatus.UNCONFIRMED)
+
+ACCEPTANCE_IS_DELIVERY = frozenset({"outbox", "fcm"})
+"""Providers whose acceptance is the last we hear of a message, so it counts as delivered for
+analytics: the dev outbox (the file is the recipient), FCM (no delivery receipts over its HTTP API)."""
+
+
+def _known_outcomes(result: SendResult) -> list[MessageOutcomeRow]:
+    """What the send itself tells analytics: failed for good, or delivered where acceptance is all
+    we will hear. The same row on every attempt, so a retry after a crash stores it once."""
+    now = datetime.now(UTC)
+    if result.outcome == "failed":
+        return [outcome(result.message_id, "failed", now, SEND_FAILED, channel=result.channel)]
+    confirmed = result.outcome == "sent" or result.error is None  # an unconfirmed send is no delivery
+    if confirmed and result.provider in ACCEPTANCE_IS_DELIVERY:
+        return [outcome(result.message_id, "delivered", now, CHANNEL_ACCEPTED, channel=result.channel)]
+    return []
 
 HEARTBEAT_EVERY = timedelta(seconds=1)
 """How often a running send heartbeats. The SDK throttles what it sends to the server (see the

@@ -35,6 +35,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.analytics import AnalyticsActivities
 from activities.journeys import JourneyActivities
 from activities.send import SendActivities
 from benchmarks.minimal_workflow import MinimalCartInput, MinimalCartWorkflow
@@ -189,7 +190,8 @@ async def main() -> None:
                 async with Worker(env.client, task_queue=settings.task_queue,
                                   workflows=[CustomerWorkflow, MinimalCartWorkflow],
                                   activities=[activities.send_message,
-                                              JourneyActivities(JourneyVersions(JourneyRegistry(engine))).load_journeys],
+                                              JourneyActivities(JourneyVersions(JourneyRegistry(engine))).load_journeys,
+                                              AnalyticsActivities(engine, settings.signing_secret).record_analytics],
                                   workflow_runner=workflow_runner(),
                                   max_concurrent_activities=200):
                     if name == "omnicart":

@@ -339,5 +339,42 @@ def keys_new(key_id: Annotated[str | None, typer.Option(help="Default: k and the
     typer.echo(new_key_spec(key_id))
 
 
+@app.command()
+def report(
+    journey: Annotated[str, typer.Argument(help="The journey's name.")],
+    since: Annotated[datetime | None, typer.Option(help="Runs that entered at or after this time (UTC).")] = None,
+    until: Annotated[datetime | None, typer.Option(help="Runs that entered before this time (UTC).")] = None,
+    by: Annotated[str, typer.Option(help="One row per step, variant, channel or version.")] = "step",
+    format_: Annotated[str, typer.Option("--format", help="table, json or csv.")] = "table",
+    simulate_: Annotated[
+        Path | None, typer.Option("--simulate", help="Preview: the report this JSON-lines timeline would give.")
+    ] = None,
+    journeys_dir: Annotated[
+        Path, typer.Option("--journeys", help="With --simulate: the journeys folder.")
+    ] = Path("journeys"),
+) -> None:
+    """How a journey did: entries, sends and their outcomes per step, conversions, revenue (docs/ANALYTICS.md)."""
+    from omnicart.analytics.present import FORMATS, ReportInputError, simulated_report, stored_report, write_report
+    from omnicart.analytics.report import GROUP_BY
+    from omnicart.settings import get_settings
+
+    group_by = next((choice for choice in GROUP_BY if choice == by), None)
+    fmt = next((choice for choice in FORMATS if choice == format_), None)
+    if group_by is None:
+        raise typer.BadParameter(f"--by is one of {', '.join(GROUP_BY)}")
+    if fmt is None:
+        raise typer.BadParameter(f"--format is one of {', '.join(FORMATS)}")
+    start, end = (value.replace(tzinfo=value.tzinfo or UTC) if value else None for value in (since, until))
+    try:
+        if simulate_ is not None:
+            made = simulated_report(journey, simulate_, journeys_dir, group_by, start, end)
+        else:
+            made = stored_report(get_settings().database(), journey, group_by, start, end)
+    except ReportInputError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    write_report(made, fmt)
+
+
 if __name__ == "__main__":
     app()

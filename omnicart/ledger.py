@@ -213,16 +213,24 @@ class MessageLedger:
         A phone can be shared (a family, a shop's landline): an SMS STOP from it must reach
         everyone we text at that number, not only the last one.
         """
+        return list(self.last_messages_to(channel, recipient))
+
+    def last_messages_to(self, channel: str, recipient: str) -> dict[str, str]:
+        """Each customer we messaged at this address, most recent first, with the last message they
+        were sent there: what an SMS STOP reply (which names no message) is an answer to."""
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(message_recipients.c.customer_id, message_recipients.c.created_at)
+                select(message_recipients.c.customer_id, message_recipients.c.message_id)
                 .where(
                     message_recipients.c.channel == channel,
                     message_recipients.c.recipient == normalize_recipient(channel, recipient),
                 )
                 .order_by(message_recipients.c.created_at.desc())
             ).all()
-        return list(dict.fromkeys(row.customer_id for row in rows))
+        last: dict[str, str] = {}
+        for row in rows:
+            last.setdefault(row.customer_id, row.message_id)
+        return last
 
     def with_status(self, status: LedgerStatus, limit: int = 100) -> list[LedgerEntry]:
         """Rows in one state, oldest first: what an operator reviews (e.g. ``unconfirmed``)."""

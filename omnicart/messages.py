@@ -80,7 +80,9 @@ class SendRequest(BaseModel):
     context: dict[str, Any] = Field(description="What the template renders with: customer, cart, trigger, ...")
     variant: str | None = Field(default=None, description="The split variant of the run, if any.")
     analytics: list[JourneyActionRow] = Field(
-        default_factory=list, description="Journey actions the activity stores first (a send carries them for free)."
+        default_factory=list,
+        description="The journey's analytics rows since its last report: the send activity stores them first, "
+        "so a send carries them at no extra activity.",
     )
 
 

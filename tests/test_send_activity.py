@@ -12,16 +12,19 @@ import io
 import logging
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import SecretStr
+from sqlalchemy import select
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.send import RETRYABLE_ERROR_TYPE, SendActivities
+from omnicart.analytics.rows import JourneyActionRow, action_id
+from omnicart.analytics.store import journey_actions, message_outcomes
 from omnicart.api.unsubscribe import read_token
 from omnicart.channels.base import ChannelSender, Delivery, RenderedMessage
 from omnicart.channels.outbox import OutboxSender, read_outbox
@@ -380,3 +383,55 @@ def test_bugs_are_not_retried_but_outages_are() -> None:
     for bug in ("TypeError", "KeyError", "AttributeError", "ValidationError"):
         assert bug in non_retryable
     assert RETRYABLE_ERROR_TYPE not in non_retryable
+
+
+# -- analytics -------------------------------------------------------------------------------------
+
+
+def journey_rows(*actions: str) -> list[JourneyActionRow]:
+    """The rows the workflow hands to a send: the run's actions since its last report."""
+    return [
+        JourneyActionRow(action_id=action_id("cus_42", "run_7", seq), at=datetime(2026, 11, 1, 10, seq, tzinfo=UTC),
+                         customer_id="cus_42", journey="abandoned_cart", version="abc123", run_id="run_7",
+                         action=action, step="last_chance" if action != "enter" else None)
+        for seq, action in enumerate(actions)
+    ]
+
+
+def analytics_of(h: Harness) -> tuple[list[str], list[tuple[str, str]]]:
+    with h.ledger.engine.connect() as conn:
+        actions = conn.execute(select(journey_actions.c.action).order_by(journey_actions.c.at)).scalars().all()
+        outcomes = conn.execute(select(message_outcomes.c.message_id, message_outcomes.c.outcome)).all()
+    return list(actions), sorted((row.message_id, row.outcome) for row in outcomes)
+
+
+async def test_a_send_stores_the_rows_it_carries_once_and_the_outbox_counts_as_delivered(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    req = request(analytics=journey_rows("enter", "step", "send"))
+
+    await h.send(req)
+    await h.send(req)  # a retry: the same rows, the same outcome
+
+    assert analytics_of(h) == (["enter", "step", "send"], [("msg_cus42_run7_last_chance_1", "delivered")])
+
+
+async def test_the_rows_are_stored_even_when_the_send_fails_and_the_failure_is_an_outcome(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    del h.activities.senders["sms"]
+
+    result = await h.send(sms_request().model_copy(update={"analytics": journey_rows("enter", "step")}))
+
+    assert result.outcome == "failed"
+    assert analytics_of(h) == (["enter", "step"], [("msg_cus42_run7_second_reminder_1", "failed")])
+
+
+async def test_sendgrid_acceptance_is_not_a_delivery_and_a_refusal_is_a_failure(
+    tmp_path: Path, sendgrid: SendGridServer
+) -> None:
+    h = Harness(tmp_path, sendgrid)
+
+    accepted = await h.send(request())
+    refused = await h.send(request("msg_cus42_run7_last_chance_2", to=["maya.lopez@@example"]))
+
+    assert (accepted.outcome, refused.outcome) == ("sent", "failed")
+    assert analytics_of(h) == ([], [("msg_cus42_run7_last_chance_2", "failed")])  # the webhook says delivered

@@ -22,7 +22,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from fastapi import FastAPI
 from pydantic import SecretStr
+from sqlalchemy import select
 
+from omnicart.analytics.store import message_outcomes
 from omnicart.api import sendgrid_webhook, unsubscribe
 from omnicart.api.unsubscribe import make_token
 from omnicart.events import Event
@@ -357,3 +359,49 @@ async def test_unsubscribe_before_the_api_is_connected_asks_to_retry(api: Api) -
     api.app.state.ingest = None
     response = await api.client.post(f"/v1/unsubscribe/{make_token(SECRET, 'cus_42', MESSAGE_ID)}")
     assert response.status_code == 503
+
+
+# -- message outcomes for analytics --------------------------------------------------------------
+
+
+def stored_outcomes(api: Api) -> list[tuple[str, str, bool]]:
+    with api.ledger.engine.connect() as conn:
+        rows = conn.execute(select(message_outcomes.c.message_id, message_outcomes.c.outcome,
+                                   message_outcomes.c.machine)).all()
+    return sorted((row.message_id, row.outcome, row.machine) for row in rows)
+
+
+async def test_outcomes_are_stored_once_with_privacy_proxy_opens_apart(api: Api) -> None:
+    api.sent_message()
+    batch = [
+        sg_event("processed", "ev-proc"),
+        sg_event("delivered", "ev-dlv"),
+        sg_event("open", "ev-proxy", sg_machine_open=True, useragent="Mozilla/5.0"),
+        sg_event("open", "ev-person", sg_machine_open=False, useragent="Mozilla/5.0"),
+        sg_event("click", "ev-click", url="https://shop.example.com/cart"),
+        sg_event("dropped", "ev-drop", reason="Bounced Address"),
+        sg_event("spamreport", "ev-spam"),
+        sg_event("open", "ev-other", message_id="msg_unknown"),  # not ours: no outcome
+    ]
+
+    first = await api.post_events(batch)
+    redelivered = await api.post_events(batch)  # SendGrid retries a whole batch
+
+    assert first.status_code == redelivered.status_code == 200
+    assert stored_outcomes(api) == [
+        (MESSAGE_ID, "clicked", False),
+        (MESSAGE_ID, "delivered", False),
+        (MESSAGE_ID, "failed", False),
+        (MESSAGE_ID, "opened", False),
+        (MESSAGE_ID, "opened", True),
+        (MESSAGE_ID, "unsubscribed", False),
+    ]
+
+
+async def test_the_unsubscribe_link_stores_one_unsubscribed_outcome(api: Api) -> None:
+    token = make_token(SECRET, "cus_42", MESSAGE_ID)
+
+    for _ in range(2):
+        assert (await api.client.post(f"/v1/unsubscribe/{token}")).status_code == 200
+
+    assert stored_outcomes(api) == [(MESSAGE_ID, "unsubscribed", False)]

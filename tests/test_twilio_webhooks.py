@@ -21,7 +21,9 @@ import pytest
 import pytest_asyncio
 from fastapi import FastAPI
 from pydantic import SecretStr
+from sqlalchemy import select
 
+from omnicart.analytics.store import message_outcomes
 from omnicart.api.twilio_webhooks import router
 from omnicart.channels.twilio_sms import TwilioSmsSender
 from omnicart.events import Event
@@ -393,3 +395,30 @@ async def test_phone_numbers_and_bodies_stay_out_of_the_logs(
     assert "cus_42" in caplog.text
     for secret in (PHONE, PHONE[1:], "+14155550999", "Main St"):
         assert secret not in caplog.text
+
+
+# -- message outcomes for analytics --------------------------------------------------------------
+
+
+def stored_outcomes(ledger: MessageLedger) -> list[tuple[str, str]]:
+    with ledger.engine.connect() as conn:
+        rows = conn.execute(select(message_outcomes.c.message_id, message_outcomes.c.outcome)).all()
+    return sorted((row.message_id, row.outcome) for row in rows)
+
+
+async def test_status_callbacks_and_a_stop_reply_are_stored_as_outcomes_once(
+    client: httpx.AsyncClient, ledger: MessageLedger
+) -> None:
+    later = sms_request("msg_2", "sms_again", "Still thinking about it?")
+    ledger.claim(later, "twilio")
+    ledger.mark_sent("msg_2", "twilio", "SM" + "2" * 32)
+
+    for _ in range(2):  # Twilio may call twice
+        assert (await post_signed(client, STATUS, status_params("sent"))).status_code == 200
+        assert (await post_signed(client, STATUS, status_params("delivered"))).status_code == 200
+        failed = status_params("undelivered", sid="SM" + "2" * 32, ErrorCode="30003")
+        assert (await post_signed(client, "/webhooks/twilio/status?message_id=msg_2", failed)).status_code == 200
+        assert (await post_signed(client, "/webhooks/twilio/inbound", inbound_params("STOP"))).status_code == 200
+
+    # STOP answers the last text the customer got at that number.
+    assert stored_outcomes(ledger) == [("msg_1", "delivered"), ("msg_2", "failed"), ("msg_2", "unsubscribed")]

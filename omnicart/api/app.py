@@ -25,13 +25,17 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field, ValidationError
 from pydantic.json_schema import models_json_schema
 from pydantic_core import ErrorDetails
+from sqlalchemy import Engine
 from temporalio.client import Client
 
 from omnicart import limits
+from omnicart.analytics.outcomes import outcomes_of
+from omnicart.analytics.store import record_outcomes
 from omnicart.api import sendgrid_webhook, twilio_webhooks, unsubscribe
 from omnicart.api.customers import customers_router
 from omnicart.api.event_log import EventLog
 from omnicart.api.ingest import ForwardingFailed, Ingest, IngestResult, JourneySource, TemporalUnavailable
+from omnicart.api.stats import stats_router
 from omnicart.customers.profiles import CustomerProfiles
 from omnicart.events import Event, describe_error
 from omnicart.journey.registry import JourneyRegistry, PublishedJourneys
@@ -134,6 +138,7 @@ def create_app(
     app.include_router(twilio_webhooks.router)
     app.include_router(forget_router(_require_token))
     app.include_router(customers_router(_require_token, CustomerProfiles(engine, settings.signing_secret)))
+    app.include_router(stats_router(_require_token, engine))
     # Uncached keys: a person reading a forgotten customer's history finds it unreadable at once.
     app.mount("/codec", codec_app(settings, payload_codec(settings.model_copy(update={"data_key_cache_seconds": 0}))))
     _document_event_schemas(app)
@@ -224,6 +229,7 @@ def _add_routes(app: FastAPI, settings: Settings) -> None:
         """
         body = await _read_body(request, settings.max_body_bytes)
         events = _parse_or_refuse(body, settings)
+        await _store_outcomes(request.app.state.ledger.engine, events)
         ingest: Ingest = request.app.state.ingest
         return await ingest.submit(events)
 
@@ -243,6 +249,19 @@ def _add_routes(app: FastAPI, settings: Settings) -> None:
     async def metrics() -> Response:
         """The API's Prometheus metrics (events accepted, duplicates, rejected requests): docs/OPERATIONS.md."""
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _store_outcomes(engine: Engine, events: list[Event]) -> None:
+    """Store what the events say became of messages (an app's push open...) for analytics, before
+    forwarding: if the store fails, nothing was taken and the producer's retry does both."""
+    rows = outcomes_of(events)
+    if not rows:
+        return
+    try:
+        await asyncio.to_thread(record_outcomes, engine, rows)
+    except Exception as error:
+        logger.error("could not store %d message outcomes (%s); none taken", len(rows), type(error).__name__)
+        raise ForwardingFailed(len(events), "the analytics store is unavailable") from error
 
 
 async def _serving(temporal: Client) -> bool:

@@ -21,6 +21,11 @@ group_unsubscribe
 group_resubscribe             ``consent_changed`` (email, granted true)
 ============================  ====================================================
 
+Each event about one of our messages is also stored as its outcome for analytics
+(``omnicart.analytics.outcomes``): delivered, opened (an Apple Mail privacy-proxy open, which
+SendGrid marks ``sg_machine_open``, as a machine open), clicked, bounced, failed (dropped) and
+unsubscribed (unsubscribe, group_unsubscribe, spamreport), once per ``sg_event_id``.
+
 An event for a message id the ledger does not know is accepted and logged (ids only), not an
 error: engagement for it is dropped, but an opt-out is still honoured when the event names a
 customer, because losing an unsubscribe is worse than a stray event.
@@ -41,6 +46,9 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ValidationError
 from sendgrid.helpers.eventwebhook import EventWebhook, EventWebhookHeader
 
+from omnicart.analytics.outcomes import from_sendgrid
+from omnicart.analytics.rows import MessageOutcomeRow
+from omnicart.analytics.store import record_outcomes
 from omnicart.events import Event
 from omnicart.ledger import MessageLedger
 from omnicart.settings import Settings, get_settings
@@ -91,9 +99,12 @@ async def sendgrid_events(request: Request) -> WebhookSummary:
     ledger: MessageLedger = request.app.state.ledger
     events: list[Event] = []
     unknown = 0
+    known: set[str] = set()
     for index, item in enumerate(payload):
         message_id = _arg(item, "message_id")
         entry = await asyncio.to_thread(ledger.find, message_id) if message_id else None
+        if entry is not None:
+            known.add(entry.message_id)
         if message_id and entry is None:
             unknown += 1
             log.info(
@@ -120,6 +131,7 @@ async def sendgrid_events(request: Request) -> WebhookSummary:
         message_id, kind = _arg(item, "message_id"), item.get("event")
         if message_id and isinstance(kind, str):
             await asyncio.to_thread(ledger.record_event, message_id, kind)
+    await asyncio.to_thread(record_outcomes, ledger.engine, _outcomes(payload, known))
     return WebhookSummary(
         received=len(payload),
         forwarded=len(events),
@@ -178,6 +190,18 @@ def to_event(item: dict[str, Any], *, known_customer: str | None = None, known: 
             "properties": properties,
         }
     )
+
+
+def _outcomes(payload: list[dict[str, Any]], known: set[str]) -> list[MessageOutcomeRow]:
+    """What became of our messages, for analytics: only messages the ledger knows (ours)."""
+    rows = []
+    for item in payload:
+        message_id = _arg(item, "message_id")
+        if message_id in known:
+            row = from_sendgrid(item, message_id, _timestamp(item.get("timestamp")))
+            if row is not None:
+                rows.append(row)
+    return rows
 
 
 def _verify(settings: Settings, request: Request, body: bytes) -> None:

@@ -18,6 +18,10 @@ from Twilio's ``MessageSid`` (plus the status), and the ingest side ignores an i
   give consent back. The answer is an empty TwiML ``<Response/>``: Twilio's own opt-out handling
   sends the confirmation text.
 
+Both also record what became of the message for analytics (``omnicart.analytics.outcomes``):
+``delivered`` or ``failed`` from a status callback, ``unsubscribed`` for the last text each
+customer got at a number that replies STOP.
+
 A callback for a message id or phone number we do not know is accepted and logged (by ids only;
 phone numbers and message bodies never reach the logs).
 """
@@ -36,6 +40,8 @@ from starlette.datastructures import ImmutableMultiDict
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
+from omnicart.analytics.outcomes import outcome, outcomes_of
+from omnicart.analytics.store import record_outcomes
 from omnicart.events import Event
 from omnicart.ledger import MessageLedger
 from omnicart.security.pseudonym import customer_ref
@@ -110,6 +116,7 @@ async def twilio_status(request: Request) -> StatusCallbackResult:
             }
         )
         await _ingest(request).submit([event])
+        await asyncio.to_thread(record_outcomes, ledger.engine, outcomes_of([event]))
         log.info("twilio status %r for message %s -> %s", status, message_id, event_type)
     # Evidence after forwarding: a call that failed above is answered 5xx and Twilio may retry it.
     await asyncio.to_thread(ledger.record_event, message_id, status)
@@ -131,7 +138,8 @@ async def twilio_inbound(request: Request) -> Response:
         raise HTTPException(status_code=400, detail="an inbound message needs MessageSid")
 
     ledger: MessageLedger = request.app.state.ledger
-    customer_ids = await asyncio.to_thread(ledger.find_customers_by_recipient, "sms", sender)
+    last_messages = await asyncio.to_thread(ledger.last_messages_to, "sms", sender)
+    customer_ids = list(last_messages)
     if not customer_ids:
         log.info("twilio inbound %s (%s) from a number we never messaged: accepted", sid, keyword)
         return _twiml()
@@ -149,6 +157,13 @@ async def twilio_inbound(request: Request) -> Response:
         for customer_id in customer_ids
     ]
     await _ingest(request).submit(events)
+    if not granted:  # the reply answers the last text each of them got from us at that number
+        now = datetime.now(UTC)
+        stopped = [
+            outcome(message_id, "unsubscribed", now, f"twilio_{sid}", channel="sms")
+            for message_id in last_messages.values()
+        ]
+        await asyncio.to_thread(record_outcomes, ledger.engine, stopped)
     log.info(
         "twilio inbound %s: sms consent %s for customers %s",
         sid,

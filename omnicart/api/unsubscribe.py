@@ -6,11 +6,13 @@ email address (URLs end up in proxies' and browsers' logs). ``GET`` only shows a
 button: mail security scanners fetch every link in an email, and a GET that unsubscribed would
 unsubscribe customers who never clicked. ``POST`` (that button, or a mail client's RFC 8058
 one-click unsubscribe via ``List-Unsubscribe-Post``) turns the token into a ``consent_changed``
-event (email, granted false), with an id derived from the message, so a second POST changes nothing.
+event (email, granted false), with an id derived from the message, so a second POST changes nothing;
+the message's ``unsubscribed`` outcome is stored for analytics, once, the same way.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -25,6 +27,8 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from pydantic import SecretStr
 
+from omnicart.analytics.outcomes import outcomes_of
+from omnicart.analytics.store import record_outcomes
 from omnicart.events import CHANNELS, Channel, Event
 from omnicart.security.pseudonym import customer_ref
 from omnicart.settings import Settings, get_settings
@@ -134,7 +138,10 @@ async def _unsubscribe(token: str, request: Request) -> None:
     ingest = getattr(request.app.state, "ingest", None)
     if ingest is None:
         raise HTTPException(status_code=503, detail="not ready yet, please try again", headers={"Retry-After": "5"})
-    await ingest.submit([unsubscribe_event(parsed)])
+    event = unsubscribe_event(parsed)
+    # The message's outcome first: a failure answers 5xx before anything was taken, and a retry does both.
+    await asyncio.to_thread(record_outcomes, request.app.state.ledger.engine, outcomes_of([event]))
+    await ingest.submit([event])
     log.info(
         "customer %s unsubscribed from %s via message %s",
         customer_ref(parsed.customer_id),

@@ -25,8 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import SecretStr
-from sqlalchemy import Connection, Engine, Insert, bindparam, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine, bindparam, select, update
 from temporalio.common import MetricCounter, MetricMeter
 
 from omnicart.customers.dates import CustomerDate, dates_in
@@ -34,7 +33,7 @@ from omnicart.customers.profiles import contact_hash, customer_dates, customer_p
 from omnicart.events import CHANNELS, Event
 from omnicart.routing import customer_workflow_id
 from omnicart.security.pseudonym import customer_ref
-from omnicart.storage import utc
+from omnicart.storage import insert_ignoring_existing, utc
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +95,8 @@ class ProfileProjection:
 
     def _merge(self, connection: Connection, by_ref: dict[str, list[Event]]) -> None:
         refs = list(by_ref)  # sorted by the caller: every writer locks in the same order
-        connection.execute(_insert_ignoring_existing(connection), [_new_row(ref, by_ref[ref]) for ref in refs])
+        new_rows = [_new_row(ref, by_ref[ref]) for ref in refs]
+        connection.execute(insert_ignoring_existing(connection, customer_profiles, "customer_ref"), new_rows)
         rows = connection.execute(
             select(customer_profiles)
             .where(customer_profiles.c.customer_ref.in_(refs))
@@ -214,16 +214,6 @@ def _new_row(ref: str, events: list[Event]) -> dict[str, Any]:
         "last_event_at": first,
         "dates": {},
     }
-
-
-def _insert_ignoring_existing(connection: Connection) -> Insert:
-    """``INSERT ... ON CONFLICT DO NOTHING``: two processes may add the same customer at once."""
-    dialect = connection.dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(customer_profiles).on_conflict_do_nothing(index_elements=["customer_ref"])
-    if dialect == "sqlite":
-        return sqlite.insert(customer_profiles).on_conflict_do_nothing(index_elements=["customer_ref"])
-    raise NotImplementedError(f"the customer profile projection supports SQLite and PostgreSQL, not {dialect}")
 
 
 def _aware(values: dict[str, Any]) -> dict[str, Any]:

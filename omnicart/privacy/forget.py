@@ -9,7 +9,8 @@ In this order, so that no step leaves something unable to do its job:
    history live. Deleting it earlier would leave a live workflow unable to read its own history.
 3. The product database: message recipients deleted; provider error texts cleared; the customer id
    in the ledger, the event log and discount codes replaced by a keyed hash; the customer's row in
-   the profile projection (``omnicart.customers``) and their dates deleted.
+   the profile projection (``omnicart.customers``) and their dates deleted; their analytics rows
+   (journey actions, and the outcomes of the messages they were sent) deleted by pseudonym.
 4. The local outbox file loses the customer's lines.
 
 Running it again is harmless and reports that there was nothing left. A later event for the same
@@ -25,6 +26,7 @@ from datetime import timedelta
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from omnicart.analytics.store import delete_customer_rows
 from omnicart.customers.profiles import delete_profile
 from omnicart.ledger import message_ledger, message_recipients
 from omnicart.privacy.outbox_lines import drop_outbox_lines
@@ -49,6 +51,7 @@ class ForgetReport:
     data_key_deleted: bool = False
     erased: Erased = field(default_factory=Erased)
     profile_rows_deleted: int = 0
+    analytics_rows_deleted: int = 0
 
     def lines(self) -> list[str]:
         key = "deleted (its history can no longer be decrypted)" if self.data_key_deleted else "none left"
@@ -57,6 +60,7 @@ class ForgetReport:
             f"data key: {key}",
             *self.erased.lines(),
             f"customer profile rows deleted: {self.profile_rows_deleted}",
+            f"analytics rows deleted: {self.analytics_rows_deleted}",
             f"pseudonym in the product database: {self.pseudonym}",
         ]
 
@@ -103,4 +107,6 @@ def _erase_rows(settings: Settings, customer_id: str, report: ForgetReport) -> N
         erased.recipients_deleted = delete_recipients(conn, message_recipients.c.customer_id == customer_id)
         erased.errors_cleared = clear_errors(conn, message_ledger.c.customer_id == customer_id)
         erased.rows_pseudonymised = pseudonymise(conn, [customer_id], lambda _: report.pseudonym)
-        report.profile_rows_deleted = delete_profile(conn, customer_ref(customer_id, settings.signing_secret))
+        reference = customer_ref(customer_id, settings.signing_secret)
+        report.profile_rows_deleted = delete_profile(conn, reference)
+        report.analytics_rows_deleted = delete_customer_rows(conn, reference)

@@ -1,6 +1,15 @@
 """omnicart's own state (message ledger, event log, discount codes): engine, tables, migrations."""
 
-from omnicart.storage.engine import display_url, get_engine, metadata, utc
+from omnicart.storage.engine import display_url, get_engine, insert_ignoring_existing, metadata, utc
 from omnicart.storage.migrate import SchemaNotCurrent, require_current, upgrade
 
-__all__ = ["SchemaNotCurrent", "display_url", "get_engine", "metadata", "require_current", "upgrade", "utc"]
+__all__ = [
+    "SchemaNotCurrent",
+    "display_url",
+    "get_engine",
+    "insert_ignoring_existing",
+    "metadata",
+    "require_current",
+    "upgrade",
+    "utc",
+]

@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 
-from sqlalchemy import Engine, MetaData, create_engine, event, make_url
+from sqlalchemy import Connection, Engine, Insert, MetaData, Table, create_engine, event, make_url
+from sqlalchemy.dialects import postgresql, sqlite
 
 metadata = MetaData()
 
@@ -47,3 +48,14 @@ def utc(value: datetime) -> datetime:
 def display_url(url: str) -> str:
     """The URL with its password masked: what messages and logs may show."""
     return make_url(url).render_as_string(hide_password=True)
+
+
+def insert_ignoring_existing(connection: Connection, table: Table, key: str) -> Insert:
+    """``INSERT ... ON CONFLICT (key) DO NOTHING``: for rows two processes may add at once, or that
+    arrive twice, where the first copy wins and the others change nothing."""
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=[key])
+    if dialect == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing(index_elements=[key])
+    raise NotImplementedError(f"{table.name} supports SQLite and PostgreSQL, not {dialect}")

@@ -21,6 +21,7 @@ TABLE_MODULES = (
     "omnicart.journey.registry",
     "omnicart.security.data_keys",
     "omnicart.customers.profiles",
+    "omnicart.analytics.store",
 )
 
 

@@ -16,9 +16,9 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.analytics import AnalyticsActivities
 from activities.journeys import JourneyActivities
 from activities.quarantine import QuarantineActivities
-from omnicart.analytics.rows import JourneyActionRow
 from omnicart.events import Event
 from omnicart.journey.catalog import triggered_by
 from omnicart.journey.model import JourneyBundle
@@ -27,6 +27,7 @@ from omnicart.journey.versions import JourneyVersions
 from omnicart.messages import SendRequest, SendResult
 from omnicart.quarantine import QuarantineLog
 from omnicart.routing import customer_workflow_id, signal_customer
+from omnicart.settings import get_settings
 from omnicart.signals import RECORD_ANALYTICS_ACTIVITY, IncomingEvent
 from omnicart.storage import get_engine, upgrade
 from workflows.customer import CustomerWorkflow
@@ -55,25 +56,23 @@ async def customer_worker(
 ) -> AsyncIterator[str]:
     """A worker for CustomerWorkflow on a fresh task queue (``options`` go to ``Worker``); yields the queue.
 
-    Quarantined inputs are recorded in ``quarantine`` (by default a throwaway SQLite database).
+    Quarantined inputs and analytics rows are recorded in ``quarantine``'s database (by default a
+    throwaway SQLite database).
     """
     task_queue = f"test-{uuid.uuid4()}"
     with tempfile.TemporaryDirectory() as scratch:
         log = quarantine or QuarantineLog(_database(Path(scratch) / "quarantine.db"))
         recording = QuarantineActivities(log).record_quarantine
         loading = JourneyActivities(JourneyVersions(JourneyRegistry(log.engine))).load_journeys
+        # Journey actions go to the same database (pass ``quarantine`` to read them), unless the test
+        # brings its own record_analytics.
         names = {getattr(getattr(a, "__temporal_activity_definition", None), "name", None) for a in activities}
-        extra = [] if RECORD_ANALYTICS_ACTIVITY in names else [_discard_analytics]
+        analytics = [] if RECORD_ANALYTICS_ACTIVITY in names else [
+            AnalyticsActivities(log.engine, get_settings().signing_secret).record_analytics]
         async with Worker(client, task_queue=task_queue, workflows=[CustomerWorkflow],
-                          activities=[*activities, recording, loading, *extra], workflow_runner=workflow_runner(),
+                          activities=[*activities, recording, loading, *analytics], workflow_runner=workflow_runner(),
                           **options):
             yield task_queue
-
-
-@activity.defn(name=RECORD_ANALYTICS_ACTIVITY)
-async def _discard_analytics(rows: list[JourneyActionRow]) -> int:
-    """Tests that do not look at analytics still need the activity the workflow schedules."""
-    return len(rows)
 
 
 def _database(path: Path) -> Engine:
