@@ -77,6 +77,9 @@ class SendRequest(BaseModel):
     )
     to: list[str] = Field(description="Email address, E.164 phone number, or the device tokens for push.")
     context: dict[str, Any] = Field(description="What the template renders with: customer, cart, trigger, ...")
+    variant: str | None = Field(
+        default=None, description="The run's split variant, if any: its links' utm_content ends in -<variant>."
+    )
 
 
 Outcome = Literal["sent", "already_sent", "failed"]
