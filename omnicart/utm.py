@@ -146,8 +146,7 @@ class _LinkTags(HTMLParser):
         self.source = html
         self.tag_url = tag_url
         self.replacements: list[tuple[int, int, str]] = []
-        self._line_starts = [0]
-        self._line_starts += [index + 1 for index, char in enumerate(html) if char == "\n"]
+        self._line_starts: list[int] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         wanted = LINK_ATTRIBUTES.get(tag)
@@ -165,11 +164,21 @@ class _LinkTags(HTMLParser):
         if not changed or original is None:
             return
         line, column = self.getpos()
-        start = self._line_starts[line - 1] + column
+        start = self._line_start(line) + column
         end = start + len(original)
         if self.source[start:end] != original:  # never write where we are not sure
             return
         self.replacements.append((start, end, _start_tag(original, tag, written)))
+
+    def _line_start(self, line: int) -> int:
+        """Where a 1-based line begins in the source (the parser reports line and column)."""
+        if not self._line_starts:
+            self._line_starts.append(0)
+            newline = self.source.find("\n")
+            while newline != -1:
+                self._line_starts.append(newline + 1)
+                newline = self.source.find("\n", newline + 1)
+        return self._line_starts[line - 1]
 
 
 def _start_tag(original: str, tag: str, attrs: list[tuple[str, str | None]]) -> str:
