@@ -45,7 +45,7 @@ from omnicart.channels.base import (
 )
 from omnicart.discounts import DiscountBook
 from omnicart.events import Channel
-from omnicart.journey.model import EmailTemplate, SmsTemplate
+from omnicart.journey.model import EmailTemplate, SmsTemplate, Utm
 from omnicart.journey.registry import JourneyRegistry
 from omnicart.journey.templates import TemplateError
 from omnicart.journey.versions import JourneyVersions, UnknownVersion
@@ -56,6 +56,7 @@ from omnicart.rendering import render_message, request_context
 from omnicart.security.pseudonym import customer_ref
 from omnicart.security.redact import redact
 from omnicart.settings import Settings
+from omnicart.utm import UtmTagger, utm_tagger
 
 MAX_RETRY_AFTER = timedelta(hours=1)
 """A provider asking us to wait longer than this is asked again after this long."""
@@ -189,7 +190,7 @@ class SendActivities:
                 ).context()
             link = unsubscribe_url(self.settings, request.customer_id, request.message_id)
         context = request_context(request, template, discount=discount, unsubscribe_url=link)
-        parts = render_message(template, context)
+        parts = render_message(template, context, utm=self._utm(request, link))
         return RenderedMessage(
             **parts.model_dump(),
             message_id=request.message_id,
@@ -205,6 +206,21 @@ class SendActivities:
             marketing=template.marketing if isinstance(template, SmsTemplate) else False,
             unsubscribe_url=link,
             context=context,
+        )
+
+    def _utm(self, request: SendRequest, unsubscribe_link: str | None) -> UtmTagger | None:
+        """The journey's UTM settings for this message's links; our own links (the unsubscribe link,
+        anything under our API) are never tagged. A request that carries its template has no journey
+        in the registry (tests, older runs): it gets the defaults."""
+        bundle = None if request.template is not None else self.versions.bundle(request.journey_version)
+        ours = (unsubscribe_link, f"{self.settings.public_url.rstrip('/')}/v1/")
+        return utm_tagger(
+            bundle.journey.utm if bundle is not None else Utm(),
+            journey=request.journey,
+            channel=request.channel,
+            step_id=request.step_id,
+            variant=request.variant,
+            ours=ours,
         )
 
     # -- ledger -> sender -> ledger ----------------------------------------------------------

@@ -78,7 +78,9 @@ class SendRequest(BaseModel):
     )
     to: list[str] = Field(description="Email address, E.164 phone number, or the device tokens for push.")
     context: dict[str, Any] = Field(description="What the template renders with: customer, cart, trigger, ...")
-    variant: str | None = Field(default=None, description="The split variant of the run, if any.")
+    variant: str | None = Field(
+        default=None, description="The run's split variant, if any: its links' utm_content ends in -<variant>."
+    )
     analytics: list[JourneyActionRow] = Field(
         default_factory=list,
         description="The journey's analytics rows since its last report: the send activity stores them first, "

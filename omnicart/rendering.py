@@ -3,7 +3,8 @@
 The send activity adds what only a real send has (a single-use discount code from the database, a
 signed unsubscribe link) and calls :func:`render_message`; ``omnicart simulate`` calls it with
 stand-ins for those two. Everything else (the journey's context, the message id, the SMS opt-out
-line) is built here, so a template that fails for a customer fails the same way in both.
+line, the links' UTM parameters) is built here, so a template that fails for a customer fails the same
+way in both, and a preview shows the links the customer gets.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from omnicart.channels.sms_segments import with_opt_out
 from omnicart.journey.model import EmailTemplate, SmsTemplate, Template
 from omnicart.journey.templates import RenderedParts, render_template
 from omnicart.messages import SendRequest
+from omnicart.utm import UtmTagger
 
 
 def send_context(
@@ -54,9 +56,15 @@ def request_context(
                         unsubscribe_url=unsubscribe_url)
 
 
-def render_message(template: Template, context: dict[str, Any], *, derive_text: bool = True) -> RenderedParts:
-    """Render every part; a marketing SMS gets its opt-out line. Raises ``TemplateError``."""
+def render_message(
+    template: Template, context: dict[str, Any], *, derive_text: bool = True, utm: UtmTagger | None = None
+) -> RenderedParts:
+    """Render every part; links get the journey's UTM parameters (``utm``: after Liquid, which writes
+    most links), then a marketing SMS gets its opt-out line, so that the segments a carrier bills
+    are counted on the final body. Raises ``TemplateError``."""
     parts = render_template(template, context, derive_text=derive_text)
+    if utm is not None:
+        parts = utm.parts(parts)
     if isinstance(template, SmsTemplate) and parts.body:
         parts = parts.model_copy(update={"body": with_opt_out(parts.body, template.marketing)})
     return parts

@@ -41,6 +41,7 @@ from omnicart.journey.templates import RenderedParts, TemplateError, template_pa
 from omnicart.limits import InvalidJson, load_json
 from omnicart.messages import SendResult
 from omnicart.rendering import render_message, send_context
+from omnicart.utm import utm_tagger
 
 # Below this many customers a preview runs in-process; above it, on every core.
 PARALLEL_FROM = 2000
@@ -221,7 +222,7 @@ class _Player:
             base = context.message(self.state, command.trigger, command.journey, command.run_id, command.step_id)
             variables = send_context(base, message_id=command.message_id, channel=command.channel,
                                      template=template, journey=base["journey"], **_stand_ins(template))
-            failure = self._render(command, template, variables)
+            failure = self._render(command, template, variables, _variant(out.actions, command.message_id))
             if failure is not None:
                 error = f"template {command.template!r} does not render: {failure}"
                 result = SendResult(message_id=command.message_id, channel=command.channel, outcome="failed",
@@ -231,15 +232,19 @@ class _Player:
             interpreter.handle_sent(self.state, command.message_id)
 
     def _render(
-        self, command: interpreter.SendCommand, template: Template, variables: dict[str, Any]
+        self, command: interpreter.SendCommand, template: Template, variables: dict[str, Any], variant: str | None
     ) -> TemplateError | None:
         """Why the message does not render, or None. Whether it renders depends only on the values
         the template reads, so that outcome is remembered by them: most customers of a preview
-        share it, and rendering is most of a preview's cost."""
+        share it, and rendering is most of a preview's cost. Contents kept for the preview carry
+        the links the customer would get, UTM parameters and all."""
         contents = self.options.contents
         if contents is not None:
+            utm = utm_tagger(self.state.bundles[command.version].journey.utm, journey=command.journey,
+                             channel=command.channel, step_id=command.step_id, variant=variant,
+                             ours=[PREVIEW_UNSUBSCRIBE_URL])
             try:
-                contents[command.message_id] = render_message(template, variables)
+                contents[command.message_id] = render_message(template, variables, utm=utm)
             except TemplateError as exc:
                 return exc
             return None
@@ -277,12 +282,20 @@ STEP_REFERENCE = "step:"
 """How a timeline's engagement event that names a step instead of a message is marked."""
 
 
+PREVIEW_UNSUBSCRIBE_URL = "https://unsubscribe.example/preview"
+
+
 def _stand_ins(template: Template) -> dict[str, Any]:
     """What only a real send has: a discount code from the database and a signed unsubscribe link."""
     if not isinstance(template, EmailTemplate):
         return {}
     discount = {"code": "PREVIEW-CODE", "percent": template.discount_percent} if template.discount_percent else None
-    return {"discount": discount, "unsubscribe_url": "https://unsubscribe.example/preview"}
+    return {"discount": discount, "unsubscribe_url": PREVIEW_UNSUBSCRIBE_URL}
+
+
+def _variant(actions: list[Action], message_id: str) -> str | None:
+    """The split variant of the run that sends this message, as its ``send`` action records it."""
+    return next((a.variant for a in actions if a.action == "send" and a.message_id == message_id), None)
 
 
 def read_events(path: Path) -> list[Event]:

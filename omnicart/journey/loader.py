@@ -708,6 +708,8 @@ class _Translator:
             return f"bad step id {text!r} in '{key}': step ids are lower_snake_case, like first_reminder"
         if key == "event":
             return f"bad event type {text!r}: event types are snake_case, like order_placed"
+        if key == "domains":
+            return f"bad domain {text!r}: write the host alone, in lower case, like shop.example.com"
         return None
 
     def _rule_message(self, path: Path_, message: str) -> str:

@@ -232,6 +232,31 @@ class Step(_Strict):
         return next(kind for kind in STEP_KINDS if getattr(self, kind) is not None)
 
 
+Hostname = Annotated[
+    str,
+    Field(
+        pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$",
+        description="A host name in lower case, such as shop.example.com (its subdomains count too).",
+    ),
+]
+
+
+class Utm(_Strict):
+    """UTM parameters on the links of this journey's messages, so the shop's web analytics credit
+    the journey, channel and step (and split variant) that brought a visitor: the same numbers as ours."""
+
+    enabled: bool = Field(default=True, description="false: leave every link exactly as the template wrote it.")
+    source: str = Field(default="omnicart", min_length=1, description="utm_source.")
+    campaign: str | None = Field(
+        default=None, min_length=1, description="utm_campaign; defaults to the journey's name."
+    )
+    domains: list[Hostname] = Field(
+        default_factory=list,
+        description="Tag only links to these hosts and their subdomains (e.g. the shop, not a carrier's "
+        "tracking page); empty: every http(s) link.",
+    )
+
+
 class Journey(_Strict):
     """A whole journey definition: one YAML file under ``journeys/``."""
 
@@ -255,6 +280,11 @@ class Journey(_Strict):
     goal: Goal | None = None
     quiet_hours: dict[Channel, QuietHours] = Field(default_factory=dict)
     default_timezone: str = Field(default="UTC", description="For customers whose time zone is unknown.")
+    utm: Utm = Field(
+        default=Utm(),
+        description="utm_source, utm_medium (the channel), utm_campaign (the journey) and utm_content (the step, "
+        "plus -<variant> in a split) on the message's links.",
+    )
     steps: list[Step] = Field(min_length=1)
 
     @cached_property
