@@ -84,7 +84,7 @@ def test_the_conversion_interval_is_newcombes_hybrid_score_interval() -> None:
     assert comparison.adjusted_p_value == comparison.p_value  # one comparison: Holm changes nothing
     assert comparison.significant
     assert result.status == "significant"
-    assert result.verdict.startswith("twenty_off beats ten_off: +3.0 points conversion (95 % CI +0.2 points to +5.8")
+    assert result.verdict.startswith("twenty_off beats ten_off: +3.0 points conversion (95 % CI +0.2 to +5.8 points")
 
 
 def test_holm_adjusts_the_smallest_p_value_most_and_keeps_the_order() -> None:

@@ -436,6 +436,10 @@ def _points(value: float) -> str:
     return f"{value * 100:+.1f} points"
 
 
+def _span(interval: Interval) -> str:
+    return f"{interval.low * 100:+.1f} to {interval.high * 100:+.1f} points"
+
+
 def _ci(alpha: float) -> str:
     return f"{(1 - alpha) * 100:g} % CI"
 
@@ -460,7 +464,7 @@ def _verdict(
         beats = "beats" if c.difference > 0 else "loses to"
         lines.append(
             f"{c.arm} {beats} {c.control}: {_points(c.difference)} conversion "
-            f"({_ci(alpha)} {_points(c.interval.low)} to {_points(c.interval.high)}, Holm p = {c.adjusted_p_value:.2g})"
+            f"({_ci(alpha)} {_span(c.interval)}, Holm p = {c.adjusted_p_value:.2g})"
         )
     return "significant", "; ".join(lines)
 
@@ -537,7 +541,7 @@ def render(result: ExperimentResult) -> RenderableType:
     for column in ("arm", "vs", "difference", ci, "lift", "p (Holm)", f"revenue / customer ({ci})"):
         comparisons.add_column(column, justify="left" if column in ("arm", "vs") else "right")
     for c in result.comparisons:
-        interval = "-" if c.interval is None else f"{_points(c.interval.low)} to {_points(c.interval.high)}"
+        interval = "-" if c.interval is None else _span(c.interval)
         revenue = "; ".join(
             f"{r.difference:+,.2f} {r.currency}"
             + ("" if r.interval is None else f" ({r.interval.low:+,.2f} to {r.interval.high:+,.2f})")
