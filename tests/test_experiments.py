@@ -154,6 +154,9 @@ def test_no_verdict_and_no_p_value_before_every_arm_has_its_sample() -> None:
     plan = design({"a": 2, "b": 1}, mde=0.02, baseline=0.05)
     needed = minimum_sample_per_arm(plan)
     # The big arm has plenty, the small one has not: a striking difference, and still no verdict.
+    nobody = analyze([], plan)
+    assert (nobody.status, nobody.verdict) == ("collecting", f"not enough data (0 of {needed:,} per arm)")
+    assert nobody.sample_ratio.p_value is None and nobody.comparisons[0].difference is None
     early = analyze(arm("a", 3000, 150) + arm("b", 1500, 150), plan)
 
     assert early.status == "collecting"
