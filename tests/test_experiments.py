@@ -115,6 +115,12 @@ def test_holm_keeps_a_clear_winner_among_three_arms() -> None:
     assert "b " not in result.verdict
 
 
+def test_a_variant_that_does_worse_is_said_to_lose() -> None:
+    result = analyze(arm("a", 1000, 130) + arm("b", 1000, 90), design({"a": 1, "b": 1}))
+    assert result.status == "significant"
+    assert result.verdict.startswith("b loses to a: -4.0 points conversion")
+
+
 @pytest.mark.parametrize(("second", "mismatch"), [(800, True), (990, False)])
 def test_a_sample_ratio_mismatch_is_flagged_and_overrides_the_verdict(second: int, mismatch: bool) -> None:
     result = analyze(arm("a", 1000, 100) + arm("b", second, 130), design({"a": 50, "b": 50}))
