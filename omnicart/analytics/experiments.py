@@ -237,6 +237,8 @@ def journey_observations(rows: list[JourneyActionRow], journey: str | None = Non
 
 
 class Interval(_Model):
+    """A confidence interval: the range of true values the data is compatible with."""
+
     low: float
     high: float
 
@@ -245,6 +247,8 @@ class Interval(_Model):
 
 
 class ArmSummary(_Model):
+    """One arm as counted, shown from the first customer on (counts and rates are not inference)."""
+
     arm: str
     planned_share: float
     customers: int
@@ -254,6 +258,8 @@ class ArmSummary(_Model):
 
 
 class RevenueDifference(_Model):
+    """Revenue per customer against the control, in one currency."""
+
     currency: str
     difference: float = Field(description="Arm minus control, revenue per customer.")
     interval: Interval | None = Field(
@@ -278,6 +284,8 @@ class Comparison(_Model):
 
 
 class SampleRatioCheck(_Model):
+    """Whether the arms got the shares they were configured with: if not, nothing else can be trusted."""
+
     p_value: float | None = Field(description="Chi-square of assigned counts vs weights; None with nobody yet.")
     mismatch: bool
 
@@ -286,6 +294,8 @@ Status = Literal["collecting", "sample_ratio_mismatch", "significant", "no_diffe
 
 
 class ExperimentResult(_Model):
+    """The readout: JSON for the API, ``render`` for the CLI. ``verdict`` is the one line to act on."""
+
     experiment: str
     design: ExperimentDesign
     arms: list[ArmSummary]
