@@ -127,7 +127,8 @@ def holdout_share(journey: Journey, policies: Policies) -> float:
 
 def split_design(journey: Journey, step_id: str, policies: Policies) -> ExperimentDesign:
     """The design of a journey's split step, as its YAML configured it (holdouts included)."""
-    step = next((s for s in journey.steps if s.id == step_id and s.split is not None), None)
+    ids = journey.step_ids()
+    step = next((s for i, s in zip(ids, journey.steps, strict=True) if i == step_id and s.split is not None), None)
     if step is None or step.split is None:
         raise ValueError(f"journey {journey.name!r} has no split step {step_id!r}")
     split: SplitSpec = step.split

@@ -17,7 +17,15 @@ from typing import Any, Literal, TextIO
 from rich.console import Console
 from rich.table import Table
 
-from omnicart.analytics.report import GroupBy, JourneyReport, journey_report, journey_seen, load_rows
+from omnicart.analytics.experiments import render
+from omnicart.analytics.report import (
+    GroupBy,
+    JourneyReport,
+    journey_report,
+    journey_seen,
+    load_rows,
+    published_bundle,
+)
 
 Format = Literal["table", "json", "csv"]
 FORMATS: tuple[Format, ...] = ("table", "json", "csv")
@@ -41,7 +49,8 @@ def stored_report(
     if not journey_seen(engine, journey):
         raise ReportInputError(f"no run of journey {journey!r} was recorded in this database")
     actions, outcomes = load_rows(engine, journey, since, until)
-    return journey_report(journey, actions, outcomes, by=by, since=since, until=until)
+    return journey_report(journey, actions, outcomes, by=by, since=since, until=until,
+                          bundle=published_bundle(engine, journey))
 
 
 def simulated_report(
@@ -66,7 +75,7 @@ def simulated_report(
         raise ReportInputError(str(exc)) from None
     actions, outcomes = preview_rows(list(loaded.bundles.values()), events)
     actions = [row for row in actions if row.journey == journey]
-    return journey_report(journey, actions, outcomes, by=by, since=since, until=until)
+    return journey_report(journey, actions, outcomes, by=by, since=since, until=until, bundle=bundle)
 
 
 def write_report(report: JourneyReport, fmt: Format, out: TextIO = sys.stdout) -> None:
@@ -121,6 +130,9 @@ def print_table(report: JourneyReport, out: TextIO = sys.stdout) -> None:
         table.add_row(group.key or "-", *(str(getattr(group, name)) for name in COUNTS),
                       _money(group.revenue), _pairs(group.skipped))
     console.print(table)
+    for readout in report.experiments:
+        console.print()
+        console.print(render(readout))
 
 
 def _time(value: datetime | None) -> str:

@@ -24,8 +24,11 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Engine, exists, select
 from sqlalchemy.engine import CursorResult
 
+from omnicart.analytics.experiments import ExperimentResult
+from omnicart.analytics.readouts import journey_readouts
 from omnicart.analytics.rows import JourneyActionRow, MessageOutcomeRow
 from omnicart.analytics.store import journey_actions, message_outcomes
+from omnicart.journey.model import JourneyBundle
 from omnicart.storage import utc
 
 GroupBy = Literal["step", "variant", "channel", "version"]
@@ -89,6 +92,10 @@ class JourneyReport(BaseModel):
     uncredited_conversions: int = Field(default=0, description="Conversions no message is credited with.")
     treated: Audience = Field(default_factory=Audience)
     holdout: Audience = Field(default_factory=Audience)
+    experiments: list[ExperimentResult] = Field(
+        default_factory=list,
+        description="The flow against its holdout, and each split's variants (docs/ANALYTICS.md, Experiments).",
+    )
 
 
 def journey_report(
@@ -99,13 +106,18 @@ def journey_report(
     by: GroupBy = "step",
     since: datetime | None = None,
     until: datetime | None = None,
+    bundle: JourneyBundle | None = None,
 ) -> JourneyReport:
-    """The report of ``journey`` from its rows; rows of runs that entered outside the window are left out."""
+    """The report of ``journey`` from its rows; rows of runs that entered outside the window are left out.
+
+    With the journey's definition (``bundle``), also the readout of each experiment it runs."""
     rows = sorted(
         (row for row in in_window(actions, since, until) if row.journey == journey), key=lambda row: row.at
     )
     key_of: Callable[[JourneyActionRow], str | None] = attrgetter(by)
     report = JourneyReport(journey=journey, by=by, since=since, until=until)
+    if bundle is not None:
+        report.experiments = journey_readouts(rows, bundle)
     if not rows:
         return report
     report.category = rows[-1].category
@@ -136,6 +148,9 @@ def journey_report(
         if report.recipients
     }
     report.groups = _groups(rows, sends, converts, outcomes, key_of, exited_runs)
+    if bundle is not None and by == "step":  # in the order the journey is written, as a marketer reads it
+        order = {step_id: index for index, step_id in enumerate(bundle.journey.step_ids())}
+        report.groups.sort(key=lambda group: order.get(group.key or "", len(order)))
     return report
 
 
@@ -276,6 +291,14 @@ def journey_seen(engine: Engine, journey: str) -> bool:
     """Whether the store has any row of this journey."""
     with engine.connect() as conn:
         return bool(conn.execute(select(exists().where(journey_actions.c.journey == journey))).scalar())
+
+
+def published_bundle(engine: Engine, journey: str) -> JourneyBundle | None:
+    """The journey as published now, whose experiments the report reads out (None: never published)."""
+    from omnicart.journey.registry import JourneyRegistry
+
+    published = JourneyRegistry(engine).published().get(journey)
+    return published.bundle if published is not None else None
 
 
 def load_rows(

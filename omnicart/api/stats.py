@@ -14,7 +14,14 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine
 
-from omnicart.analytics.report import GroupBy, JourneyReport, journey_report, journey_seen, load_rows
+from omnicart.analytics.report import (
+    GroupBy,
+    JourneyReport,
+    journey_report,
+    journey_seen,
+    load_rows,
+    published_bundle,
+)
 
 
 def stats_router(require_token: Callable[..., None], engine: Engine) -> APIRouter:
@@ -42,7 +49,10 @@ def stats_router(require_token: Callable[..., None], engine: Engine) -> APIRoute
         if not await run_in_threadpool(journey_seen, engine, name):
             raise HTTPException(status_code=404, detail=f"no run of journey {name!r} was recorded")
         actions, outcomes = await run_in_threadpool(load_rows, engine, name, since, until)
-        return journey_report(name, actions, outcomes, by=by, since=since, until=until)
+        bundle = await run_in_threadpool(published_bundle, engine, name)
+        return await run_in_threadpool(
+            lambda: journey_report(name, actions, outcomes, by=by, since=since, until=until, bundle=bundle)
+        )
 
     return router
 

@@ -766,9 +766,15 @@ def _holdout(state: CustomerState, bundle: JourneyBundle) -> Any:
 def _held_out(state: CustomerState, salt: str, key: str, share: float) -> bool:
     known = state.assignments.get(key)
     if known is None:
-        known = "holdout" if _unit_hash("holdout", salt, state.customer_id) < share else "treated"
+        known = "holdout" if held_out_by_hash(salt, state.customer_id, share) else "treated"
         state.assignments[key] = known
     return known == "holdout"
+
+
+def held_out_by_hash(salt: str, customer_id: str, share: float) -> bool:
+    """Whether a customer falls in a holdout of this share at first exposure (salt: the journey's
+    name, or ``global``)."""
+    return _unit_hash("holdout", salt, customer_id) < share
 
 
 def _unit_hash(*parts: str) -> float:
