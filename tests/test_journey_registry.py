@@ -54,7 +54,7 @@ def test_publishing_makes_versions_and_republishing_the_same_content_changes_not
     folder = _journeys(tmp_path / "journeys")
 
     changed, problems = publish_files(registry, [folder], "ada@laptop")
-    assert problems == [] and sorted(changed) == ["abandoned_cart", "browse_abandonment"]
+    assert problems == [] and sorted(changed) == ["abandoned_cart", "browse_abandonment", "win_back"]
     first = registry.published()["abandoned_cart"]
     assert first.status == "active" and first.updated_by == "ada@laptop"
 
@@ -192,7 +192,8 @@ async def test_events_name_journeys_by_version_and_sends_name_their_template(
                 for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED]
     checkouts = [incoming for incoming in signal[0] if incoming["event"]["type"] == "checkout_started"]
     assert [incoming["journeys"] for incoming in checkouts] == [[version], [version]]  # a hash, not the journey
-    markers = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED]
+    markers = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+               and e.marker_recorded_event_attributes.marker_name == "core_local_activity"]
     assert len(markers) == 1  # fetched once for both carts
 
     sends = [await _decoded(dev_env.client, e.activity_task_scheduled_event_attributes.input.payloads)

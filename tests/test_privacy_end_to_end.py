@@ -76,14 +76,29 @@ def payloads_in(message: Message) -> Iterator[Payload]:
 def product_payloads(history: History) -> list[Payload]:
     """Every payload the product wrote into a history.
 
-    Temporal's own bookkeeping of a local activity (``load_journeys``) is left out, after checking
-    that it holds only that: sequence number, attempt, activity id and type, and times.
+    Temporal's own bookkeeping of a local activity (``load_journeys``) and of a patch is left out,
+    after checking that it holds only that: sequence number, attempt, activity id and type, and
+    times; the patch's id.
     """
-    bookkeeping = [payload for event in history.events if event.HasField("marker_recorded_event_attributes")
-                   for payload in event.marker_recorded_event_attributes.details["data"].payloads]
+    markers = [event.marker_recorded_event_attributes for event in history.events
+               if event.HasField("marker_recorded_event_attributes")]
+    bookkeeping = [payload for marker in markers for key, entry in marker.details.items() if key == "data"
+                   for payload in entry.payloads]
     for payload in bookkeeping:
         assert set(json.loads(payload.data)) <= {"seq", "attempt", "activity_id", "activity_type", "complete_time",
                                                  "backoff", "original_schedule_time", "activation_index"}
+    # A patch marker (``workflow.patched``) names the change, and nothing else.
+    patches = [payload for marker in markers for key, entry in marker.details.items() if key == "patch-data"
+               for payload in entry.payloads]
+    for payload in patches:
+        assert set(json.loads(payload.data)) <= {"id", "deprecated"}
+    bookkeeping += patches
+    # ... and so does the search attribute Temporal sets for it (TemporalChangeVersion).
+    for event in history.events:
+        if event.HasField("upsert_workflow_search_attributes_event_attributes"):
+            fields = event.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
+            assert set(fields) <= {"TemporalChangeVersion"}
+            bookkeeping += list(fields.values())
     return [payload for payload in payloads_in(history) if payload not in bookkeeping]
 
 
@@ -137,8 +152,9 @@ async def test_no_email_phone_or_name_is_readable_in_temporal_without_the_codec(
     for personal in (email, phone, phone.removeprefix("+"), first_name):
         assert personal.encode() not in stored, f"{personal} is readable in Temporal"
         assert personal not in workflow_id
-    # The product sets no search attributes: only Temporal's own (BuildIds) are there.
-    assert set(description.raw_description.workflow_execution_info.search_attributes.indexed_fields) <= {"BuildIds"}
+    # The product sets no search attributes: only Temporal's own are there (build ids; the patch of a change).
+    assert set(description.raw_description.workflow_execution_info.search_attributes.indexed_fields) <= {
+        "BuildIds", "TemporalChangeVersion"}
 
     payloads = product_payloads(history)
     assert len(payloads) >= 9  # start input, the events signal, three sends, their results, a failure
