@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import itertools
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from temporalio.testing import WorkflowEnvironment
 
+from omnicart.analytics.report import journey_report, load_rows
 from omnicart.events import Event
 from omnicart.journey.loader import load_journey
 from omnicart.journey.model import JourneyBundle, Policies
+from omnicart.quarantine import QuarantineLog
 from omnicart.simulate import simulate, timeline_event
+from omnicart.storage import get_engine, upgrade
 from tests.support.bundles import JOURNEYS, browse, flagship
 from tests.support.runtime import RecordingChannel, customer_worker, journal, parse_at, send_event
 from tests.support.timelines import DAY, HOUR, aligned_start, cart, describe, profile
@@ -62,11 +66,15 @@ def same(actual: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
 
 
 async def test_win_back_arms_agree_with_simulate_and_stick_when_a_customer_lapses_again(
-    time_env: WorkflowEnvironment,
+    time_env: WorkflowEnvironment, tmp_path: Path
 ) -> None:
     bundle = win_back()
     channel = RecordingChannel()
-    async with customer_worker(time_env.client, [channel.send_message]) as task_queue:
+    url = f"sqlite:///{tmp_path / 'product.db'}"
+    upgrade(url)
+    engine = get_engine(url)  # the worker stores its analytics rows here
+    async with customer_worker(time_env.client, [channel.send_message], QuarantineLog(engine)) as task_queue:
+        channel.analytics = engine  # a send stores the rows it carries, as the real send activity does
         for customer_id, arm in ARMS.items():
             start = aligned_start(await time_env.get_current_time())
             # Ordered, lapsed 60 days, came back with an order 3 days after the offer, lapsed again.
@@ -88,6 +96,24 @@ async def test_win_back_arms_agree_with_simulate_and_stick_when_a_customer_lapse
                 assert "convert 80.0 USD via email" in said
             assert {line.get("variant") for line in actual if line["action"] in ("send", "skip")} == {arm} - {
                 "holdout"} or arm == "holdout"
+
+    # The report of those three customers, from the rows the workflows stored.
+    actions, outcomes = load_rows(engine, "win_back")
+    report = journey_report("win_back", actions, outcomes, bundle=bundle)
+    assert (report.entered_runs, report.entered_customers, report.recipients) == (6, 3, 2)
+    assert (report.converted_customers, report.revenue, report.uncredited_conversions) == (3, {"USD": 240.0}, 1)
+    assert report.exits == {"restarted": 3, "completed": 3}
+    assert (report.treated.entered_customers, report.holdout.entered_customers) == (2, 1)
+    per_step = {group.key: group.sent for group in report.groups if group.sent}
+    assert per_step == {"ten_percent_off": 2, "twenty_percent_off": 2}
+    assert sum(group.skipped.get("holdout", 0) for group in report.groups) == 2
+    by_variant = journey_report("win_back", actions, outcomes, by="variant")
+    assert {group.key: group.conversions for group in by_variant.groups if group.conversions} == {
+        "ten_percent": 1, "twenty_percent": 1}
+    # Three readouts, each honest about three customers: not enough data.
+    assert [r.design.experiment for r in report.experiments] == [
+        "win_back_holdout", "win_back_discount", "win_back_discount (variants head to head)"]
+    assert all(r.verdict.startswith("not enough data") for r in report.experiments)
 
 
 async def test_a_frequency_cap_holds_across_journeys_in_the_workflow(time_env: WorkflowEnvironment) -> None:

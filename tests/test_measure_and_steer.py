@@ -315,3 +315,22 @@ def test_a_goal_counted_after_a_step_ignores_orders_before_it() -> None:
     run_until(state, START + timedelta(days=60, hours=1))
     later = event("c1", "product_viewed", START + timedelta(days=65), 3, sku="p1")
     assert said(interpreter.handle_event(state, later, [journey], START + timedelta(days=65)))[0] == "convert cart"
+
+
+def test_a_cap_holds_across_continue_as_new() -> None:
+    """The count travels in the state a new run starts from, as the data converter carries it."""
+    from temporalio.contrib.pydantic import pydantic_data_converter
+
+    from omnicart.signals import CustomerWorkflowInput
+
+    policies = Policies.model_validate({"frequency_caps": [{"channel": "any", "at_most": 1, "per": "16h"}]})
+    first = bundle([{"send": {"template": "mail"}}], name="first", policies=policies)
+    second = bundle([{"wait": "1h"}, {"send": {"template": "mail"}}], name="second", policies=policies)
+    state = customer()
+    out = checkout(state, [first, second], START, 1)
+    interpreter.handle_sent(state, out.sends[0].message_id)
+    converter = pydantic_data_converter.payload_converter
+    [payload] = converter.to_payloads([CustomerWorkflowInput(customer_id="c1", state=state)])
+    carried = converter.from_payloads([payload], [CustomerWorkflowInput])[0].state
+    assert carried is not None and carried.sent == state.sent
+    assert said(run_until(carried, START + timedelta(hours=2)))[0] == "skip second mail frequency_capped"

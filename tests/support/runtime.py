@@ -19,6 +19,7 @@ from temporalio.worker import Worker
 from activities.analytics import AnalyticsActivities
 from activities.journeys import JourneyActivities
 from activities.quarantine import QuarantineActivities
+from omnicart.analytics.store import record_actions
 from omnicart.events import Event
 from omnicart.journey.catalog import triggered_by
 from omnicart.journey.model import JourneyBundle
@@ -37,11 +38,14 @@ from workflows.sandbox import workflow_runner
 class RecordingChannel:
     """Accepts every send and remembers it; stands in for the channel when a test is about journeys."""
 
-    def __init__(self) -> None:
+    def __init__(self, analytics: Engine | None = None) -> None:
         self.requests: list[SendRequest] = []
+        self.analytics = analytics  # where to store the analytics rows a send carries, like the real one
 
     @activity.defn(name="send_message")
     async def send_message(self, request: SendRequest) -> SendResult:
+        if self.analytics is not None and request.analytics:
+            record_actions(self.analytics, request.analytics)
         self.requests.append(request)
         return SendResult(message_id=request.message_id, channel=request.channel, outcome="sent",
                           provider="recording")
