@@ -1,6 +1,6 @@
 """Record the workflow histories the replay test guards (run when a workflow change is intended).
 
-    .venv/bin/python -m tests.record_histories [--edge-cases-only]
+    .venv/bin/python -m tests.record_histories [--edge-cases-only | --analytics-only]
 
 A changed workflow that running journeys replay must go through ``workflow.patched`` (or a new
 workflow type); the replay test proves it does by replaying these saved histories. Re-record only
@@ -8,7 +8,8 @@ for a deliberate, compatible change, and keep the old files next to the new ones
 
 Besides ordinary journeys, the histories cover what is easy to break: a permanent failure that
 falls back to another channel, an exit that cancels a send in flight, a poison event quarantined,
-and continue-as-new while a send is in flight.
+and continue-as-new while a send is in flight; and the win-back journey's split, holdout and
+analytics recording (rows riding on sends, and the ``record_analytics`` batch of a conversion).
 """
 
 from __future__ import annotations
@@ -155,6 +156,28 @@ async def _record_by_reference(env: WorkflowEnvironment, task_queue: str) -> Non
     await _save(env.client, "abandoned_cart", "journeys_by_reference", customer)
 
 
+async def _record_win_back(env: WorkflowEnvironment, task_queue: str) -> None:
+    """A lapsed customer in the twenty-percent arm orders again after the offer, lapses again and
+    gets the same offer: the split, the goal counted after it, analytics riding on the sends and
+    stored on its own for the conversion."""
+    from omnicart.journey.loader import load_journey
+    from tests.support.bundles import JOURNEYS
+
+    version = load_journey(JOURNEYS / "win_back.yaml").version
+    start = aligned_start(await env.get_current_time())
+    customer = "cus_1"  # the twenty_percent arm, by hash
+    first = [_event(customer, 0, "customer_updated", start - DAY, profile()),
+             _event(customer, 1, "order_placed", start, {**order(), "order_id": "order_1"})]
+    await signal_customer(env.client, task_queue, customer,
+                          [IncomingEvent(event=e, journeys=[version] if e.type == "order_placed" else [])
+                           for e in first])
+    await env.sleep(start + 63 * DAY - await env.get_current_time())
+    again = _event(customer, 2, "order_placed", start + 63 * DAY, {**order(), "order_id": "order_2"})
+    await signal_customer(env.client, task_queue, customer, [IncomingEvent(event=again, journeys=[version])])
+    await env.sleep(start + 140 * DAY - await env.get_current_time())
+    await _save(env.client, "win_back", "split_holdout_and_analytics", customer)
+
+
 async def _until_held(channel: ScriptedChannel, requests: int) -> None:
     while len(channel.requests) < requests:
         await asyncio.sleep(0.05)
@@ -168,6 +191,19 @@ async def main() -> None:
     bundles: dict[str, JourneyBundle] = {"abandoned_cart": flagship(), "browse_abandonment": browse()}
     timelines = {"abandoned_cart": flagship_timelines(), "browse_abandonment": browse_timelines()}
     try:
+        if "--analytics-only" in sys.argv:
+            with tempfile.TemporaryDirectory() as scratch:
+                url = f"sqlite:///{Path(scratch) / 'registry.db'}"
+                upgrade(url)
+                from omnicart.journey.loader import load_journey
+                from tests.support.bundles import JOURNEYS
+
+                JourneyRegistry(get_engine(url)).publish([load_journey(JOURNEYS / "win_back.yaml")], "recorder")
+                channel = RecordingChannel(get_engine(url))
+                async with customer_worker(env.client, [channel.send_message],
+                                           quarantine=QuarantineLog(get_engine(url))) as task_queue:
+                    await _record_win_back(env, task_queue)
+            return
         if "--edge-cases-only" not in sys.argv:
             plain = RecordingChannel()
             async with customer_worker(env.client, [plain.send_message]) as task_queue:

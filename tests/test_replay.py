@@ -24,7 +24,7 @@ HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
 def test_there_are_saved_histories_of_both_journeys() -> None:
     names = {path.name.split("-")[0] for path in HISTORIES}
-    assert names == {"abandoned_cart", "browse_abandonment"}
+    assert names == {"abandoned_cart", "browse_abandonment", "win_back"}
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
@@ -68,3 +68,25 @@ def test_the_saved_history_of_journeys_by_reference_fetches_each_version_once_an
     sends = [json.loads(e.activity_task_scheduled_event_attributes.input.payloads[0].data)
              for e in history.events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED]
     assert sends and all(send["template"] is None and "trigger" not in send["context"] for send in sends)
+
+
+def test_the_saved_history_of_the_win_back_split_records_analytics_on_sends_and_once_alone() -> None:
+    """Analytics came in through ``workflow.patched``: older histories above replay without it; this
+    one guards the path with it. The sends carry the journey's rows; the conversion (no send due)
+    is stored by a record_analytics activity; the offer went to the same arm both times."""
+    path = Path(__file__).parent / "histories" / "win_back-split_holdout_and_analytics.json"
+    history = WorkflowHistory.from_json("win_back", path.read_text())
+    patches = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+               and e.marker_recorded_event_attributes.marker_name == "core_patch"]
+    assert len(patches) == 1
+    scheduled = [e.activity_task_scheduled_event_attributes for e in history.events
+                 if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED]
+    kinds = [attributes.activity_type.name for attributes in scheduled]
+    # Stored alone: the entry (the offer is 60 days off), the conversion with the restart, the last exit
+    # (14 days after the second offer); every other row rode on one of the two sends.
+    assert kinds == ["record_analytics", "send_message", "record_analytics", "send_message", "record_analytics"]
+    sends = [json.loads(a.input.payloads[0].data) for a in scheduled if a.activity_type.name == "send_message"]
+    assert [(send["template_name"], send["variant"]) for send in sends] == [("win_back_20", "twenty_percent")] * 2
+    assert all(send["analytics"] for send in sends)  # the rows so far ride along
+    stored = [json.loads(a.input.payloads[0].data) for a in scheduled if a.activity_type.name == "record_analytics"]
+    assert "convert" in [row["action"] for batch in stored for row in batch]
