@@ -68,12 +68,15 @@ SENDS_PER_JOURNEY = 3
 
 
 def seconds_for_hours(source: Path, target_dir: Path) -> Path:
-    """Copy the flagship with every hour as a second and no quiet hours (the clock would decide)."""
+    """Copy the flagship with every hour as a second, no quiet hours (the clock would decide) and no
+    late_after (a loaded machine would skip messages)."""
     shutil.copytree(source.parent / "templates", target_dir / "templates")
     text = source.read_text()
     text = re.sub(r"\b(\d+)h\b", r"\1s", text)
     text = re.sub(r"\b7d\b", "1h", text)
     text = re.sub(r"\nquiet_hours:\n(  .*\n)+", "\n", text)
+    # late_after guards against outages; on a loaded machine a second's lag would skip messages.
+    text = re.sub(r"\n\s+late_after: .*", "", text)
     target = target_dir / source.name
     target.write_text(text)
     return target
