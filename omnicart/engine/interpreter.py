@@ -532,11 +532,13 @@ def _goal_value(expression: str | None, scope: Mapping[str, Any]) -> float | Non
 
 def _goal_currency(expression: str | None, scope: Mapping[str, Any]) -> str | None:
     """The conversion's currency: the goal's expression, else the event's ``currency`` property."""
-    try:
-        value = conditions.evaluate(expression or "has(event.properties.currency) ? event.properties.currency : ''",
-                                    scope)
-    except conditions.ConditionError:
-        return None
+    if expression is None:
+        value = scope["event"]["properties"].get("currency")
+    else:
+        try:
+            value = conditions.evaluate(expression, scope)
+        except conditions.ConditionError:
+            return None
     return value.upper() if isinstance(value, str) and value else None
 
 
@@ -934,7 +936,10 @@ def _try_options(
             run.sends += 1
             run.messages.append(message_id)
             run.engagement["sent"] = run.engagement.get("sent", 0) + 1
-        state.pending.append(dataclasses.replace(base, message_id=message_id, option=index, channel=channel))
+        state.pending.append(
+            PendingSend(message_id, base.run_id, base.journey, base.version, base.key, base.trigger,
+                        base.step_index, index, channel, base.variant, base.experiment, base.holdout)
+        )
         if marketing:
             state.sent.append(SentMark(at, channel, message_id))  # reserved now, released if it fails
         for watch in state.goals:
@@ -1051,14 +1056,16 @@ def _action(
     """An action, numbered for the customer; ``of`` (a run, a send in flight or a goal window) gives
     the run, version, variant and holdout that analytics groups it by."""
     state.actions_total += 1
+    action = Action(at, state.customer_id, journey, kind, **fields)
+    action.seq = state.actions_total
     if of is not None:
-        fields.update(run_id=of.run_id, version=of.version, variant=of.variant, experiment=of.experiment,
-                      holdout=of.holdout)
-    bundle = state.bundles.get(fields.get("version") or "")
-    if bundle is not None:
-        fields["category"] = bundle.journey.category
-    return Action(at=at, customer_id=state.customer_id, journey=journey, action=kind, seq=state.actions_total,
-                  **fields)
+        action.run_id, action.version, action.variant = of.run_id, of.version, of.variant
+        action.experiment, action.holdout = of.experiment, of.holdout
+    if action.version is not None:
+        bundle = state.bundles.get(action.version)
+        if bundle is not None:
+            action.category = bundle.journey.category
+    return action
 
 
 def _journal(state: CustomerState, out: Output) -> None:
