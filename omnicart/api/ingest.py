@@ -29,7 +29,7 @@ from temporalio.runtime import Runtime
 from temporalio.service import RPCError
 
 from omnicart.api.event_log import EventLog
-from omnicart.catalog import InterestRecorder, apply_catalog_events, is_catalog_event
+from omnicart.catalog import InterestRecorder, apply_catalog_events
 from omnicart.customers.projection import ProfileProjection
 from omnicart.events import Event
 from omnicart.journey.model import JourneyBundle
@@ -137,7 +137,8 @@ class Ingest:
             except Exception as error:  # the transaction rolled back: nothing of the batch is recorded
                 logger.error("could not record %d events (%s); none taken", len(distinct), type(error).__name__)
                 raise ForwardingFailed(len(distinct), "the event log is unavailable") from error
-            catalog = [event for event in recorded.to_forward if is_catalog_event(event)]
+            # The plan lets only catalog and store events (concerns: catalog, store) go without a customer.
+            catalog = [event for event in recorded.to_forward if not event.customer_id]
             try:  # applied, or the request fails and the producer's retry applies them (idempotent)
                 await asyncio.to_thread(apply_catalog_events, self.event_log.engine, catalog)
             except Exception as error:
@@ -145,7 +146,7 @@ class Ingest:
                 raise ForwardingFailed(len(recorded.to_forward), "the catalog is unavailable") from error
             by_customer: dict[str, list[Event]] = {}
             for event in recorded.to_forward:
-                if not is_catalog_event(event):
+                if event.customer_id:
                     by_customer.setdefault(event.customer_id, []).append(event)
             outcomes = await asyncio.gather(*(self._forward(group) for group in by_customer.values()))
             forwarded = [event.id for event in catalog]
@@ -156,7 +157,7 @@ class Ingest:
                 logger.error("could not mark %d events forwarded (%s)", len(forwarded), type(error).__name__)
                 raise ForwardingFailed(len(recorded.to_forward), "the event log is unavailable") from error
             reached = set(forwarded)
-            reached_customers = [e for e in recorded.to_forward if e.id in reached and not is_catalog_event(e)]
+            reached_customers = [e for e in recorded.to_forward if e.id in reached and e.customer_id]
             await asyncio.to_thread(self.profiles.record_quietly, reached_customers)
             await asyncio.to_thread(self.interest.record_quietly, reached_customers)
 

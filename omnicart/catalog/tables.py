@@ -9,7 +9,7 @@ by event time: a late, older event must not undo a newer one.
 
 from __future__ import annotations
 
-from sqlalchemy import Column, DateTime, Double, Index, Integer, String, Table
+from sqlalchemy import BigInteger, Column, DateTime, Double, Index, String, Table
 
 from omnicart import limits
 from omnicart.storage import metadata
@@ -35,7 +35,7 @@ stock = Table(
     metadata,
     Column("sku", String(limits.MAX_ID_CHARS), primary_key=True),
     Column("location", String(limits.MAX_ID_CHARS), primary_key=True, comment="online, or a store_id."),
-    Column("quantity", Integer, nullable=False),
+    Column("quantity", BigInteger, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, comment="Time of the event that set it."),
 )
 

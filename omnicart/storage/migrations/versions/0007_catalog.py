@@ -60,7 +60,7 @@ def upgrade() -> None:
     op.create_table('stock',
     sa.Column('sku', sa.String(length=200), nullable=False),
     sa.Column('location', sa.String(length=200), nullable=False, comment='online, or a store_id.'),
-    sa.Column('quantity', sa.Integer(), nullable=False),
+    sa.Column('quantity', sa.BigInteger(), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False, comment='Time of the event that set it.'),
     sa.PrimaryKeyConstraint('sku', 'location')
     )
