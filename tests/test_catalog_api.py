@@ -18,6 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 from omnicart.api.app import create_app
 from omnicart.catalog import count_interested, interested_customers, stock_of, stores_with_stock
 from omnicart.catalog.products import product_of
+from omnicart.catalog.tables import stock
 from omnicart.journey.catalog import JourneyCatalog
 from omnicart.privacy.forget import forget_customer
 from omnicart.storage import get_engine
@@ -148,3 +149,24 @@ async def test_interest_from_views_carts_and_requests_and_forget_removes_it(
 
 def _at(day: str) -> datetime:
     return datetime.fromisoformat(day).replace(tzinfo=UTC)
+
+
+async def test_when_the_catalog_cannot_be_written_the_producer_hears_503_and_its_retry_applies_once(
+    tmp_path: Path, dev_env: WorkflowEnvironment, catalog: JourneyCatalog  # noqa: F811
+) -> None:
+    settings = make_settings(tmp_path)
+    engine = get_engine(settings.database())
+    restock = entity("inventory_changed", sku="MUG-1", location="online", quantity=4)
+    stock.drop(engine)  # a real failure inside the request's transaction
+    async with serving(create_app(settings, client=dev_env.client, catalog=catalog)) as http:
+        failed = await post(http, [restock])
+        rolled_back = product_of(engine, "MUG-1")
+        stock.create(engine)
+        retried = await post(http, [restock])
+        again = await post(http, [restock])
+
+    assert failed.status_code == 503 and "Retry-After" in failed.headers
+    assert rolled_back is None  # the whole transaction, the product row with it
+    assert retried.json() == {"accepted": 1, "duplicates": 0}
+    assert again.json() == {"accepted": 0, "duplicates": 1}
+    assert stock_of(engine, "MUG-1") == {"online": 4}
