@@ -376,5 +376,24 @@ def report(
     write_report(made, fmt)
 
 
+catalog_app = typer.Typer(help="The shop's catalog: products, stock per location, prices.", no_args_is_help=True)
+app.add_typer(catalog_app, name="catalog")
+
+
+@catalog_app.command("show")
+def catalog_show(sku: Annotated[str, typer.Argument(help="The variant's sku.")]) -> None:
+    """A sku's details, price, lowest price of the last 30 days, stock per location and interested customers."""
+    from rich.console import Console
+
+    from omnicart.catalog.present import show_sku
+    from omnicart.settings import get_settings
+    from omnicart.storage import get_engine, require_current
+
+    engine = get_engine(get_settings().database())
+    require_current(engine)
+    if not show_sku(engine, sku, Console()):
+        raise typer.Exit(1)
+
+
 if __name__ == "__main__":
     app()

@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     metrics_address: str | None = None
     # How often a worker counts customers whose workflow task keeps failing (omnicart_customers_failing).
     failing_customers_interval_seconds: float = Field(default=60.0, gt=0)
+    # How long a customer's interest in a sku (viewed it, had it in a cart, asked to be told) lasts
+    # after the event that showed it: who a restock or price drop tells (omnicart.catalog.interest).
+    interest_days: float = Field(default=90.0, gt=0)
 
     def database(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'omnicart.db'}"

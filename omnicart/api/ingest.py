@@ -1,5 +1,9 @@
 """Taking validated events in: dedupe by id, then hand each to its customer's workflow.
 
+Catalog and store events (``product_updated``, ``inventory_changed``, ``price_changed``,
+``store_updated``) concern no customer: they are applied to the catalog in the product database
+(``omnicart.catalog``) within the request instead, before any customer's event is forwarded.
+
 Every way an event enters the product (``POST /v1/events``, provider webhooks, unsubscribe links)
 goes through :class:`Ingest`, so "the same id is never acted on twice" and "an outage loses
 nothing" are true in one place. Events of different customers are forwarded concurrently (a batch
@@ -16,6 +20,7 @@ import logging
 import weakref
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
 from typing import Protocol
 
 from pydantic import BaseModel, Field
@@ -24,6 +29,7 @@ from temporalio.runtime import Runtime
 from temporalio.service import RPCError
 
 from omnicart.api.event_log import EventLog
+from omnicart.catalog import InterestRecorder, apply_catalog_events
 from omnicart.customers.projection import ProfileProjection
 from omnicart.events import Event
 from omnicart.journey.model import JourneyBundle
@@ -51,7 +57,9 @@ class JourneySource(Protocol):
 class IngestResult(BaseModel):
     """What the producer is told: how many events were taken and how many were repeats."""
 
-    accepted: int = Field(description="Events taken in and forwarded to their customers' workflows.")
+    accepted: int = Field(
+        description="Events taken in: forwarded to their customers' workflows, or applied to the catalog."
+    )
     duplicates: int = Field(description="Events whose id was already accepted (here or earlier): ignored.")
 
 
@@ -104,6 +112,9 @@ class Ingest:
         # The queryable copy of each customer (omnicart.customers): best-effort, never fails ingest.
         runtime = client.service_client.config.runtime or Runtime.default()
         self.profiles = profiles or ProfileProjection(event_log.engine, settings.signing_secret, runtime.metric_meter)
+        # Who is interested in which sku (omnicart.catalog.interest): best-effort in the same way.
+        lasts = timedelta(days=settings.interest_days)
+        self.interest = InterestRecorder(event_log.engine, settings.signing_secret, lasts)
 
     async def submit(self, events: list[Event]) -> IngestResult:
         """Accept already validated events; raise :class:`ForwardingFailed` if any was not taken in.
@@ -126,12 +137,19 @@ class Ingest:
             except Exception as error:  # the transaction rolled back: nothing of the batch is recorded
                 logger.error("could not record %d events (%s); none taken", len(distinct), type(error).__name__)
                 raise ForwardingFailed(len(distinct), "the event log is unavailable") from error
+            # The plan lets only catalog and store events (concerns: catalog, store) go without a customer.
+            catalog = [event for event in recorded.to_forward if not event.customer_id]
+            try:  # applied, or the request fails and the producer's retry applies them (idempotent)
+                await asyncio.to_thread(apply_catalog_events, self.event_log.engine, catalog)
+            except Exception as error:
+                logger.error("could not apply %d catalog events (%s); none taken", len(catalog), type(error).__name__)
+                raise ForwardingFailed(len(recorded.to_forward), "the catalog is unavailable") from error
             by_customer: dict[str, list[Event]] = {}
             for event in recorded.to_forward:
-                if event.customer_id:  # catalog and store events concern no customer's workflow
+                if event.customer_id:
                     by_customer.setdefault(event.customer_id, []).append(event)
             outcomes = await asyncio.gather(*(self._forward(group) for group in by_customer.values()))
-            forwarded = [event.id for event in recorded.to_forward if not event.customer_id]
+            forwarded = [event.id for event in catalog]
             forwarded += [event_id for done, _ in outcomes for event_id in done]
             try:
                 await asyncio.to_thread(self.event_log.mark_forwarded, forwarded)
@@ -139,7 +157,9 @@ class Ingest:
                 logger.error("could not mark %d events forwarded (%s)", len(forwarded), type(error).__name__)
                 raise ForwardingFailed(len(recorded.to_forward), "the event log is unavailable") from error
             reached = set(forwarded)
-            await asyncio.to_thread(self.profiles.record_quietly, [e for e in recorded.to_forward if e.id in reached])
+            reached_customers = [e for e in recorded.to_forward if e.id in reached and e.customer_id]
+            await asyncio.to_thread(self.profiles.record_quietly, reached_customers)
+            await asyncio.to_thread(self.interest.record_quietly, reached_customers)
 
         errors = [error for _, error in outcomes if error is not None]
         if errors:

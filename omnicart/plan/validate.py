@@ -56,6 +56,9 @@ def problems(
     found: list[tuple[str, str]] = []
     if spec.needs_customer and not customer_id:
         found.append(("customer_id", f"is required: {event_type} events concern a customer"))
+    elif customer_id and not spec.needs_customer:
+        # Said, not dropped: the producer meant something by it, and no customer's journey would see it.
+        found.append(("customer_id", f"must be left out: {event_type} events concern the {spec.concerns}, no customer"))
     elif customer_id and not CUSTOMER_ID.match(customer_id):
         found.append(("customer_id", "must start with a letter or digit and hold only letters, digits and _ . : @ + -"))
     for error in sorted(_validator(plan, event_type).iter_errors(properties), key=lambda e: list(e.absolute_path)):
@@ -86,6 +89,8 @@ def _describe(error: SchemaError) -> tuple[str, str]:
         return path, f"must be {names.replace('integer', 'a whole number').replace('object', 'an object')}"
     if kind == "minimum":
         return path, f"must be greater than or equal to {error.validator_value}"
+    if kind == "maximum":
+        return path, f"must be less than or equal to {error.validator_value}"
     if kind == "minLength":
         return path, "must not be empty"
     if kind == "maxLength":

@@ -5,7 +5,8 @@ of the local outbox file (whole rendered messages), and customer ids that are em
 numbers in old ledger, event-log and discount rows (replaced by their keyed hash), and in the
 customer profile projection the plain emails and phones last stated before the cutoff, and ids that
 are an email or phone of customers not heard from since (their keyed hashes and consent stay, so
-the customer is still found by address). What stays: the ledger's ids, statuses and times, which
+the customer is still found by address), and customers' interest in products that has expired or
+was last shown before the cutoff. What stays: the ledger's ids, statuses and times, which
 hold nothing personal and keep "never twice" and the reports working.
 
 The worker runs it every ``OMNICART_RETENTION_INTERVAL_SECONDS`` as a small background task rather
@@ -23,6 +24,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from omnicart.catalog.interest import delete_old_interest
 from omnicart.customers.profiles import clear_old_contacts
 from omnicart.ledger import message_ledger, message_recipients
 from omnicart.privacy.outbox_lines import drop_outbox_lines
@@ -39,23 +41,26 @@ class RetentionReport:
     cutoff: datetime
     erased: Erased = field(default_factory=Erased)
     profile_contacts_cleared: int = 0
+    interest_rows_deleted: int = 0
 
     def lines(self) -> list[str]:
         return [
             f"removed personal data older than {self.cutoff.isoformat(timespec='seconds')}",
             *self.erased.lines(),
             f"plain emails, phones and ids cleared from customer profiles: {self.profile_contacts_cleared}",
+            f"product interest rows deleted (expired or past retention): {self.interest_rows_deleted}",
         ]
 
     def anything(self) -> bool:
-        return self.erased.anything() or self.profile_contacts_cleared > 0
+        return self.erased.anything() or self.profile_contacts_cleared > 0 or self.interest_rows_deleted > 0
 
 
 def apply_retention(settings: Settings, now: datetime | None = None) -> RetentionReport | None:
     """Remove what is past retention; None when ``OMNICART_RETENTION_DAYS`` is not set."""
     if settings.retention_days is None:
         return None
-    cutoff = (now or datetime.now(UTC)) - timedelta(days=settings.retention_days)
+    now = now or datetime.now(UTC)
+    cutoff = now - timedelta(days=settings.retention_days)
     report = RetentionReport(cutoff=cutoff)
     engine = get_engine(settings.database())
     require_current(engine)
@@ -68,6 +73,7 @@ def apply_retention(settings: Settings, now: datetime | None = None) -> Retentio
             conn, personal, lambda customer_id: keyed_hash(customer_id, settings.signing_secret), older_than=cutoff
         )
         report.profile_contacts_cleared = clear_old_contacts(conn, cutoff)
+        report.interest_rows_deleted = delete_old_interest(conn, cutoff, now)
     report.erased.outbox_lines_deleted = drop_outbox_lines(settings.outbox(), lambda line: _sent_before(line, cutoff))
     return report
 

@@ -1,6 +1,6 @@
 """omnicart's own state (message ledger, event log, discount codes): engine, tables, migrations."""
 
-from omnicart.storage.engine import display_url, get_engine, insert_ignoring_existing, metadata, utc
+from omnicart.storage.engine import display_url, get_engine, insert_ignoring_existing, metadata, update_rows, utc
 from omnicart.storage.migrate import SchemaNotCurrent, require_current, upgrade
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "insert_ignoring_existing",
     "metadata",
     "require_current",
+    "update_rows",
     "upgrade",
     "utc",
 ]

@@ -8,11 +8,13 @@ made and changed only by the migrations (``omnicart db upgrade``), never by ``cr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Connection, Engine, Insert, MetaData, Table, create_engine, event, make_url
+from sqlalchemy import Connection, Engine, Insert, MetaData, Table, bindparam, create_engine, event, make_url, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 metadata = MetaData()
@@ -50,12 +52,27 @@ def display_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def insert_ignoring_existing(connection: Connection, table: Table, key: str) -> Insert:
-    """``INSERT ... ON CONFLICT (key) DO NOTHING``: for rows two processes may add at once, or that
-    arrive twice, where the first copy wins and the others change nothing."""
+def insert_ignoring_existing(connection: Connection, table: Table, key: str, *more_keys: str) -> Insert:
+    """``INSERT ... ON CONFLICT (key, ...) DO NOTHING``: for rows two processes may add at once, or
+    that arrive twice, where the first copy wins and the others change nothing."""
     dialect = connection.dialect.name
     if dialect == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing(index_elements=[key])
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=[key, *more_keys])
     if dialect == "sqlite":
-        return sqlite.insert(table).on_conflict_do_nothing(index_elements=[key])
+        return sqlite.insert(table).on_conflict_do_nothing(index_elements=[key, *more_keys])
     raise NotImplementedError(f"{table.name} supports SQLite and PostgreSQL, not {dialect}")
+
+
+def update_rows(connection: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Write ``rows`` (every column of ``table`` by name) over the stored rows with the same primary
+    key, in one executemany: what a merge of drafts into existing rows ends with."""
+    if not rows:
+        return
+    keys = [column.name for column in table.primary_key.columns]
+    values = [column.name for column in table.columns if column.name not in keys]
+    connection.execute(
+        update(table)
+        .where(*(table.c[name] == bindparam(f"key_{name}") for name in keys))
+        .values({name: bindparam(f"new_{name}") for name in values}),
+        [{**{f"key_{n}": row[n] for n in keys}, **{f"new_{n}": row[n] for n in values}} for row in rows],
+    )

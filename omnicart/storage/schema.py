@@ -22,6 +22,7 @@ TABLE_MODULES = (
     "omnicart.security.data_keys",
     "omnicart.customers.profiles",
     "omnicart.analytics.store",
+    "omnicart.catalog.tables",
 )
 
 
