@@ -134,7 +134,7 @@ def journeys() -> None:
 
     table = Table("journey", "version", "status", "trigger", "updated", "by")
     for name, item in sorted(_registry().published().items()):
-        table.add_row(name, item.version, item.status, item.bundle.journey.trigger.event,
+        table.add_row(name, item.version, item.status, item.bundle.journey.trigger.describe(),
                       item.updated_at.isoformat(timespec="seconds"), item.updated_by)
     Console().print(table if table.row_count else "No journey is published: run omnicart publish.")
 
