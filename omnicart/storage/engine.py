@@ -50,12 +50,14 @@ def display_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def insert_ignoring_existing(connection: Connection, table: Table, key: str) -> Insert:
+def insert_ignoring_existing(connection: Connection, table: Table, key: str | tuple[str, ...]) -> Insert:
     """``INSERT ... ON CONFLICT (key) DO NOTHING``: for rows two processes may add at once, or that
-    arrive twice, where the first copy wins and the others change nothing."""
+    arrive twice, where the first copy wins and the others change nothing. ``key``: a column, or the
+    columns of a composite primary key."""
     dialect = connection.dialect.name
+    columns = [key] if isinstance(key, str) else list(key)
     if dialect == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing(index_elements=[key])
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=columns)
     if dialect == "sqlite":
-        return sqlite.insert(table).on_conflict_do_nothing(index_elements=[key])
+        return sqlite.insert(table).on_conflict_do_nothing(index_elements=columns)
     raise NotImplementedError(f"{table.name} supports SQLite and PostgreSQL, not {dialect}")
