@@ -102,7 +102,7 @@ customer_last_events = Table(
     metadata,
     Column("customer_ref", String(200), primary_key=True),
     Column("event_type", String(100), primary_key=True),
-    Column("at", DateTime(timezone=True), nullable=False, comment="The latest event of this type, by event time."),
+    Column("at", DateTime(timezone=True), nullable=False, comment="Latest event of this type (event time)."),
     Index("ix_customer_last_events_type_at", "event_type", "at", "customer_ref"),
 )
 """When each customer last did each thing (ordered, touched a cart): what an ``after`` trigger counts from."""

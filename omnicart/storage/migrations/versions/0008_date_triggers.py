@@ -22,7 +22,7 @@ def upgrade() -> None:
     op.create_table('customer_last_events',
     sa.Column('customer_ref', sa.String(length=200), nullable=False),
     sa.Column('event_type', sa.String(length=100), nullable=False),
-    sa.Column('at', sa.DateTime(timezone=True), nullable=False, comment='The latest event of this type, by event time.'),
+    sa.Column('at', sa.DateTime(timezone=True), nullable=False, comment='Latest event of this type (event time).'),
     sa.PrimaryKeyConstraint('customer_ref', 'event_type')
     )
     with op.batch_alter_table('customer_last_events', schema=None) as batch_op:
