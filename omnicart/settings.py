@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     # How often a worker counts customers whose workflow task keeps failing (omnicart_customers_failing).
     failing_customers_interval_seconds: float = Field(default=60.0, gt=0)
 
+    # Date-based triggers: how often the Temporal Schedule looks for customers due (omnicart.date_schedule).
+    date_trigger_interval_minutes: float = Field(default=60.0, gt=0)
+
     def database(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'omnicart.db'}"
 
