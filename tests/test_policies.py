@@ -67,15 +67,16 @@ def test_the_policies_file_is_never_taken_for_a_journey(tmp_path: Path) -> None:
     for name in ("policies.yaml", "welcome.yaml", "winback.yml", "notes.txt"):
         (tmp_path / name).write_text("# nothing\n")
     assert journey_files(tmp_path) == [tmp_path / "welcome.yaml", tmp_path / "winback.yml"]
-    assert journey_files(JOURNEYS) == [JOURNEYS / "abandoned_cart.yaml", JOURNEYS / "browse_abandonment.yaml",
-                                      JOURNEYS / "win_back.yaml"]
+    assert journey_files(JOURNEYS) == [JOURNEYS / "abandoned_cart.yaml", JOURNEYS / "birthday.yaml",
+                                      JOURNEYS / "browse_abandonment.yaml", JOURNEYS / "win_back.yaml"]
 
 
 def test_every_journey_of_a_folder_carries_the_folders_policies() -> None:
     policies = load_policies(JOURNEYS / "policies.yaml")
     result = load_directory(JOURNEYS)
     assert result.problems == []
-    assert [bundle.policies for bundle in result.bundles.values()] == [policies, policies, policies]
+    assert [bundle.policies for bundle in result.bundles.values()] == [policies] * len(result.bundles)
+    assert len(result.bundles) == 4
     assert flagship().policies == policies  # one journey loaded on its own gets them too
 
 
