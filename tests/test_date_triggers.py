@@ -21,6 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.date_triggers import DateTriggerActivities
+from omnicart.customers.profiles import CustomerProfiles
 from omnicart.customers.projection import ProfileProjection
 from omnicart.date_schedule import DateTriggersInput, DateTriggersResult
 from omnicart.engine import date_triggers
@@ -252,3 +253,28 @@ def test_a_bad_date_trigger_is_an_error_at_its_place(tmp_path: Path, trigger: st
         load_journey(path)
     problems = [str(problem) for problem in caught.value.problems]
     assert any(message in problem and f"birthday.yaml:{line}:" in problem for problem in problems), problems
+
+
+def test_the_projection_keeps_each_customers_latest_event_per_type_in_any_order(database: str) -> None:
+    """What the schedule's ``after`` query reads, on SQLite and PostgreSQL: the latest order of
+    each customer whatever the arrival order, found by time range a page at a time."""
+    engine = get_engine(database)
+    secret = get_settings().signing_secret
+    projection, profiles = ProfileProjection(engine, secret), CustomerProfiles(engine, secret)
+    base = datetime(2027, 1, 1, tzinfo=UTC)
+    newer = [event(f"cus_{n}", "order_placed", base + n * HOUR, order(n)) for n in range(5)]
+    older = [event(f"cus_{n}", "order_placed", base - DAY, order(10 + n)) for n in range(5)]
+    projection.record(newer[:3])
+    projection.record(older + newer[3:])  # an older order arriving later does not move the clock back
+    projection.record(newer)  # and applying events again changes nothing
+    projection.record([date_triggers.date_event("win_back", "cus_0", date_triggers.Due(base + 60 * DAY))])
+
+    found: list[tuple[str | None, datetime]] = []
+    cursor = None
+    while True:
+        page = profiles.last_event_between("order_placed", base - HOUR, base + 3 * HOUR, cursor, limit=2)
+        found += [(profile.customer_id, at) for profile, at in zip(page.customers, page.last_at, strict=True)]
+        if (cursor := page.next_cursor) is None:
+            break
+    assert found == [(f"cus_{n}", base + n * HOUR) for n in range(4)]  # (start, end]: cus_4 is later
+    assert profiles.last_event_between("date_reached", base, base + 90 * DAY).customers == []
