@@ -75,7 +75,7 @@ class DateTriggerActivities:
         bundle = self._dated().get(page.query.journey)
         if bundle is None:
             return DeliveredPage(due=0, delivered=0)  # unpublished or paused since the plan: nothing is due
-        found = self._page(bundle, page)
+        found = self.find_due(bundle, page)
         events = [date_event(bundle.journey.name, customer_id, due) for customer_id, due in found[0]]
         recorded = self.events.record(events) if events else None
         delivered = 0
@@ -96,7 +96,8 @@ class DateTriggerActivities:
             delivered += 1
         return DeliveredPage(due=len(events), delivered=delivered, next_cursor=found[1])
 
-    def _page(self, bundle: JourneyBundle, page: DuePage) -> tuple[list[tuple[str, Due]], str | None]:
+    def find_due(self, bundle: JourneyBundle, page: DuePage) -> tuple[list[tuple[str, Due]], str | None]:
+        """The customers of one page with a due moment in the window, and the next page's cursor."""
         journey, query, window = bundle.journey, page.query, page.window
         trigger = journey.trigger
         found: list[tuple[str, Due]] = []
