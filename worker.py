@@ -22,6 +22,7 @@ from activities.journeys import JourneyActivities
 from activities.quarantine import QuarantineActivities
 from activities.send import SendActivities
 from omnicart.channels.registry import build_senders
+from omnicart.date_schedule import ensure_schedule
 from omnicart.journey.model import JourneyBundle
 from omnicart.journey.registry import JourneyRegistry, PublishedJourneys
 from omnicart.journey.versions import JourneyVersions
@@ -81,8 +82,13 @@ def build_worker(client: Client, settings: Settings) -> Worker:
 
 
 async def run_worker(client: Client, settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Run until ``stop`` is set (or forever), then finish in-flight tasks and return."""
+    """Run until ``stop`` is set (or forever), then finish in-flight tasks and return.
+
+    First it creates or updates the date-triggers schedule (idempotent), so wherever workers run
+    (``omnicart dev`` included), date-based journeys reach every customer whose day comes.
+    """
     worker = build_worker(client, settings)
+    await ensure_schedule(client, settings.task_queue, timedelta(minutes=settings.date_trigger_interval_minutes))
     retention = (
         asyncio.create_task(keep_applying_retention(settings, stop), name="retention")
         if settings.retention_days is not None

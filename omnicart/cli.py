@@ -124,30 +124,7 @@ def publish(
         typer.echo("nothing was published", err=True)
         raise typer.Exit(1)
     typer.echo(f"published: {', '.join(changed)}" if changed else "nothing changed")
-    _ensure_date_schedule()
 
-
-def _ensure_date_schedule() -> None:
-    """Create or update the date-triggers schedule, so date-based journeys reach every customer;
-    Temporal unreachable is a warning (publishing stands; the next publish or ``omnicart dev`` sets it)."""
-    import asyncio
-    from datetime import timedelta
-
-    from omnicart.date_schedule import ensure_schedule
-    from omnicart.settings import get_settings
-    from omnicart.temporal import connect
-
-    settings = get_settings()
-
-    async def run() -> None:
-        client = await connect(settings)
-        await ensure_schedule(client, settings.task_queue, timedelta(minutes=settings.date_trigger_interval_minutes))
-
-    try:
-        asyncio.run(run())
-    except Exception as error:  # the registry is updated; only the schedule could not be checked
-        typer.echo(f"warning: the date-triggers schedule was not checked ({type(error).__name__}: Temporal "
-                   "unreachable?); run omnicart publish again once it is", err=True)
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""The date-triggers schedule: its contract, and how ``omnicart publish`` / ``omnicart dev`` set it up.
+"""The date-triggers schedule: its contract, and how every worker (``omnicart dev`` included) sets it up.
 
 Journeys that start on time (``after: {event, days}``, ``on_date``) must reach customers who send
 no event at that moment, including every existing customer when such a journey is published. So a
@@ -95,7 +95,7 @@ class DateTriggersResult(BaseModel):
 
 async def ensure_schedule(client: Client, task_queue: str, interval: timedelta = DEFAULT_INTERVAL) -> None:
     """Create the date-triggers schedule, or update it to this interval and task queue (idempotent:
-    ``omnicart publish`` and ``omnicart dev`` call it every time)."""
+    every worker calls it when it starts, so the schedule follows the deployed interval and task queue)."""
     schedule = Schedule(
         action=ScheduleActionStartWorkflow(
             DATE_TRIGGERS_WORKFLOW,

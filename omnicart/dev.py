@@ -21,7 +21,6 @@ import socket
 import sys
 import time
 from collections.abc import Coroutine, Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -36,7 +35,6 @@ from rich.table import Table
 from rich.text import Text
 from temporalio.client import Client
 
-from omnicart.date_schedule import ensure_schedule
 from omnicart.observability import MetricsAddressInUse, configure_tracing, metrics_runtime
 from omnicart.security.keys import DEV_KEY_FILE, configured_keys, new_key_spec
 from omnicart.settings import Settings, get_settings
@@ -320,7 +318,6 @@ async def _run(settings: Settings, dev: DevSettings, console: Console) -> None:
         catalog = JourneyCatalog(settings.journeys_dir)
         registry = JourneyRegistry(get_engine(settings.database()))
         await asyncio.to_thread(registry.publish, catalog.all().values(), DEV_AUTHOR)
-        await ensure_schedule(client, settings.task_queue, timedelta(minutes=settings.date_trigger_interval_minutes))
         _print_journeys(console, settings, catalog)
         publishing = asyncio.create_task(_publish_on_change(catalog, registry), name="publisher")
         server = _Server(
