@@ -17,11 +17,14 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.analytics import AnalyticsActivities
+from activities.date_triggers import DateTriggerActivities
 from activities.journeys import JourneyActivities
 from activities.quarantine import QuarantineActivities
 from activities.send import SendActivities
 from omnicart.channels.registry import build_senders
-from omnicart.journey.registry import JourneyRegistry
+from omnicart.date_schedule import ensure_schedule
+from omnicart.journey.model import JourneyBundle
+from omnicart.journey.registry import JourneyRegistry, PublishedJourneys
 from omnicart.journey.versions import JourneyVersions
 from omnicart.ledger import MessageLedger
 from omnicart.observability import MetricsAddressInUse, configure_tracing, keep_counting_failing_customers
@@ -31,6 +34,7 @@ from omnicart.settings import Settings, get_settings
 from omnicart.storage import SchemaNotCurrent, get_engine, require_current
 from omnicart.temporal import connect
 from workflows.customer import CustomerWorkflow
+from workflows.date_triggers import DateTriggersWorkflow
 from workflows.sandbox import workflow_runner
 
 HEARTBEAT_THROTTLE = timedelta(seconds=2)
@@ -45,6 +49,12 @@ def build_worker(client: Client, settings: Settings) -> Worker:
     engine = get_engine(settings.database())
     require_current(engine)
     versions = JourneyVersions(JourneyRegistry(engine))
+    published = PublishedJourneys(JourneyRegistry(engine))
+
+    def active() -> dict[str, JourneyBundle]:
+        return {name: item.bundle for name, item in published.all().items() if item.status == "active"}
+
+    dates = DateTriggerActivities(engine, settings.signing_secret, client, settings, active)
     activities = SendActivities(
         MessageLedger(engine),
         build_senders(settings),
@@ -55,12 +65,14 @@ def build_worker(client: Client, settings: Settings) -> Worker:
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[CustomerWorkflow],
+        workflows=[CustomerWorkflow, DateTriggersWorkflow],
         activities=[
             activities.send_message,
             QuarantineActivities(QuarantineLog(engine)).record_quarantine,
             JourneyActivities(versions).load_journeys,
             AnalyticsActivities(engine, settings.signing_secret).record_analytics,
+            dates.plan_date_queries,
+            dates.deliver_due_dates,
         ],
         workflow_runner=workflow_runner(),
         # Sends heartbeat every second; the SDK passes one on at most this often, which bounds how
@@ -70,8 +82,13 @@ def build_worker(client: Client, settings: Settings) -> Worker:
 
 
 async def run_worker(client: Client, settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Run until ``stop`` is set (or forever), then finish in-flight tasks and return."""
+    """Run until ``stop`` is set (or forever), then finish in-flight tasks and return.
+
+    First it creates or updates the date-triggers schedule (idempotent), so wherever workers run
+    (``omnicart dev`` included), date-based journeys reach every customer whose day comes.
+    """
     worker = build_worker(client, settings)
+    await ensure_schedule(client, settings.task_queue, timedelta(minutes=settings.date_trigger_interval_minutes))
     retention = (
         asyncio.create_task(keep_applying_retention(settings, stop), name="retention")
         if settings.retention_days is not None

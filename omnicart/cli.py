@@ -126,6 +126,7 @@ def publish(
     typer.echo(f"published: {', '.join(changed)}" if changed else "nothing changed")
 
 
+
 @app.command()
 def journeys() -> None:
     """The published journeys: version, status, and who changed them last."""
@@ -134,7 +135,7 @@ def journeys() -> None:
 
     table = Table("journey", "version", "status", "trigger", "updated", "by")
     for name, item in sorted(_registry().published().items()):
-        table.add_row(name, item.version, item.status, item.bundle.journey.trigger.event,
+        table.add_row(name, item.version, item.status, item.bundle.journey.trigger.describe(),
                       item.updated_at.isoformat(timespec="seconds"), item.updated_by)
     Console().print(table if table.row_count else "No journey is published: run omnicart publish.")
 

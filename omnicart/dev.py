@@ -423,7 +423,7 @@ def _print_journeys(console: Console, settings: Settings, catalog: JourneyCatalo
     bundles = catalog.all()
     for name, bundle in sorted(bundles.items()):
         state = "" if bundle.journey.enabled else " [dim](disabled)[/]"
-        console.print(f"  [green]✓[/] {name}: triggered by {bundle.journey.trigger.event}{state}")
+        console.print(f"  [green]✓[/] {name}: triggered by {bundle.journey.trigger.describe()}{state}")
     for problem in catalog.problems:
         console.print(Text.assemble(("  ✗ ", "red"), str(problem)), highlight=False)
     if not bundles:

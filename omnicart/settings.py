@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     # after the event that showed it: who a restock or price drop tells (omnicart.catalog.interest).
     interest_days: float = Field(default=90.0, gt=0)
 
+    # Date-based triggers: how often the Temporal Schedule looks for customers due (omnicart.date_schedule).
+    date_trigger_interval_minutes: float = Field(default=60.0, gt=0)
+
     def database(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'omnicart.db'}"
 

@@ -11,6 +11,12 @@ fallback), exactly as the worker reports it; one that renders is assumed accepte
 Two things only a preview needs: an open or a click in a timeline may name the ``step`` whose message
 it is about instead of a ``message_id`` (which only a run of the journey can know), and
 ``imported_at`` previews a backfill: events older than it arrive all at once at that moment.
+
+Date-based triggers appear at their due moments: the customer's timeline gets the ``date_reached``
+event the schedule would deliver, computed by the schedule's own rule
+(``omnicart.engine.date_triggers.dues``) from what the timeline taught so far (last event of each
+type, the profile's dates, the time zone). Yearly dates are previewed until a year after the
+timeline's last event.
 """
 
 from __future__ import annotations
@@ -25,18 +31,20 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
 from pydantic import ValidationError
 
-from omnicart.engine import context, interpreter
+from omnicart.customers.dates import dates_in
+from omnicart.engine import context, date_triggers, interpreter
 from omnicart.engine.interpreter import ENGAGEMENT
+from omnicart.engine.localtime import zone
 from omnicart.engine.state import Action
 from omnicart.events import Event, describe_error, event_sort_key
 from omnicart.journey.catalog import triggered_by
-from omnicart.journey.model import EmailTemplate, JourneyBundle, Template
+from omnicart.journey.model import DATE_REACHED, EmailTemplate, JourneyBundle, Template
 from omnicart.journey.templates import RenderedParts, TemplateError, template_paths
 from omnicart.limits import InvalidJson, load_json
 from omnicart.messages import SendResult
@@ -102,6 +110,10 @@ class _Options:
         if event_type not in self.triggered:
             self.triggered[event_type] = triggered_by(self.bundles, event_type)
         return self.triggered[event_type]
+
+    def dated(self) -> list[JourneyBundle]:
+        """The journeys that start on a date rather than on an event."""
+        return self.journeys_for(DATE_REACHED)
 
 
 def _run_forked(
@@ -173,6 +185,23 @@ def run_customer(customer_id: str, timeline: list[Event], options: _Options) -> 
         return list(_Player(customer_id, options, safe=True).play(timeline))
 
 
+def date_events(journeys: JourneyBundle | Sequence[JourneyBundle], events: Iterable[Event]) -> list[Event]:
+    """The ``date_reached`` events the date-triggers schedule would deliver for this timeline, in
+    time order: what a test hands a real workflow to compare it with the preview."""
+    bundles = (journeys,) if isinstance(journeys, JourneyBundle) else tuple(journeys)
+    timelines: dict[str, list[Event]] = {}
+    for event in events:
+        timelines.setdefault(event.customer_id, []).append(event)
+    found: list[Event] = []
+    for customer_id, timeline in timelines.items():
+        timeline.sort(key=event_sort_key)
+        player = _Player(customer_id, _Options(bundles), safe=True)
+        for _ in player.play(timeline):
+            pass
+        found.extend(player.dated_events)
+    return sorted(found, key=lambda event: event.timestamp)
+
+
 class _Player:
     """One customer's timeline through the interpreter, as the workflow and the worker would do it."""
 
@@ -181,9 +210,17 @@ class _Player:
         self.options = options
         self.safe = safe
         self.sent_by_step: dict[str, interpreter.SendCommand] = {}
+        self.dated = options.dated()
+        self.dates: dict[str, str] = {}  # the profile's dates, as the projection reads them
+        self.delivered: set[str] = set()
+        self.dated_events: list[Event] = []  # what the schedule would deliver, in order
+        self.clock: datetime | None = None  # dates due before the timeline began were never due here
+        self.horizon: datetime | None = None
 
     def play(self, timeline: list[Event]) -> Iterator[Action]:
         imported_at = self.options.imported_at
+        if self.dated and timeline:
+            self.clock, self.horizon = timeline[0].timestamp, timeline[-1].timestamp + timedelta(days=366)
         for event in timeline:
             now = event.timestamp
             if imported_at is not None and now < imported_at:
@@ -192,12 +229,46 @@ class _Player:
                 yield from self._drain(until=now)
             journeys = self.options.journeys_for(event.type)
             out = interpreter.handle_event(self.state, self._linked(event), journeys, now, safe=self.safe)
+            if self.dated and event.type == "customer_updated":
+                self.dates.update({found.name: found.value for found in dates_in(event.properties) if found.value})
+                for cleared in (found.name for found in dates_in(event.properties) if found.value is None):
+                    self.dates.pop(cleared, None)
             yield from self._settle(out, now)
         yield from self._drain(until=None)
 
     def _drain(self, until: datetime | None) -> Iterator[Action]:
-        while (due := interpreter.next_wakeup(self.state)) is not None and (until is None or due < until):
-            yield from self._settle(interpreter.handle_timers(self.state, due, safe=self.safe), due)
+        while True:
+            due = interpreter.next_wakeup(self.state)
+            dated = self._next_date(until)
+            if due is not None and (until is None or due < until) and (dated is None or due <= dated.timestamp):
+                yield from self._settle(interpreter.handle_timers(self.state, due, safe=self.safe), due)
+            elif dated is not None:
+                self.delivered.add(dated.id)
+                self.dated_events.append(dated)
+                now = dated.timestamp
+                out = interpreter.handle_event(self.state, dated, self.dated, now, safe=self.safe)
+                yield from self._settle(out, now)
+            else:
+                return
+
+    def _next_date(self, until: datetime | None) -> Event | None:
+        """The earliest ``date_reached`` the schedule would deliver before ``until`` (None: the
+        horizon), by the schedule's rule applied to what this customer's timeline said so far."""
+        if not self.dated or self.clock is None or self.horizon is None:
+            return None
+        end = min(until - timedelta(microseconds=1), self.horizon) if until is not None else self.horizon
+        profile = self.state.profile
+        earliest: Event | None = None
+        for bundle in self.dated:
+            journey = bundle.journey
+            tz = zone(profile.timezone, journey.default_timezone)
+            for due in date_triggers.dues(journey.trigger, tz, self.clock, end,
+                                          last_event_at=profile.last_event_at, dates=self.dates):
+                event = date_triggers.date_event(journey.name, self.state.customer_id, due)
+                if event.id not in self.delivered and (earliest is None or event.timestamp < earliest.timestamp):
+                    earliest = event
+                    break
+        return earliest
 
     def _linked(self, event: Event) -> Event:
         """An open or click that names a step gets the id (and channel) of the message that step sent."""

@@ -153,13 +153,14 @@ async def test_one_event_is_accepted_and_reaches_its_customers_workflow(
 async def test_only_journeys_the_event_type_triggers_are_attached(
     api: httpx.AsyncClient, dev_env: WorkflowEnvironment
 ) -> None:
-    event = envelope(type="order_placed", properties={"order_id": "ord_1", "total": 30})
+    event = envelope(type="product_viewed", properties={"sku": "SKU-1"})
 
     assert (await api.post("/v1/events", json=event)).status_code == 202
 
     [incoming] = await signalled(dev_env.client, event["customer_id"])
-    # An order starts the win-back journey only: not the cart or browse journeys it ends.
-    assert [bundle.journey.name for bundle in incoming.journeys if not isinstance(bundle, str)] == ["win_back"]
+    # A view starts the browse journey only: not the cart journey, nor the date-triggered ones.
+    assert [bundle.journey.name for bundle in incoming.journeys if not isinstance(bundle, str)] == [
+        "browse_abandonment"]
 
 
 async def test_a_batch_reaches_each_customer_in_batch_order(

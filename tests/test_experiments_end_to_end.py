@@ -1,6 +1,6 @@
 """Splits, holdouts and frequency caps on the real workflow (time-skipping server), against simulate.
 
-The win-back journey waits 60 days, so only the time-skipping server can run it in a test. Each
+The win-back journey starts 60 days after an order, so only the time-skipping server can run it in a test. Each
 customer here is known (by hash) to land in one arm: ten percent, twenty percent, or the holdout;
 the workflow must agree with ``omnicart simulate`` line by line, keep the customer in the same
 variant when they lapse again, and send a holdout customer nothing at all.
@@ -20,7 +20,7 @@ from omnicart.events import Event
 from omnicart.journey.loader import load_journey
 from omnicart.journey.model import JourneyBundle, Policies
 from omnicart.quarantine import QuarantineLog
-from omnicart.simulate import simulate, timeline_event
+from omnicart.simulate import date_events, simulate, timeline_event
 from omnicart.storage import get_engine, upgrade
 from tests.support.bundles import JOURNEYS, browse, flagship
 from tests.support.runtime import RecordingChannel, customer_worker, journal, parse_at, send_event
@@ -81,7 +81,11 @@ async def test_win_back_arms_agree_with_simulate_and_stick_when_a_customer_lapse
             timeline = events(customer_id, [(-DAY, "customer_updated", profile()), (timedelta(0), "order_placed",
                                             order(1, 50.0)), (63 * DAY, "order_placed", order(2, 80.0))], start)
             expected = [action.as_json() for action in simulate(bundle, timeline)]
-            actual = await play(time_env, task_queue, [bundle], timeline, start + 140 * DAY)
+            # What the date-triggers schedule delivers: 60 days after each order (test_date_triggers.py
+            # proves the schedule finds them in the projection).
+            due = date_events(bundle, timeline)
+            assert [event.timestamp - start for event in due] == [60 * DAY, 123 * DAY]
+            actual = await play(time_env, task_queue, [bundle], timeline + due, start + 140 * DAY)
             same(actual, expected)
             said = [describe(line) for line in actual]
             sent = [r for r in channel.requests if r.customer_id == customer_id]

@@ -76,7 +76,7 @@ def test_shipped_journeys_validate_clean_through_the_real_command() -> None:
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout == ""
-    assert "3 journeys valid" in done.stderr
+    assert "4 journeys valid" in done.stderr
 
 
 def test_a_broken_copy_of_the_shipped_journeys_exits_1_with_each_problem(tmp_path: Path) -> None:
@@ -106,7 +106,7 @@ def test_a_broken_copy_of_the_shipped_journeys_exits_1_with_each_problem(tmp_pat
 def test_the_shipped_bundles_carry_their_templates() -> None:
     result = load_directory(SHIPPED)
     assert result.problems == []
-    assert sorted(result.bundles) == ["abandoned_cart", "browse_abandonment", "win_back"]
+    assert sorted(result.bundles) == ["abandoned_cart", "birthday", "browse_abandonment", "win_back"]
     cart = result.bundles["abandoned_cart"]
     assert sorted(cart.templates) == ["cart_last_chance", "cart_reminder_1", "cart_reminder_2", "cart_reminder_sms"]
     assert sorted(result.bundles["browse_abandonment"].templates) == ["browse_email", "browse_push"]
@@ -234,7 +234,8 @@ def test_a_valid_journey_has_no_problems(workdir: Path) -> None:
             [
                 "j.yaml:1:7: bad journey name 'Demo Journey': use lower_snake_case, like abandoned_cart",
                 "j.yaml:2:10: 'enabled' must be true or false, not the text 'maybe'",
-                "j.yaml:3:10: 'trigger' must be a mapping with event: ... under it, not the text 'checkout_started'",
+                "j.yaml:3:10: 'trigger' must be a mapping with event:, after:, on_date: ... under it, not the text "
+                "'checkout_started'",
                 "j.yaml:5:5: 'exit' has no value: write it like exit: completed",
             ],
             id="wrong-types",
@@ -723,7 +724,8 @@ def test_catalog_serves_by_event_type_and_picks_up_edits(tmp_path: Path) -> None
     catalog = JourneyCatalog(folder, clock=clock)
     assert [b.journey.name for b in catalog.bundles_for("checkout_started")] == ["abandoned_cart"]
     assert [b.journey.name for b in catalog.bundles_for("product_viewed")] == ["browse_abandonment"]
-    assert [b.journey.name for b in catalog.bundles_for("order_placed")] == ["win_back"]
+    assert [b.journey.name for b in catalog.bundles_for("order_placed")] == []
+    assert [b.journey.name for b in catalog.bundles_for("date_reached")] == ["birthday", "win_back"]
     before = catalog.all()["abandoned_cart"].version
 
     cart = folder / "abandoned_cart.yaml"

@@ -182,7 +182,8 @@ body: >-
 
 def test_every_shipped_journey_and_the_example_timeline_keep_the_plan() -> None:
     result = load_directory(ROOT / "journeys")
-    assert result.problems == [] and sorted(result.bundles) == ["abandoned_cart", "browse_abandonment", "win_back"]
+    assert result.problems == []
+    assert sorted(result.bundles) == ["abandoned_cart", "birthday", "browse_abandonment", "win_back"]
     for line in (ROOT / "examples" / "events.jsonl").read_text().splitlines():
         Event.parse(json.loads(line))  # raises on an event the plan refuses
 

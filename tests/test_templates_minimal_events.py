@@ -28,6 +28,7 @@ MINIMAL_PROPERTIES: dict[str, dict[str, Any]] = {
     "checkout_started": {"cart_id": "cart_1", "items": [{"sku": "MUG-1"}]},
     "cart_updated": {"cart_id": "cart_1", "items": [{"sku": "MUG-1"}]},
     "product_viewed": {"sku": "MUG-1"},
+    "date_reached": {"journey": "win_back", "due_at": "2026-11-22T10:00:00+00:00"},
     "order_placed": {"order_id": "order_1"},
 }
 
@@ -42,7 +43,7 @@ ARTEFACTS = [
 
 def trigger_for(template_name: str) -> Event:
     event_type = ("product_viewed" if template_name.startswith("browse")
-                  else "order_placed" if template_name.startswith("win_back") else "checkout_started")
+                  else "date_reached" if template_name.startswith(("win_back", "birthday")) else "checkout_started")
     return Event.parse(
         {
             "id": "evt_1",

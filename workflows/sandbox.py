@@ -20,6 +20,7 @@ PASSTHROUGH = (
     "omnicart.messages",
     "omnicart.analytics.rows",
     "omnicart.signals",
+    "omnicart.date_schedule",
     "cel",
     "pydantic",
     "pydantic_core",

@@ -97,6 +97,16 @@ customer_dates = Table(
     Index("ix_customer_dates_day", "name", "day", "customer_ref"),
 )
 
+customer_last_events = Table(
+    "customer_last_events",
+    metadata,
+    Column("customer_ref", String(200), primary_key=True),
+    Column("event_type", String(100), primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False, comment="Latest event of this type (event time)."),
+    Index("ix_customer_last_events_type_at", "event_type", "at", "customer_ref"),
+)
+"""When each customer last did each thing (ordered, touched a cart): what an ``after`` trigger counts from."""
+
 
 class Consent(BaseModel):
     """A channel's consent as last stated, and when (the event's time)."""
@@ -126,6 +136,15 @@ class Page:
     """One page of customers, and the cursor that asks for the next (None: this was the last)."""
 
     customers: list[CustomerProfile]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class LastEventPage:
+    """A page of customers with the time of each one's latest event of the type asked about."""
+
+    customers: list[CustomerProfile]
+    last_at: list[datetime]
     next_cursor: str | None
 
 
@@ -213,6 +232,25 @@ class CustomerProfiles:
         rows = self._fetch(query.order_by(table.last_order_at, table.customer_ref).limit(_bounded(limit) + 1))
         return _page(rows, limit, lambda row: [utc(row.last_order_at).isoformat(), row.customer_ref])
 
+    def last_event_between(
+        self, event_type: str, start: datetime, end: datetime, cursor: str | None = None, limit: int = DEFAULT_PAGE_SIZE
+    ) -> LastEventPage:
+        """Customers whose latest ``event_type`` event happened in ``(start, end]``, oldest first,
+        with that time: who an ``after`` trigger finds due in a window (index on type and time)."""
+        table = customer_last_events.c
+        query = (
+            select(customer_profiles, table.at.label("last_at"))
+            .join(customer_last_events, table.customer_ref == customer_profiles.c.customer_ref)
+            .where(table.event_type == event_type, table.at > start, table.at <= end)
+        )
+        if cursor is not None:
+            at, ref = _decode(cursor, 2)
+            query = query.where(tuple_(table.at, table.customer_ref) > tuple_(_instant(at), ref))
+        rows = self._fetch(query.order_by(table.at, table.customer_ref).limit(_bounded(limit) + 1))
+        page = _page(rows, limit, lambda row: [utc(row.last_at).isoformat(), row.customer_ref])
+        return LastEventPage(page.customers, [utc(row.last_at) for row in rows[: len(page.customers)]],
+                             page.next_cursor)
+
     def _page_by_ref(self, query: Select[Any], cursor: str | None, limit: int) -> Page:
         if cursor is not None:
             [after] = _decode(cursor, 1)
@@ -260,6 +298,7 @@ def profile_of(row: Row[Any]) -> CustomerProfile:
 def delete_profile(connection: Connection, ref: str) -> int:
     """Erase one customer's projection (their profile row and dates); how many rows went."""
     dates = connection.execute(delete(customer_dates).where(customer_dates.c.customer_ref == ref)).rowcount
+    dates += connection.execute(delete(customer_last_events).where(customer_last_events.c.customer_ref == ref)).rowcount
     return dates + connection.execute(delete(customer_profiles).where(customer_profiles.c.customer_ref == ref)).rowcount
 
 

@@ -29,8 +29,15 @@ from sqlalchemy import Connection, Engine, bindparam, select, update
 from temporalio.common import MetricCounter, MetricMeter
 
 from omnicart.customers.dates import CustomerDate, dates_in
-from omnicart.customers.profiles import contact_hash, customer_dates, customer_profiles, normalised_email
+from omnicart.customers.profiles import (
+    contact_hash,
+    customer_dates,
+    customer_last_events,
+    customer_profiles,
+    normalised_email,
+)
 from omnicart.events import CHANNELS, Event
+from omnicart.journey.model import DATE_REACHED
 from omnicart.routing import customer_workflow_id
 from omnicart.security.pseudonym import customer_ref
 from omnicart.storage import insert_ignoring_existing, utc
@@ -125,6 +132,7 @@ class ProfileProjection:
                 [{"ref": row["customer_ref"], **{f"new_{name}": row[name] for name in columns}} for row in changed],
             )
         self._write_dates(connection, drafts)
+        _write_last_events(connection, by_ref)
 
     def _apply(self, draft: _Draft, event: Event) -> None:
         """One event's effect on one customer (the workflow's ``_learn``, for the copied fields)."""
@@ -177,6 +185,29 @@ class ProfileProjection:
                 .values({column: bindparam(f"new_{column}") for column in columns}),
                 known,
             )
+
+
+def _write_last_events(connection: Connection, by_ref: dict[str, list[Event]]) -> None:
+    """Keep each customer's latest time per event type (a maximum: order and repeats do not matter).
+    ``date_reached`` is omnicart's own, never something the customer did."""
+    latest: dict[tuple[str, str], datetime] = {}
+    for ref, events in by_ref.items():
+        for event in events:
+            key = (ref, event.type)
+            if event.type != DATE_REACHED and (key not in latest or latest[key] < event.timestamp):
+                latest[key] = event.timestamp
+    if not latest:
+        return
+    rows = [{"customer_ref": ref, "event_type": kind, "at": at} for (ref, kind), at in sorted(latest.items())]
+    connection.execute(insert_ignoring_existing(connection, customer_last_events, ("customer_ref", "event_type")), rows)
+    table = customer_last_events.c
+    connection.execute(
+        update(customer_last_events)
+        .where(table.customer_ref == bindparam("ref"), table.event_type == bindparam("kind"))
+        .where(table.at < bindparam("new"))
+        .values(at=bindparam("new")),
+        [{"ref": row["customer_ref"], "kind": row["event_type"], "new": row["at"]} for row in rows],
+    )
 
 
 def _set(row: dict[str, Any], name: str, value: Any, at: datetime) -> bool:

@@ -44,6 +44,7 @@ from omnicart.events import Channel, Event
 from omnicart.journey import conditions
 from omnicart.journey.durations import parse_duration, parse_local_time
 from omnicart.journey.model import (
+    DATE_REACHED,
     Fallback,
     FrequencyCap,
     Journey,
@@ -287,6 +288,7 @@ def _apply_event(state: CustomerState, event: Event, journeys: list[JourneyBundl
             del run.events[:-RUN_EVENTS]
     _convert_goals(state, event, ctx_event, now, new)
     _apply_exits(state, event, ctx_event, now, new)
+    _restart_clocks(state, event, now, new)
     _resume_waiting(state, event, ctx_event, now, new)
     # The journey with the higher priority starts (and sends) first when one event triggers several.
     for bundle in sorted(journeys, key=lambda bundle: -bundle.journey.priority):
@@ -437,6 +439,9 @@ def _reads(template: Template, name: str) -> bool:
 def _learn(state: CustomerState, event: Event, ctx_event: dict[str, Any]) -> None:
     props = event.properties
     profile = state.profile
+    latest = profile.last_event_at.get(event.type)
+    if event.type != DATE_REACHED and (latest is None or latest < event.timestamp):
+        profile.last_event_at[event.type] = event.timestamp
     if event.type == "customer_updated":
         for name, value in props.items():
             if name == "consent" and isinstance(value, dict):
@@ -582,6 +587,29 @@ def _resume_waiting(
 # --- starting runs -------------------------------------------------------------------------------
 
 
+def _date_reached_applies(state: CustomerState, journey: Journey, event: Event) -> bool:
+    """A ``date_reached`` starts only the journey it names; for an ``after`` trigger, only if no
+    newer event of that type came since the one its due moment was computed from (the projection
+    can lag behind the workflow, and an order may arrive while the schedule works)."""
+    if event.properties.get("journey") != journey.name:
+        return False
+    after = journey.trigger.after
+    if after is None:
+        return True
+    anchor = event.properties.get("anchor")
+    latest = state.profile.last_event_at.get(after.event)
+    return latest is None or not isinstance(anchor, str) or latest <= _when(anchor)
+
+
+def _restart_clocks(state: CustomerState, event: Event, now: datetime, out: Output) -> None:
+    """A new event of the type an ``after`` trigger counts from restarts its clock: a run it started
+    ends (reason ``restarted``), and the schedule counts the days again from this event."""
+    for run in list(state.runs):
+        after = state.bundles[run.version].journey.trigger.after
+        if after is not None and after.event == event.type and event.timestamp >= run.started_at:
+            _end(state, run, now, "restarted", out)
+
+
 def _maybe_trigger(
     state: CustomerState,
     bundle: JourneyBundle,
@@ -592,7 +620,9 @@ def _maybe_trigger(
 ) -> None:
     journey = bundle.journey
     trigger = journey.trigger
-    if not journey.enabled or trigger.event != event.type:
+    if not journey.enabled or trigger.event_type != event.type:
+        return
+    if trigger.is_date and not _date_reached_applies(state, journey, event):
         return
     key: str | None = None
     if trigger.key is not None:

@@ -32,7 +32,7 @@ def next_local_time(at: datetime, tz: ZoneInfo, clock: time) -> datetime:
     local = at.astimezone(tz)
     for days in range(3):
         day = local.date() + timedelta(days=days)
-        candidate = _instant(datetime.combine(day, clock), tz)
+        candidate = local_instant(datetime.combine(day, clock), tz)
         if candidate >= at:
             return candidate
     raise AssertionError("unreachable: a clock time recurs within two local days")  # pragma: no cover
@@ -50,7 +50,7 @@ def quiet_until(at: datetime, tz: ZoneInfo, start: time, end: time) -> datetime 
     return next_local_time(at, tz, end) if quiet else None
 
 
-def _instant(naive_local: datetime, tz: ZoneInfo) -> datetime:
+def local_instant(naive_local: datetime, tz: ZoneInfo) -> datetime:
     """A naive local wall time as a UTC instant, moving a non-existent (skipped) time forward."""
     aware = naive_local.replace(tzinfo=tz)
     as_utc = aware.astimezone(UTC)

@@ -46,6 +46,8 @@ class Profile:
     attributes: dict[str, Any] = field(default_factory=dict)
     undeliverable: dict[str, str] = field(default_factory=dict)
     updated_at: dict[str, datetime] = field(default_factory=dict)
+    last_event_at: dict[str, datetime] = field(default_factory=dict)
+    """The time of the customer's latest event of each type: what an ``after`` trigger counts from."""
 
 
 @dataclass(slots=True)

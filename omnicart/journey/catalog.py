@@ -31,7 +31,7 @@ def triggered_by(bundles: Iterable[JourneyBundle], event_type: str) -> list[Jour
     What ingest attaches to each event (from this catalog or the registry) and what ``omnicart
     simulate`` offers each event of a timeline: one rule, so a preview chooses as production does.
     """
-    chosen = [b for b in bundles if b.journey.enabled and b.journey.trigger.event == event_type]
+    chosen = [b for b in bundles if b.journey.enabled and b.journey.trigger.event_type == event_type]
     return sorted(chosen, key=lambda bundle: bundle.journey.name)
 
 

@@ -49,10 +49,45 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-class Trigger(_Strict):
-    """Which event starts a run, for whom, and what a second trigger for the same key does."""
+DATE_REACHED = "date_reached"
+"""The synthetic event a date-based trigger delivers (``omnicart.engine.date_triggers``)."""
+
+DateName = Annotated[
+    str,
+    Field(pattern=r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$", max_length=64,
+          description="A date of the customer profile, e.g. birthday or subscription_renews_on."),
+]
+
+
+class AfterEvent(_Strict):
+    """``after: {event: order_placed, days: 60}``: when this long has passed since the customer's
+    LAST event of this type; a newer one restarts the clock (and ends a run it started)."""
 
     event: EventType
+    days: int = Field(ge=1, le=3660, description="Whole days after the last such event.")
+
+
+class Trigger(_Strict):
+    """What starts a run: an event (``event``), or a time (``after`` an event, ``on_date`` of the
+    profile), for whom, and what a second trigger for the same key does."""
+
+    event: EventType | None = Field(default=None, description="The event type that starts a run.")
+    after: AfterEvent | None = Field(
+        default=None, description="Start when this many days have passed since the customer's last such event."
+    )
+    on_date: DateName | None = Field(
+        default=None, description="Start on this date of the customer's profile (birthday: every year)."
+    )
+    at: LocalTime | None = Field(
+        default=None,
+        description="With after/on_date: the time of day, on the customer's clock, the run starts "
+        "(default: on_date at 00:00; after at the very moment the days are over).",
+    )
+    yearly: bool | None = Field(
+        default=None,
+        description="With on_date: every year on the date's month and day (default: yes for birthday and "
+        "for dates without a year, once on the date itself otherwise).",
+    )
     if_: Expression | None = Field(default=None, alias="if")
     key: str | None = Field(
         default=None,
@@ -66,6 +101,38 @@ class Trigger(_Strict):
         default=None,
         description="Start no run from an event older than this when it arrives (a backfill, an outage).",
     )
+
+    @model_validator(mode="after")
+    def _one_start(self) -> Trigger:
+        given = [name for name in ("event", "after", "on_date") if getattr(self, name) is not None]
+        if len(given) != 1:
+            found = ", ".join(given) if given else "none"
+            raise ValueError(f"a trigger needs exactly one of event, after or on_date (found: {found})")
+        if self.event is not None and (self.at is not None or self.yearly is not None):
+            raise ValueError("'at' and 'yearly' belong to a date trigger (after or on_date), not to 'event'")
+        if self.after is not None and self.yearly is not None:
+            raise ValueError("'yearly' belongs to on_date: an 'after' trigger restarts with each new event")
+        if self.event is None and self.key is not None:
+            raise ValueError("a date trigger has no 'key': it starts at most one run per customer at a time")
+        return self
+
+    @property
+    def event_type(self) -> str:
+        """The type of the event that starts a run: ``event``, or ``date_reached`` for a date trigger."""
+        return self.event if self.event is not None else DATE_REACHED
+
+    @property
+    def is_date(self) -> bool:
+        return self.event is None
+
+    def describe(self) -> str:
+        """How the trigger reads in listings: ``order_placed``, ``60 days after order_placed``, ``birthday``."""
+        at = f" at {self.at}" if self.at else ""
+        if self.after is not None:
+            return f"{self.after.days} days after {self.after.event}{at}"
+        if self.on_date is not None:
+            return f"{self.on_date}{at}"
+        return self.event_type
 
 
 class ExitWhen(_Strict):

@@ -209,7 +209,7 @@ class _Checker:
                 at = self.positions.inside(path, line, column, expression) if line else self.positions.value(path)
                 yield Problem(self.positions.file, at[0], at[1], f"bad {what}: {reason}")
                 continue
-            roots = shapes.condition_roots(self.plan, self.journey.trigger.event, self._event_at(path))
+            roots = shapes.condition_roots(self.plan, self.journey.trigger.event_type, self._event_at(path))
             for problem in check_condition(expression, roots, self.plan):
                 at = self.positions.inside(path, problem.line, problem.column, expression)
                 yield Problem(self.positions.file, at[0], at[1], f"bad {what}: {problem.message}")
@@ -218,7 +218,7 @@ class _Checker:
         """The type of the event a condition at ``path`` sees as ``event`` (None: there is none)."""
         journey = self.journey
         if path[0] == "trigger":
-            return journey.trigger.event
+            return journey.trigger.event_type
         if path[0] == "exit_when" and isinstance(path[1], int):
             return journey.exit_when[path[1]].event
         if path[0] == "goal" and journey.goal is not None:
@@ -248,7 +248,11 @@ class _Checker:
         yield from _duration_problems(self.positions, found)
 
     def _event_fields(self) -> Iterator[tuple[Path_, str]]:
-        yield ("trigger", "event"), self.journey.trigger.event
+        trigger = self.journey.trigger
+        if trigger.event is not None:
+            yield ("trigger", "event"), trigger.event
+        if trigger.after is not None:
+            yield ("trigger", "after", "event"), trigger.after.event
         for number, exit_when in enumerate(self.journey.exit_when):
             yield ("exit_when", number, "event"), exit_when.event
         if self.journey.goal is not None:
@@ -281,7 +285,7 @@ class _Checker:
             last = re.split(r"[.\[\]'\"]+", key.strip(".[]'\""))[-1]
             yield self.at(path, f"write the property name alone, like key: {last}")
             return
-        model = PROPERTY_MODELS.get(trigger.event)
+        model = PROPERTY_MODELS.get(trigger.event_type)
         if model is None:
             return  # a custom event: any property may be its key
         fields = model.model_fields
@@ -293,7 +297,7 @@ class _Checker:
             return
         match = _suggest(key, list(fields), cutoff=0.75)
         if match is not None:
-            yield self.at(path, f"{trigger.event} events have no property '{key}' — did you mean '{match}'?")
+            yield self.at(path, f"{trigger.event_type} events have no property '{key}' — did you mean '{match}'?")
 
     def timezone(self) -> Iterator[Problem]:
         name = self.journey.default_timezone
@@ -339,9 +343,9 @@ class _Checker:
             if channel is not None and channel != template.channel:
                 yield self.at(path, f"template '{name}' is for {template.channel}, but this {what} is for {channel}")
             if name not in rendered:
-                errors = check_template(template, [self.journey.trigger.event])
+                errors = check_template(template, [self.journey.trigger.event_type])
                 if not errors:
-                    errors = check_template_types(template, self.journey.trigger.event, self.plan)
+                    errors = check_template_types(template, self.journey.trigger.event_type, self.plan)
                 rendered[name] = [str(loaded.locate(error)) for error in errors]
             for located in rendered[name]:
                 yield self.at(path, f"template '{name}' does not render: {located}")

@@ -52,14 +52,18 @@ def display_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def insert_ignoring_existing(connection: Connection, table: Table, key: str, *more_keys: str) -> Insert:
+def insert_ignoring_existing(
+    connection: Connection, table: Table, key: str | tuple[str, ...], *more_keys: str
+) -> Insert:
     """``INSERT ... ON CONFLICT (key, ...) DO NOTHING``: for rows two processes may add at once, or
-    that arrive twice, where the first copy wins and the others change nothing."""
+    that arrive twice, where the first copy wins and the others change nothing. ``key``: a column,
+    or the columns of a composite primary key (as a tuple, or one after another)."""
     dialect = connection.dialect.name
+    columns = [*([key] if isinstance(key, str) else key), *more_keys]
     if dialect == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing(index_elements=[key, *more_keys])
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=columns)
     if dialect == "sqlite":
-        return sqlite.insert(table).on_conflict_do_nothing(index_elements=[key, *more_keys])
+        return sqlite.insert(table).on_conflict_do_nothing(index_elements=columns)
     raise NotImplementedError(f"{table.name} supports SQLite and PostgreSQL, not {dialect}")
 
 
