@@ -290,6 +290,16 @@ async def test_every_malformed_event_of_a_batch_is_named(api: httpx.AsyncClient)
     assert named == [(0, "source"), (2, "timestamp"), (2, "type")]
 
 
+async def test_a_producer_cannot_send_the_schedules_date_reached_event(api: httpx.AsyncClient) -> None:
+    """It would start whatever date journey it names, whenever a caller liked: only the schedule sends it."""
+    forged = envelope(type="date_reached", properties={"journey": "birthday", "due_at": "2026-11-22T10:00:00Z"})
+    response = await api.post("/v1/events", json={"events": [envelope(), forged]})
+    assert response.status_code == 422
+    assert response.json()["errors"] == [{
+        "index": 1, "field": "type",
+        "message": "'date_reached' is sent by omnicart's date-trigger schedule, never by a producer"}]
+
+
 async def test_a_single_malformed_envelope_is_index_0(api: httpx.AsyncClient) -> None:
     response = await api.post("/v1/events", json=envelope(type="customer_updated", properties={"email": "ana"}))
 

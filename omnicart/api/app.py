@@ -38,6 +38,7 @@ from omnicart.api.ingest import ForwardingFailed, Ingest, IngestResult, JourneyS
 from omnicart.api.stats import stats_router
 from omnicart.customers.profiles import CustomerProfiles
 from omnicart.events import Event, describe_error
+from omnicart.journey.model import DATE_REACHED
 from omnicart.journey.registry import JourneyRegistry, PublishedJourneys
 from omnicart.ledger import MessageLedger
 from omnicart.observability import RequestSpans, configure_tracing, count_rejected
@@ -316,9 +317,14 @@ def parse_events(body: bytes, max_events: int, max_event_bytes: int = limits.MAX
     events: list[Event] = []
     for index, item in enumerate(items):
         try:
-            events.append(Event.parse(item, max_event_bytes))
+            event = Event.parse(item, max_event_bytes)
         except ValidationError as exc:
             problems += [_problem(index, error) for error in exc.errors()]
+            continue
+        if event.type == DATE_REACHED:  # it would start any date journey it names, whenever a caller liked
+            problems.append(Problem(index=index, field="type", message=(
+                f"'{DATE_REACHED}' is sent by omnicart's date-trigger schedule, never by a producer")))
+        events.append(event)
     if problems:
         raise Rejected(422, problems)
     return events
