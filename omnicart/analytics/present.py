@@ -18,14 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from omnicart.analytics.experiments import render
-from omnicart.analytics.report import (
-    GroupBy,
-    JourneyReport,
-    journey_report,
-    journey_seen,
-    load_rows,
-    published_bundle,
-)
+from omnicart.analytics.report import GroupBy, JourneyReport, journey_report, stored_journey_report
 
 Format = Literal["table", "json", "csv"]
 FORMATS: tuple[Format, ...] = ("table", "json", "csv")
@@ -46,11 +39,10 @@ def stored_report(
 
     engine = get_engine(database_url)
     require_current(engine)
-    if not journey_seen(engine, journey):
+    report = stored_journey_report(engine, journey, by=by, since=since, until=until)
+    if report is None:
         raise ReportInputError(f"no run of journey {journey!r} was recorded in this database")
-    actions, outcomes = load_rows(engine, journey, since, until)
-    return journey_report(journey, actions, outcomes, by=by, since=since, until=until,
-                          bundle=published_bundle(engine, journey))
+    return report
 
 
 def simulated_report(

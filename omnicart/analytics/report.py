@@ -293,6 +293,24 @@ def journey_seen(engine: Engine, journey: str) -> bool:
         return bool(conn.execute(select(exists().where(journey_actions.c.journey == journey))).scalar())
 
 
+def stored_journey_report(
+    engine: Engine,
+    journey: str,
+    *,
+    by: GroupBy = "step",
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> JourneyReport | None:
+    """The report from the analytics store, with the readouts of the journey as published now;
+    None when no run of the journey was ever recorded. ``omnicart report`` and the stats endpoint
+    both answer with it."""
+    if not journey_seen(engine, journey):
+        return None
+    actions, outcomes = load_rows(engine, journey, since, until)
+    return journey_report(journey, actions, outcomes, by=by, since=since, until=until,
+                          bundle=published_bundle(engine, journey))
+
+
 def published_bundle(engine: Engine, journey: str) -> JourneyBundle | None:
     """The journey as published now, whose experiments the report reads out (None: never published)."""
     from omnicart.journey.registry import JourneyRegistry

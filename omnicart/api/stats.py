@@ -14,14 +14,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine
 
-from omnicart.analytics.report import (
-    GroupBy,
-    JourneyReport,
-    journey_report,
-    journey_seen,
-    load_rows,
-    published_bundle,
-)
+from omnicart.analytics.report import GroupBy, JourneyReport, stored_journey_report
 
 
 def stats_router(require_token: Callable[..., None], engine: Engine) -> APIRouter:
@@ -46,13 +39,12 @@ def stats_router(require_token: Callable[..., None], engine: Engine) -> APIRoute
     ) -> JourneyReport:
         """The report of the runs that entered in [since, until); a time without a zone is UTC."""
         since, until = as_utc(since), as_utc(until)
-        if not await run_in_threadpool(journey_seen, engine, name):
-            raise HTTPException(status_code=404, detail=f"no run of journey {name!r} was recorded")
-        actions, outcomes = await run_in_threadpool(load_rows, engine, name, since, until)
-        bundle = await run_in_threadpool(published_bundle, engine, name)
-        return await run_in_threadpool(
-            lambda: journey_report(name, actions, outcomes, by=by, since=since, until=until, bundle=bundle)
+        report = await run_in_threadpool(
+            lambda: stored_journey_report(engine, name, by=by, since=since, until=until)
         )
+        if report is None:
+            raise HTTPException(status_code=404, detail=f"no run of journey {name!r} was recorded")
+        return report
 
     return router
 
