@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -68,8 +68,8 @@ class CustomerWorkflow:
         self._analytics = False  # decided in run(): histories from before analytics replay without it
         self._record_within = timedelta(seconds=input.record_within_seconds)
         self._carried: dict[str, set[int]] = {}  # in flight, by the send or flush carrying them: their seqs
-        self._unrecorded_since: Any = None
-        self._flushing: asyncio.Task[None] | None = None
+        self._unrecorded_since: datetime | None = None
+        self._flushing: asyncio.Task[None] | None = None  # held so the running flush is not collected
 
     @workflow.signal(name=EVENT_SIGNAL)
     def event(self, batch: list[IncomingEvent]) -> None:
@@ -254,12 +254,12 @@ class CustomerWorkflow:
 
     def _record_analytics(self) -> None:
         if self._analytics_due():
-            self._carry_rows(RECORD_ANALYTICS_ACTIVITY, self._waiting_rows())
-            self._flushing = asyncio.create_task(self._store_rows())
+            waiting = self._waiting_rows()
+            self._carry_rows(RECORD_ANALYTICS_ACTIVITY, waiting)
+            self._flushing = asyncio.create_task(self._store_rows(waiting))
 
-    async def _store_rows(self) -> None:
-        batch = [JourneyActionRow.from_action(action) for action in self._state.unrecorded
-                 if action.seq in self._carried[RECORD_ANALYTICS_ACTIVITY]]
+    async def _store_rows(self, actions: list[Action]) -> None:
+        batch = [JourneyActionRow.from_action(action) for action in actions]
         try:
             await workflow.execute_activity(
                 RECORD_ANALYTICS_ACTIVITY, batch, start_to_close_timeout=timedelta(seconds=30), result_type=int
