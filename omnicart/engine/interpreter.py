@@ -742,11 +742,11 @@ def _reach(state: CustomerState, run: RunState, journey: Journey, at: datetime, 
         out.reached.append(_action(state, journey.name, _seen(run, at), "step", of=run, step=step_id))
     goal = journey.goal
     if goal is not None and goal.after == step_id:
-        for watch in state.goals:
-            if watch.run_id == run.run_id and not watch.counting:
-                watch.counting = True
-                watch.started_at = _seen(run, at)
-                watch.until = watch.started_at + parse_duration(goal.within)
+        watch = state.goal(run.run_id)
+        if watch is not None and not watch.counting:
+            watch.counting = True
+            watch.started_at = _seen(run, at)
+            watch.until = watch.started_at + parse_duration(goal.within)
 
 
 def _split(state: CustomerState, run: RunState, journey: Journey, split: SplitSpec, at: datetime, out: Output) -> int:
@@ -763,9 +763,9 @@ def _split(state: CustomerState, run: RunState, journey: Journey, split: SplitSp
         variant = assign_variant(experiment, state.customer_id, {name: v.weight for name, v in split.variants.items()})
         state.assignments[experiment] = variant
     run.experiment, run.variant = experiment, variant
-    for watch in state.goals:
-        if watch.run_id == run.run_id:
-            watch.experiment, watch.variant = experiment, variant
+    watch = state.goal(run.run_id)
+    if watch is not None:
+        watch.experiment, watch.variant = experiment, variant
     out.reached.append(_action(state, journey.name, _seen(run, at), "step", of=run, step=step_id))
     return _target(journey, run.step, split.variants[variant].goto)
 
@@ -972,10 +972,10 @@ def _try_options(
         )
         if marketing:
             state.sent.append(SentMark(at, channel, message_id))  # reserved now, released if it fails
-        for watch in state.goals:
-            if watch.run_id == base.run_id and watch.until >= at:
-                watch.touches.append((message_id, step_id, channel))
-                del watch.touches[:-TOUCHES]
+        watch = state.goal(base.run_id)
+        if watch is not None and watch.until >= at:
+            watch.touches.append((message_id, step_id, channel))
+            del watch.touches[:-TOUCHES]
         out.sends.append(
             SendCommand(message_id, journey.name, base.version, base.run_id, step_id, cast(Channel, channel),
                         option.template, base.trigger, base.variant)

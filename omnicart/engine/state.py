@@ -237,6 +237,10 @@ class CustomerState:
     def run(self, run_id: str) -> RunState | None:
         return next((run for run in self.runs if run.run_id == run_id), None)
 
+    def goal(self, run_id: str) -> GoalWatch | None:
+        """The conversion window a run opened (a run opens at most one), while it is open."""
+        return next((watch for watch in self.goals if watch.run_id == run_id), None)
+
     def is_idle(self) -> bool:
         """Nothing under way: no run, no send in flight, no goal window open."""
         return not (self.runs or self.pending or self.deferred or self.goals)
