@@ -40,7 +40,7 @@ from omnicart.events import CHANNELS, Event
 from omnicart.journey.model import DATE_REACHED
 from omnicart.routing import customer_workflow_id
 from omnicart.security.pseudonym import customer_ref
-from omnicart.storage import insert_ignoring_existing, utc
+from omnicart.storage import insert_ignoring_existing, update_rows, utc
 
 logger = logging.getLogger(__name__)
 
@@ -122,15 +122,8 @@ class ProfileProjection:
                 draft.row["dates"] = {
                     name: stored["value"] for name, stored in sorted(draft.dates.items()) if stored["value"] is not None
                 }
-        changed = [draft.row for ref, draft in drafts.items() if draft.row != before[ref]]
-        if changed:
-            columns = [column.name for column in customer_profiles.columns if column.name != "customer_ref"]
-            connection.execute(
-                update(customer_profiles)
-                .where(customer_profiles.c.customer_ref == bindparam("ref"))
-                .values({name: bindparam(f"new_{name}") for name in columns}),
-                [{"ref": row["customer_ref"], **{f"new_{name}": row[name] for name in columns}} for row in changed],
-            )
+        update_rows(connection, customer_profiles,
+                    [draft.row for ref, draft in drafts.items() if draft.row != before[ref]])
         self._write_dates(connection, drafts)
         _write_last_events(connection, by_ref)
 
@@ -170,21 +163,11 @@ class ProfileProjection:
         for ref, draft in drafts.items():
             for name in sorted(draft.changed_dates):
                 stored = draft.dates[name]
-                values = {column: stored[column] for column in columns}
-                if stored.get("_stored", True):
-                    known.append({"ref": ref, "date_name": name, **{f"new_{c}": v for c, v in values.items()}})
-                else:
-                    new.append({"customer_ref": ref, "name": name, **values})
+                row = {"customer_ref": ref, "name": name, **{column: stored[column] for column in columns}}
+                (known if stored.get("_stored", True) else new).append(row)
         if new:
             connection.execute(customer_dates.insert(), new)
-        if known:
-            table = customer_dates.c
-            connection.execute(
-                update(customer_dates)
-                .where(table.customer_ref == bindparam("ref"), table.name == bindparam("date_name"))
-                .values({column: bindparam(f"new_{column}") for column in columns}),
-                known,
-            )
+        update_rows(connection, customer_dates, known)
 
 
 def _write_last_events(connection: Connection, by_ref: dict[str, list[Event]]) -> None:
