@@ -71,8 +71,7 @@ def build_worker(client: Client, settings: Settings) -> Worker:
             QuarantineActivities(QuarantineLog(engine)).record_quarantine,
             JourneyActivities(versions).load_journeys,
             AnalyticsActivities(engine, settings.signing_secret).record_analytics,
-            dates.plan_date_queries,
-            dates.deliver_due_dates,
+            *dates.activities(),
         ],
         workflow_runner=workflow_runner(),
         # Sends heartbeat every second; the SDK passes one on at most this often, which bounds how
@@ -88,7 +87,8 @@ async def run_worker(client: Client, settings: Settings, stop: asyncio.Event | N
     (``omnicart dev`` included), date-based journeys reach every customer whose day comes.
     """
     worker = build_worker(client, settings)
-    await ensure_schedule(client, settings.task_queue, timedelta(minutes=settings.date_trigger_interval_minutes))
+    await ensure_schedule(client, settings.task_queue, timedelta(minutes=settings.date_trigger_interval_minutes),
+                          timedelta(days=settings.date_trigger_max_catch_up_days))
     retention = (
         asyncio.create_task(keep_applying_retention(settings, stop), name="retention")
         if settings.retention_days is not None

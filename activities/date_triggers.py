@@ -12,15 +12,25 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 from pydantic import SecretStr
 from sqlalchemy import Engine
 from temporalio import activity
 from temporalio.client import Client
 
+from omnicart import date_coverage
 from omnicart.api.event_log import EventLog
 from omnicart.customers.profiles import CustomerProfile, CustomerProfiles
-from omnicart.date_schedule import DateQuery, DateWindow, DeliveredPage, DuePage
+from omnicart.date_schedule import (
+    COVERED_UNTIL_ACTIVITY,
+    RECORD_COVERED_ACTIVITY,
+    SCHEDULE_ID,
+    DateQuery,
+    DateWindow,
+    DeliveredPage,
+    DuePage,
+)
 from omnicart.engine.date_triggers import Due, date_event, dues, month_days_between
 from omnicart.engine.localtime import zone
 from omnicart.journey.model import JourneyBundle
@@ -45,12 +55,27 @@ class DateTriggerActivities:
         *,
         by_reference: bool = True,
     ) -> None:
+        self.engine = engine
         self.profiles = CustomerProfiles(engine, secret)
         self.events = EventLog(engine)
         self.client = client
         self.settings = settings
         self.published = published
         self.by_reference = by_reference
+
+    def activities(self) -> list[Callable[..., Any]]:
+        """What a worker registers for the date-triggers workflow."""
+        return [self.plan_date_queries, self.deliver_due_dates, self.covered_until, self.record_covered]
+
+    @activity.defn(name=COVERED_UNTIL_ACTIVITY)
+    async def covered_until(self) -> datetime | None:
+        """Where the last finished run's window ended (None before the first)."""
+        return date_coverage.covered_until(self.engine, SCHEDULE_ID)
+
+    @activity.defn(name=RECORD_COVERED_ACTIVITY)
+    async def record_covered(self, window: DateWindow) -> None:
+        """Every due moment up to the window's end was delivered."""
+        date_coverage.record_covered(self.engine, SCHEDULE_ID, window.end)
 
     def _dated(self) -> dict[str, JourneyBundle]:
         return {name: bundle for name, bundle in self.published().items()

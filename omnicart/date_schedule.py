@@ -7,7 +7,9 @@ back ``lookback`` (two intervals: a run that is late, or skipped while the previ
 worked, is covered by the next) and asks activities to page through the customer profile
 projection for the customers due in that window (indexed queries, a page at a time), delivering each
 one ``date_reached`` event. Windows overlap on purpose: the event's id is derived from (journey,
-customer, due moment), and ingest's event log forwards an id once.
+customer, due moment), and ingest's event log forwards an id once. A finished run records how far
+it covered (``omnicart.date_coverage``); the next starts there when that is further back than its
+lookback, so hours when no run happened (an outage) are delivered late, up to ``max_catch_up``.
 
 The models here are what the workflow and the activities exchange: pure, so the workflow sandbox
 lets them through.
@@ -35,7 +37,11 @@ DATE_TRIGGERS_WORKFLOW = "DateTriggersWorkflow"
 SCHEDULE_ID = "omnicart-date-triggers"
 WORKFLOW_ID = "omnicart/date-triggers"
 DEFAULT_INTERVAL = timedelta(hours=1)
+DEFAULT_MAX_CATCH_UP = timedelta(days=3)
 PAGE_SIZE = 500
+CATCH_UP_PATCH = "date-triggers-catch-up"
+COVERED_UNTIL_ACTIVITY = "date_triggers_covered_until"
+RECORD_COVERED_ACTIVITY = "record_date_triggers_covered"
 
 
 class DateQuery(BaseModel):
@@ -77,6 +83,7 @@ class DateTriggersInput(BaseModel):
     """What a run works on; ``window`` and the rest are set when it continues as new."""
 
     lookback_seconds: float = 2 * DEFAULT_INTERVAL.total_seconds()
+    max_catch_up_seconds: float = DEFAULT_MAX_CATCH_UP.total_seconds()
     page_size: int = PAGE_SIZE
     window: DateWindow | None = None
     queries: list[DateQuery] | None = None
@@ -93,13 +100,19 @@ class DateTriggersResult(BaseModel):
     delivered: int
 
 
-async def ensure_schedule(client: Client, task_queue: str, interval: timedelta = DEFAULT_INTERVAL) -> None:
+async def ensure_schedule(
+    client: Client,
+    task_queue: str,
+    interval: timedelta = DEFAULT_INTERVAL,
+    max_catch_up: timedelta = DEFAULT_MAX_CATCH_UP,
+) -> None:
     """Create the date-triggers schedule, or update it to this interval and task queue (idempotent:
     every worker calls it when it starts, so the schedule follows the deployed interval and task queue)."""
     schedule = Schedule(
         action=ScheduleActionStartWorkflow(
             DATE_TRIGGERS_WORKFLOW,
-            DateTriggersInput(lookback_seconds=2 * interval.total_seconds()),
+            DateTriggersInput(lookback_seconds=2 * interval.total_seconds(),
+                              max_catch_up_seconds=max_catch_up.total_seconds()),
             id=WORKFLOW_ID,
             task_queue=task_queue,
         ),

@@ -102,6 +102,9 @@ class Settings(BaseSettings):
 
     # Date-based triggers: how often the Temporal Schedule looks for customers due (omnicart.date_schedule).
     date_trigger_interval_minutes: float = Field(default=60.0, gt=0)
+    # After an outage the schedule delivers the due dates it missed, at most this far back
+    # (omnicart.date_coverage): a birthday a day late is kind, one a season late is not.
+    date_trigger_max_catch_up_days: float = Field(default=3.0, gt=0)
 
     def database(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'omnicart.db'}"

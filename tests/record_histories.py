@@ -1,6 +1,6 @@
 """Record the workflow histories the replay test guards (run when a workflow change is intended).
 
-    .venv/bin/python -m tests.record_histories [--edge-cases-only | --analytics-only]
+    .venv/bin/python -m tests.record_histories [--edge-cases-only | --analytics-only | --date-triggers-only]
 
 A changed workflow that running journeys replay must go through ``workflow.patched`` (or a new
 workflow type); the replay test proves it does by replaying these saved histories. Re-record only
@@ -9,7 +9,8 @@ for a deliberate, compatible change, and keep the old files next to the new ones
 Besides ordinary journeys, the histories cover what is easy to break: a permanent failure that
 falls back to another channel, an exit that cancels a send in flight, a poison event quarantined,
 and continue-as-new while a send is in flight; and the win-back journey's split, holdout and
-analytics recording (rows riding on sends, and the ``record_analytics`` batch of a conversion).
+analytics recording (rows riding on sends, and the ``record_analytics`` batch of a conversion); and
+a run of the date-triggers schedule's workflow that delivers a birthday over two pages.
 """
 
 from __future__ import annotations
@@ -178,6 +179,54 @@ async def _record_win_back(env: WorkflowEnvironment, task_queue: str) -> None:
     await _save(env.client, "win_back", "split_holdout_and_analytics", customer)
 
 
+async def _record_date_triggers(env: WorkflowEnvironment, name: str) -> None:
+    """One run of the date-triggers schedule: a birthday due in its window, found on the second page."""
+    import uuid
+
+    from temporalio.worker import Worker
+
+    from activities.date_triggers import DateTriggerActivities
+    from omnicart.customers.projection import ProfileProjection
+    from omnicart.date_schedule import DATE_TRIGGERS_WORKFLOW, WORKFLOW_ID, DateTriggersInput
+    from omnicart.journey.loader import load_journey
+    from omnicart.settings import get_settings
+    from tests.support.bundles import JOURNEYS
+    from workflows.date_triggers import DateTriggersWorkflow
+
+    birthday = load_journey(JOURNEYS / "birthday.yaml")
+    with tempfile.TemporaryDirectory() as scratch:
+        url = f"sqlite:///{Path(scratch) / 'product.db'}"
+        upgrade(url)
+        engine = get_engine(url)
+        JourneyRegistry(engine).publish([birthday], "recorder")
+        now = await env.get_current_time()
+        eleven = now.replace(hour=11, minute=0, second=0, microsecond=0) + DAY
+        await env.sleep(eleven - now)
+        now, due, zone = eleven, eleven - HOUR, "UTC"  # the birthday email is due at 10:00, an hour ago
+        settings = get_settings()
+        projection = ProfileProjection(engine, settings.signing_secret)
+        for number in range(3):
+            facts = {**profile(sms=False, timezone=zone), "birthday": f"1990-{due:%m-%d}"}
+            projection.record([_event(f"cus_birthday_{number}", 0, "customer_updated", now - 3 * DAY, facts)])
+        channel = RecordingChannel()
+        async with customer_worker(env.client, [channel.send_message]) as task_queue:
+            configured = settings.model_copy(update={"task_queue": task_queue})
+            dates = DateTriggerActivities(engine, configured.signing_secret, env.client, configured,
+                                          lambda: {"birthday": birthday}, by_reference=False)
+            date_queue = f"dates-{uuid.uuid4()}"
+            async with Worker(env.client, task_queue=date_queue, workflows=[DateTriggersWorkflow],
+                              activities=dates.activities()):
+                with env.auto_time_skipping_disabled():
+                    handle = await env.client.start_workflow(
+                        DATE_TRIGGERS_WORKFLOW, DateTriggersInput(lookback_seconds=4 * 3600, page_size=2),
+                        id=WORKFLOW_ID, task_queue=date_queue)
+                    await handle.result()
+                history = await handle.fetch_history()
+    path = HISTORIES / f"date_triggers-{name}.json"
+    path.write_text(history.to_json())
+    print(f"recorded {path.name}: {len(history.events)} events")
+
+
 async def _until_held(channel: ScriptedChannel, requests: int) -> None:
     while len(channel.requests) < requests:
         await asyncio.sleep(0.05)
@@ -191,6 +240,9 @@ async def main() -> None:
     bundles: dict[str, JourneyBundle] = {"abandoned_cart": flagship(), "browse_abandonment": browse()}
     timelines = {"abandoned_cart": flagship_timelines(), "browse_abandonment": browse_timelines()}
     try:
+        if "--date-triggers-only" in sys.argv:
+            await _record_date_triggers(env, sys.argv[sys.argv.index("--date-triggers-only") + 1])
+            return
         if "--analytics-only" in sys.argv:
             with tempfile.TemporaryDirectory() as scratch:
                 url = f"sqlite:///{Path(scratch) / 'registry.db'}"

@@ -7,6 +7,7 @@ virtual time it would fire, which the time-skipping server allows and a schedule
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -81,11 +82,13 @@ class Shop:
         for item in events:
             await send_event(self.env.client, self.task_queue, item, self.bundles)
 
-    async def schedule_fires(self, date_queue: str) -> DateTriggersResult:
+    async def schedule_fires(self, date_queue: str, max_catch_up: timedelta = 3 * DAY) -> DateTriggersResult:
         """One run of the hourly schedule, now (the virtual clock stands still meanwhile)."""
         with self.env.auto_time_skipping_disabled():
             return await self.env.client.execute_workflow(
-                DateTriggersWorkflow.run, DateTriggersInput(lookback_seconds=2 * 3600, page_size=2),
+                DateTriggersWorkflow.run,
+                DateTriggersInput(lookback_seconds=2 * 3600, page_size=2,
+                                  max_catch_up_seconds=max_catch_up.total_seconds()),
                 id=f"date-triggers-{uuid.uuid4()}", task_queue=date_queue)
 
     async def until(self, moment: datetime) -> None:
@@ -104,7 +107,7 @@ async def running(shop: Shop) -> AsyncIterator[str]:
         dates = DateTriggerActivities(shop.engine, settings.signing_secret, client, settings, shop.published)
         date_queue = f"dates-{uuid.uuid4()}"
         async with Worker(client, task_queue=date_queue, workflows=[DateTriggersWorkflow],
-                          activities=[dates.plan_date_queries, dates.deliver_due_dates]):
+                          activities=dates.activities()):
             yield date_queue
 
 
@@ -206,6 +209,44 @@ async def test_a_birthday_email_goes_at_ten_in_the_customers_zone_as_simulate_sa
     for got, want in zip(actual, expected, strict=True):
         assert timedelta(0) <= parse_at(got) - parse_at(want) <= HOUR + SLACK  # the hourly schedule's latency
     assert [request.template_name for request in shop.channel.requests] == ["birthday_gift"]
+
+
+async def test_birthdays_an_outage_skipped_go_out_late_when_the_schedule_is_back_within_its_bound(
+    time_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    """Workers down for a night: the next run reaches back to where the last finished run stopped,
+    not just its two-hour lookback; a gap longer than the catch-up bound is not delivered stale."""
+    shop = Shop(time_env, tmp_path, [birthday()])
+    async with running(shop) as date_queue:
+        now = await time_env.get_current_time()
+        start = now.replace(hour=0, minute=0, second=0, microsecond=0) + DAY  # midnight UTC
+        await shop.until(start)
+        for customer_id, day in (("cus_caught_up", start), ("cus_too_late", start + 3 * DAY)):
+            facts = {**profile(sms=False, timezone="UTC"), "birthday": f"1990-{day:%m-%d}"}
+            await shop.ingest(event(customer_id, "customer_updated", start - DAY, facts))
+        assert (await shop.schedule_fires(date_queue)).due == 0  # midnight: the coverage starts here
+
+        # The outage: no run from 00:00 to 15:00; cus_caught_up's 10:00 email fell inside it.
+        await shop.until(start + 15 * HOUR)
+        back = await shop.schedule_fires(date_queue)
+        assert back.delivered == 1 and timedelta(0) <= back.window.start - start <= SLACK
+        for _ in range(100):  # the customer's workflow sends on its own, moments after the signal
+            if shop.channel.requests:
+                break
+            await asyncio.sleep(0.1)
+        assert [request.template_name for request in shop.channel.requests] == ["birthday_gift"]
+        late = [line for line in await journal(time_env.client, "cus_caught_up") if line["action"] == "send"]
+        assert timedelta(0) <= parse_at(late[0]) - (start + 15 * HOUR) <= SLACK  # late, but sent
+
+        # Three days on, a 40-hour outage with a 24-hour bound: cus_too_late's day (10:00 on day 3,
+        # 34 hours before the run) is beyond the bound, so it is not sent stale a day later.
+        await shop.until(start + 2 * DAY)
+        assert (await shop.schedule_fires(date_queue)).delivered == 0
+        await shop.until(start + 3 * DAY + 40 * HOUR)
+        bounded = await shop.schedule_fires(date_queue, max_catch_up=DAY)
+        assert timedelta(0) <= bounded.window.start - (start + 3 * DAY + 16 * HOUR) <= SLACK
+        assert bounded.delivered == 0
+        assert await lines(time_env.client, "cus_too_late") == []
 
 
 def test_due_moments_follow_the_customers_clock_and_the_calendar() -> None:

@@ -17,6 +17,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from workflows.customer import CustomerWorkflow
+from workflows.date_triggers import DateTriggersWorkflow
 from workflows.sandbox import workflow_runner
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
@@ -24,12 +25,12 @@ HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
 def test_there_are_saved_histories_of_both_journeys() -> None:
     names = {path.name.split("-")[0] for path in HISTORIES}
-    assert names == {"abandoned_cart", "browse_abandonment", "win_back"}
+    assert names == {"abandoned_cart", "browse_abandonment", "win_back", "date_triggers"}
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
 async def test_saved_history_replays_without_nondeterminism(path: Path) -> None:
-    replayer = Replayer(workflows=[CustomerWorkflow], data_converter=pydantic_data_converter,
+    replayer = Replayer(workflows=[CustomerWorkflow, DateTriggersWorkflow], data_converter=pydantic_data_converter,
                         workflow_runner=workflow_runner())
     history = WorkflowHistory.from_json(path.stem, path.read_text())
     await replayer.replay_workflow(history)
