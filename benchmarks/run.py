@@ -202,6 +202,20 @@ async def bench_minimal(
     return n / (finished - started), await mean_history(client, ids[:20])
 
 
+def bench_worker(client: Client, settings: Settings) -> Worker:
+    """An in-process worker for omnicart's customer workflow and the minimal one, sending to the outbox."""
+    engine = get_engine(settings.database())
+    quiet = io.StringIO()  # the outbox's console lines would drown the results
+    activities = SendActivities(MessageLedger(engine),
+                                {c: OutboxSender(settings.outbox(), console=quiet) for c in ("email", "sms", "push")},
+                                settings)
+    return Worker(client, task_queue=settings.task_queue, workflows=[CustomerWorkflow, MinimalCartWorkflow],
+                  activities=[activities.send_message,
+                              JourneyActivities(JourneyVersions(JourneyRegistry(engine))).load_journeys,
+                              AnalyticsActivities(engine, settings.signing_secret).record_analytics],
+                  workflow_runner=workflow_runner(), max_concurrent_activities=200)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--journeys", type=int, default=200)
@@ -232,18 +246,7 @@ async def main() -> None:
                 settings = Settings(data_dir=data, journeys_dir=journey_dir, task_queue=f"bench-{name}",
                                     encryption_keys=keys, record_analytics=name != "omnicart-no-analytics")
                 upgrade(settings.database())
-                engine = get_engine(settings.database())
-                quiet = io.StringIO()  # the outbox's console lines would drown the results
-                activities = SendActivities(MessageLedger(engine),
-                                            {c: OutboxSender(settings.outbox(), console=quiet)
-                                             for c in ("email", "sms", "push")}, settings)
-                async with Worker(env.client, task_queue=settings.task_queue,
-                                  workflows=[CustomerWorkflow, MinimalCartWorkflow],
-                                  activities=[activities.send_message,
-                                              JourneyActivities(JourneyVersions(JourneyRegistry(engine))).load_journeys,
-                                              AnalyticsActivities(engine, settings.signing_secret).record_analytics],
-                                  workflow_runner=workflow_runner(),
-                                  max_concurrent_activities=200):
+                async with bench_worker(env.client, settings):
                     if name.startswith("omnicart"):
                         results[name] = await bench_omnicart(env.client, settings, journey_dir, args.journeys)
                     else:

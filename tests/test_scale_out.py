@@ -29,6 +29,7 @@ from omnicart.channels.outbox import read_outbox
 from omnicart.ledger import message_ledger
 from omnicart.storage import get_engine, upgrade
 from tests.support.postgres import PostgresServer, free_port
+from tests.support.processes import Processes, api_command, until_healthy, worker_command
 from tests.support.timelines import cart, profile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,69 +79,11 @@ def product_env(database_url: str, dev_env: WorkflowEnvironment, tmp_path: Path,
     return env
 
 
-class Processes:
-    """OS processes started by a test, each logging to its own file, all stopped at the end."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.tmp_path = tmp_path
-        self.running: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        with (self.tmp_path / f"{name}.log").open("ab") as out:
-            process = subprocess.Popen(command, cwd=self.tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
-        self.running[name] = process
-        return process
-
-    def logs(self) -> str:
-        return "\n".join(
-            f"--- {name} (exit {process.poll()}):\n{self.log(name)[-2000:]}" for name, process in self.running.items()
-        )
-
-    def log(self, name: str) -> str:
-        return (self.tmp_path / f"{name}.log").read_text(errors="replace")
-
-    def stop(self) -> None:
-        for process in self.running.values():
-            if process.poll() is None:
-                process.terminate()
-        for process in self.running.values():
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
 @pytest.fixture
 def processes(tmp_path: Path) -> Iterator[Processes]:
     started = Processes(tmp_path)
     yield started
     started.stop()
-
-
-def worker_command() -> list[str]:
-    return [sys.executable, str(ROOT / "worker.py")]
-
-
-def api_command(port: int) -> list[str]:
-    return [
-        sys.executable, "-m", "uvicorn", "--factory", "omnicart.api.app:create_app_from_env",
-        "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-    ]
-
-
-async def until_healthy(http: httpx.AsyncClient, url: str, processes: Processes) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + START_TIMEOUT
-    while True:
-        try:
-            if (await http.get(f"{url}/healthz")).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if loop.time() > deadline or any(p.poll() is not None for p in processes.running.values()):
-            pytest.fail(f"{url} did not become healthy.\n{processes.logs()}")
-        await asyncio.sleep(0.2)
 
 
 def batch(customer_id: str) -> dict[str, Any]:
@@ -177,7 +120,7 @@ async def test_two_workers_and_two_apis_on_one_postgresql_send_every_message_exa
     outbox = tmp_path / "outbox.jsonl"
 
     async with httpx.AsyncClient(timeout=30) as http:
-        await asyncio.gather(*(until_healthy(http, api, processes) for api in apis))
+        await asyncio.gather(*(until_healthy(http, api, processes, START_TIMEOUT) for api in apis))
         # Every batch to both APIs at once, twice over: four deliveries of each event id.
         posts = [http.post(f"{api}/v1/events", json=batch(c)) for c in customers for api in apis for _ in (1, 2)]
         answers = await asyncio.gather(*posts)

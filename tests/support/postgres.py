@@ -51,7 +51,8 @@ def free_port() -> int:
 class PostgresServer:
     """One cluster: ``start``, then ``create_database`` per test, then ``stop``."""
 
-    def __init__(self) -> None:
+    def __init__(self, durable: bool = False) -> None:
+        self.durable = durable  # commits survive a crash (the chaos run); tests trade that for speed
         self.bin = find_server_binaries()
         self.port = free_port()
         self.root = Path(tempfile.mkdtemp(prefix="omnicart-pg-"))
@@ -67,14 +68,20 @@ class PostgresServer:
 
     def start(self) -> None:
         self._run("initdb", "-D", str(self.data), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8", "--no-sync")
+        self._serve()
+
+    def restart(self) -> None:
+        """Stop the server as a crash would (immediate: no checkpoint) and start it on the same data."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        self._serve()
+
+    def _serve(self) -> None:
         options = " ".join(
             [
                 f"-p {self.port}",
                 f"-k {self.root}",
                 "-c listen_addresses=127.0.0.1",
-                "-c fsync=off",
-                "-c synchronous_commit=off",
-                "-c full_page_writes=off",
+                *(() if self.durable else ("-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off")),
                 "-c max_connections=300",
                 # Not UTC on purpose: times must come back right whatever the server's zone is.
                 "-c timezone=America/New_York",
