@@ -374,6 +374,7 @@ _BLOCK_TAGS = frozenset(
     | {"h1", "h2", "h3", "h4", "h5", "h6", "section", "header", "footer", "article"}
 )
 _SKIPPED_TAGS = frozenset({"head", "style", "script", "title"})
+_HTML_SPACES = re.compile(r"[ \t\n\r\f]+")  # HTML's ASCII whitespace; U+00A0 and U+202F are not
 
 
 class _TextExtractor(HTMLParser):
@@ -419,8 +420,9 @@ class _TextExtractor(HTMLParser):
 
     def handle_data(self, data: str) -> None:
         if not self._skipping:
-            # As in a browser, a run of spaces and newlines in the source is one space.
-            self.chunks.append(re.sub(r"\s+", " ", data))
+            # As in a browser, a run of spaces and newlines in the source is one space; a no-break
+            # space (Russian "1 234,50 ₽", written by the money filter) is a character, kept.
+            self.chunks.append(_HTML_SPACES.sub(" ", data))
 
 
 def html_to_text(html: str) -> str:
@@ -428,7 +430,7 @@ def html_to_text(html: str) -> str:
     parser = _TextExtractor()
     parser.feed(html)
     parser.close()
-    lines = [" ".join(line.split()) for line in "".join(parser.chunks).splitlines()]
+    lines = [_HTML_SPACES.sub(" ", line).strip(" ") for line in "".join(parser.chunks).splitlines()]
     text = "\n".join(lines).strip()
     return re.sub(r"\n{3,}", "\n\n", text)
 
