@@ -45,7 +45,7 @@ from omnicart.channels.base import (
 )
 from omnicart.discounts import DiscountBook
 from omnicart.events import Channel
-from omnicart.journey.model import EmailTemplate, SmsTemplate, Utm
+from omnicart.journey.model import DEFAULT_LOCALE, EmailTemplate, SmsTemplate, Utm
 from omnicart.journey.registry import JourneyRegistry
 from omnicart.journey.templates import TemplateError
 from omnicart.journey.versions import JourneyVersions, UnknownVersion
@@ -190,7 +190,8 @@ class SendActivities:
                 ).context()
             link = unsubscribe_url(self.settings, request.customer_id, request.message_id)
         context = request_context(request, template, discount=discount, unsubscribe_url=link)
-        parts = render_message(template, context, utm=self._utm(request, link))
+        parts = render_message(template, context, utm=self._utm(request, link),
+                               default_locale=self._default_locale(request))
         return RenderedMessage(
             **parts.model_dump(),
             message_id=request.message_id,
@@ -207,6 +208,12 @@ class SendActivities:
             unsubscribe_url=link,
             context=context,
         )
+
+    def _default_locale(self, request: SendRequest) -> str:
+        """The language of the journey's own template files: what a customer whose locale has no
+        variant reads. A request that carries its template has no journey: the default."""
+        bundle = None if request.template is not None else self.versions.bundle(request.journey_version)
+        return bundle.journey.default_locale if bundle is not None else DEFAULT_LOCALE
 
     def _utm(self, request: SendRequest, unsubscribe_link: str | None) -> UtmTagger | None:
         """The journey's UTM settings for this message's links; our own links (the unsubscribe link,

@@ -12,8 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from omnicart.channels.sms_segments import with_opt_out
-from omnicart.journey.model import EmailTemplate, SmsTemplate, Template
+from omnicart.journey.model import DEFAULT_LOCALE, EmailTemplate, SmsTemplate, Template
 from omnicart.journey.templates import RenderedParts, render_template
+from omnicart.locales import localized, mark_language
 from omnicart.messages import SendRequest
 from omnicart.utm import UtmTagger
 
@@ -57,14 +58,34 @@ def request_context(
 
 
 def render_message(
-    template: Template, context: dict[str, Any], *, derive_text: bool = True, utm: UtmTagger | None = None
+    template: Template,
+    context: dict[str, Any],
+    *,
+    derive_text: bool = True,
+    utm: UtmTagger | None = None,
+    default_locale: str = DEFAULT_LOCALE,
 ) -> RenderedParts:
-    """Render every part; links get the journey's UTM parameters (``utm``: after Liquid, which writes
-    most links), then a marketing SMS gets its opt-out line, so that the segments a carrier bills
-    are counted on the final body. Raises ``TemplateError``."""
-    parts = render_template(template, context, derive_text=derive_text)
+    """Render every part in the customer's language; links get the journey's UTM parameters
+    (``utm``: after Liquid, which writes most links), then a marketing SMS gets its opt-out line,
+    so that the segments a carrier bills are counted on the final body. Raises ``TemplateError``.
+
+    The words are the template's variant for ``customer.locale`` (``omnicart.locales``, falling back
+    to the journey's ``default_locale``); ``message.locale`` tells the formatting filters which
+    language that is, the email's root element says it (and ``dir="rtl"`` for Persian or Arabic),
+    and the SMS opt-out line is in it."""
+    words, locale = localized(template, _customer_locale(context), default_locale)
+    context = {**context, "message": {**context.get("message", {}), "locale": locale}}
+    parts = render_template(words, context, derive_text=derive_text)
+    if isinstance(template, EmailTemplate) and parts.html:
+        parts = parts.model_copy(update={"html": mark_language(parts.html, locale)})
     if utm is not None:
         parts = utm.parts(parts)
     if isinstance(template, SmsTemplate) and parts.body:
-        parts = parts.model_copy(update={"body": with_opt_out(parts.body, template.marketing)})
+        parts = parts.model_copy(update={"body": with_opt_out(parts.body, template.marketing, locale)})
     return parts
+
+
+def _customer_locale(context: dict[str, Any]) -> str | None:
+    customer = context.get("customer")
+    locale = customer.get("locale") if isinstance(customer, dict) else None
+    return locale if isinstance(locale, str) else None

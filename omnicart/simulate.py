@@ -47,6 +47,7 @@ from omnicart.journey.catalog import triggered_by
 from omnicart.journey.model import DATE_REACHED, EmailTemplate, JourneyBundle, Template
 from omnicart.journey.templates import RenderedParts, TemplateError, template_paths
 from omnicart.limits import InvalidJson, load_json
+from omnicart.locales import localized
 from omnicart.messages import SendResult
 from omnicart.rendering import render_message, send_context
 from omnicart.utm import utm_tagger
@@ -310,20 +311,23 @@ class _Player:
         share it, and rendering is most of a preview's cost. Contents kept for the preview carry
         the links the customer would get, UTM parameters and all."""
         contents = self.options.contents
+        journey = self.state.bundles[command.version].journey
         if contents is not None:
-            utm = utm_tagger(self.state.bundles[command.version].journey.utm, journey=command.journey,
+            utm = utm_tagger(journey.utm, journey=command.journey,
                              channel=command.channel, step_id=command.step_id, variant=variant,
                              ours=[PREVIEW_UNSUBSCRIBE_URL])
             try:
-                contents[command.message_id] = render_message(template, variables, utm=utm)
+                contents[command.message_id] = render_message(template, variables, utm=utm,
+                                                              default_locale=journey.default_locale)
             except TemplateError as exc:
                 return exc
             return None
-        key = (command.version, command.template, _values_read(template, variables))
+        words, locale = localized(template, variables["customer"].get("locale"), journey.default_locale)
+        key = (command.version, f"{command.template}.{locale}", _values_read(words, variables))
         outcomes = self.options.outcomes
         if key not in outcomes:
             try:
-                render_message(template, variables, derive_text=False)
+                render_message(template, variables, derive_text=False, default_locale=journey.default_locale)
                 outcomes[key] = None
             except TemplateError as exc:
                 outcomes[key] = exc

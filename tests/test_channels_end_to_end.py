@@ -48,6 +48,7 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from omnicart.api.app import create_app
+from omnicart.channels.sms_segments import count_segments
 from omnicart.engine.state import CustomerState
 from omnicart.ledger import LedgerEntry, LedgerStatus, MessageLedger
 from omnicart.routing import customer_workflow_id
@@ -602,3 +603,69 @@ async def test_a_worker_killed_while_the_provider_holds_its_answer_does_not_send
     assert all(entry.attempts == 1 for entry in settled.values())  # never claimed for a second call
     worker_output = log.read_text(errors="replace")
     assert not any(email in worker_output for email in emails.values())  # personal data stays out of logs
+
+
+# --- 5. journeys in the customer's language --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Localized:
+    """What a customer of one locale gets from the flagship: words, formatting, direction, footer."""
+
+    locale: str
+    currency: str
+    subject: str
+    root: str  # the HTML email's root element
+    total: str  # the cart's 79.50, as that language writes it in that currency
+    sms: str
+    footer: str
+    encoding: str
+
+
+LOCALIZED = [
+    Localized("tr", "TRY", "Ada, sepetin seni bekliyor", '<html lang="tr">', "\u20ba79,50",
+              "sepetin hâlâ kayıtlı", "Iptal icin STOP yazin", "UCS-2"),
+    Localized("fa-IR", "USD", "Ada\u060c سبد خرید شما ذخیره شده است", '<html lang="fa" dir="rtl">',
+              "\u200e$\xa0\u06f7\u06f9\u066b\u06f5\u06f0", "سبد خرید شما هنوز ذخیره است",
+              "برای لغو، STOP را بفرستید", "UCS-2"),
+    Localized("ru", "RUB", "Ada, ваша корзина сохранена", '<html lang="ru">', "79,50\xa0\u20bd",
+              "ваша корзина всё ещё сохранена", "Отписаться: ответьте STOP", "UCS-2"),
+    # No German variant: the journey's default_locale (English) words, formatted as English.
+    Localized("de-DE", "EUR", "Ada, your cart is saved for you", '<html lang="en">', "\u20ac79.50",
+              "your cart is still saved", "Reply STOP to opt out", "GSM-7"),
+]
+
+
+@pytest.mark.parametrize("expected", LOCALIZED, ids=lambda expected: expected.locale)
+async def test_a_customer_gets_the_flagship_in_their_language_through_sendgrid_and_twilio(
+    dev_env: WorkflowEnvironment, providers: Providers, tmp_path: Path, expected: Localized
+) -> None:
+    journeys = published(tmp_path, flagship=True)
+    flagship = journeys / "abandoned_cart.yaml"
+    text = flagship.read_text()  # the SMS 2 s after the checkout, the last chance out of the test's way
+    assert "{after_trigger: 5s}" in text and "{after_trigger: 7s}" in text
+    flagship.write_text(text.replace("{after_trigger: 5s}", "{after_trigger: 2s}").replace(
+        "{after_trigger: 7s}", "{after_trigger: 1h}"))
+    settings = product_settings(providers, tmp_path, journeys)
+    customer, cart_id = new_customer(), f"cart_{uuid.uuid4().hex[:6]}"
+    who = {**profile(timezone="UTC"), "locale": expected.locale}
+    batch = {"events": [envelope(customer, "customer_updated", who, source="api"),
+                        envelope(customer, "checkout_started", {**cart(cart_id), "currency": expected.currency})]}
+    async with product(dev_env, settings) as http:
+        response = await http.post("/v1/events", json=batch)
+        assert response.status_code == 202, response.text
+
+        async def email_and_text() -> tuple[MailSend, str] | None:
+            mails, texts = mails_of(providers.sendgrid, customer), providers.twilio.sent()
+            return (mails[0], texts[0].field("Body") or "") if mails and texts else None
+
+        mail, body = await eventually(email_and_text, "SendGrid's first reminder and Twilio's text")
+
+    content = {part["type"]: part["value"] for part in mail.json["content"]}
+    assert mail.json["subject"] == expected.subject
+    assert expected.root in content["text/html"]
+    assert expected.total in content["text/html"] and expected.total in content["text/plain"]
+    assert "dir=" not in content["text/plain"]
+    assert expected.sms in body
+    assert body.endswith("\n" + expected.footer) and body.count("STOP") == 1
+    assert count_segments(body).encoding == expected.encoding

@@ -70,9 +70,16 @@ def render_as_a_send_would(template: Template, trigger: Event) -> RenderedParts:
     return render_template(template, context)
 
 
-@pytest.mark.parametrize("path", sorted(TEMPLATES.glob("*.yaml")), ids=lambda path: path.stem)
+# Each shipped template file, a locale variant (``cart_reminder_1.tr.yaml``) as its template in that locale.
+SHIPPED = sorted(TEMPLATES.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda path: path.stem)
 def test_a_shipped_template_renders_sensibly_with_only_the_required_properties(path: Path) -> None:
-    template = load_template(path)
+    name, _, locale = path.stem.partition(".")
+    template = load_template(path.with_name(f"{name}.yaml"))
+    if locale:
+        template = template.locales[locale]
 
     parts = render_as_a_send_would(template, trigger_for(path.stem))
 

@@ -77,9 +77,34 @@ def _pack(costs: list[int], capacity: int) -> int:
 
 OPT_OUT_FOOTER = "Reply STOP to opt out"
 
+OPT_OUT_FOOTERS = {
+    "en": OPT_OUT_FOOTER,
+    # Turkish without its own letters (ı, ş, ğ, İ are not GSM-7): a body a marketer wrote in plain
+    # ASCII Turkish to stay at 160 characters a segment must not be pushed into UCS-2 by the footer.
+    "tr": "Iptal icin STOP yazin",
+    "ru": "Отписаться: ответьте STOP",
+    "fa": "برای لغو، STOP را بفرستید",
+}
+"""The opt-out line in each language omnicart has one for, by language subtag; others get English.
 
-def with_opt_out(body: str, marketing: bool) -> str:
-    """A marketing SMS ends with how to opt out (carriers require it); said once, whoever adds it."""
-    if marketing and OPT_OUT_FOOTER.lower() not in body.lower():
-        return f"{body.rstrip()}\n{OPT_OUT_FOOTER}"
-    return body
+Every one names the keyword STOP: it is what Twilio's own opt-out handling and our inbound webhook
+(``omnicart.api.twilio_webhooks``) act on in every country, so a reply a customer is told to send
+always works. A translated keyword (DUR, СТОП) would need Advanced Opt-Out configured at Twilio.
+"""
+
+
+def opt_out_footer(locale: str | None = None) -> str:
+    """The opt-out line for a message in ``locale`` (``fa-IR`` reads as ``fa``), English otherwise."""
+    language = (locale or "en").replace("_", "-").split("-")[0].lower()
+    return OPT_OUT_FOOTERS.get(language, OPT_OUT_FOOTER)
+
+
+def with_opt_out(body: str, marketing: bool, locale: str | None = None) -> str:
+    """A marketing SMS ends with how to opt out (carriers require it), in its language; said once,
+    whoever adds it (the renderer, then the Twilio channel, which does not know the language)."""
+    if not marketing:
+        return body
+    folded = body.casefold()
+    if any(footer.casefold() in folded for footer in OPT_OUT_FOOTERS.values()):
+        return body
+    return f"{body.rstrip()}\n{opt_out_footer(locale)}"

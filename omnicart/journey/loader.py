@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
+from babel import Locale, UnknownLocaleError
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 from ruamel.yaml import YAML
@@ -33,6 +34,7 @@ from omnicart.journey.durations import (
     parse_local_time,
 )
 from omnicart.journey.model import (
+    LOCALE_TAG,
     STEP_KINDS,
     EmailTemplate,
     Journey,
@@ -44,7 +46,7 @@ from omnicart.journey.model import (
     Step,
     Template,
 )
-from omnicart.journey.templates import TemplateError, check_template
+from omnicart.journey.templates import TemplateError, check_template, text_fields, variable_uses
 
 Path_ = tuple[str | int, ...]
 """Where a value sits in a document: keys and list indexes from the top, e.g. ('steps', 2, 'send')."""
@@ -381,7 +383,8 @@ def _model_at(root: type[BaseModel], data: Any, path: Path_) -> type[BaseModel] 
 
 
 def _keys_of(model: type[BaseModel]) -> list[str]:
-    return [info.alias or name for name, info in model.model_fields.items()]
+    """The keys a marketer writes (``locales`` is filled from the variant files, never written)."""
+    return [info.alias or name for name, info in model.model_fields.items() if name != "locales"]
 
 
 def _required_keys(model: type[BaseModel]) -> list[str]:
@@ -753,6 +756,8 @@ class TemplateFile:
     template: Template | None
     problems: list[Problem]
     positions: Positions
+    variants: dict[str, TemplateFile] = field(default_factory=dict)
+    """The locale variants read next to it (``cart_reminder_1.tr.yaml``), by locale."""
 
     def locate(self, error: TemplateError) -> Problem:
         source = getattr(self.template, error.field, None) or ""
@@ -761,10 +766,15 @@ class TemplateFile:
 
 
 def read_template(path: Path) -> TemplateFile:
-    """Read and schema-check a template file; problems are returned, not raised."""
+    """Read and schema-check a template file and its locale variants; problems are returned, not raised."""
     display = str(path)
     data, positions, problems = _read(path, display)
     template: Template | None = None
+    if isinstance(data, dict) and "locales" in data:
+        problems.append(positions.problem(
+            ("locales",), f"write each language in a file of its own, such as {path.stem}.tr{path.suffix}, "
+            "next to this one", at="key"))
+        data = {key: value for key, value in data.items() if key != "locales"}
     if not problems:
         wrong = _not_a_mapping(data, positions, "template", "channel:, subject:, html:")
         if wrong is not None:
@@ -786,15 +796,117 @@ def read_template(path: Path) -> TemplateFile:
         # Duplicate keys are the only problems that leave the data readable: check the rest too.
         template, found = _validate(TEMPLATE_MODELS[data["channel"]], data, positions, "template")
         problems.extend(found)
-    return TemplateFile(path.stem, display, template, problems, positions)
+    return _with_variants(TemplateFile(path.stem, display, template, problems, positions), path)
+
+
+# --- locale variants -------------------------------------------------------------------------
+
+
+def variant_files(path: Path) -> dict[str, Path]:
+    """The locale variants of the template at ``path``, by the locale in their names:
+    ``cart_reminder_1.tr.yaml`` and ``cart_reminder_1.fa-IR.yaml`` next to ``cart_reminder_1.yaml``."""
+    if "." in path.stem or not path.parent.is_dir():
+        return {}
+    found: dict[str, Path] = {}
+    for candidate in sorted(path.parent.iterdir()):
+        stem, _, locale = candidate.stem.rpartition(".")
+        if candidate.suffix in YAML_SUFFIXES and stem == path.stem and candidate.is_file():
+            found.setdefault(locale, candidate)
+    return found
+
+
+def _with_variants(base: TemplateFile, path: Path) -> TemplateFile:
+    """The template with its locale variants attached (``Template.locales``), and their problems."""
+    files = variant_files(path)
+    if not files:
+        return base
+    variants = {locale: read_variant(file, locale, base) for locale, file in files.items()}
+    problems = [*base.problems, *(problem for variant in variants.values() for problem in variant.problems)]
+    template = base.template
+    if template is not None:
+        words = {locale: v.template for locale, v in variants.items() if v.template is not None}
+        template = template.model_copy(update={"locales": words})
+    return TemplateFile(base.name, base.file, template, problems, base.positions, variants)
+
+
+def read_variant(path: Path, locale: str, base: TemplateFile) -> TemplateFile:
+    """A locale variant: the base template's settings (channel, categories, discount, marketing)
+    with this file's words. A variant holds only words, so a translation can never change what a
+    message does, only what it says."""
+    display = str(path)
+    name = f"{base.name}.{locale}"
+    data, positions, problems = _read(path, display)
+    if not LOCALE_FILE_TAG.match(locale) or not _known_locale(locale):
+        problems.append(Problem(display, 1, 1, f"'{locale}' in the file name is not a locale: name a variant "
+                                f"like {base.name}.tr{path.suffix} or {base.name}.fa-IR{path.suffix}"))
+    if problems or base.template is None:
+        return TemplateFile(name, display, None, problems, positions)
+    wrong = _not_a_mapping(data, positions, "template variant", "subject:, html:")
+    if wrong is not None:
+        return TemplateFile(name, display, None, [wrong], positions)
+    fields = text_fields(base.template.channel)
+    for key, value in data.items():
+        if key == "channel" and value != base.template.channel:
+            problems.append(positions.problem(("channel",), f"'{base.name}' is for {base.template.channel}: a "
+                                              f"variant is for the same channel (leave channel out)"))
+        elif key not in fields and key != "channel":
+            problems.append(positions.problem((key,), f"a locale variant holds only the message's words "
+                                              f"({', '.join(fields)}); '{key}' comes from {Path(base.file).name}",
+                                              at="key"))
+    settings = base.template.model_dump(exclude={*fields, "locales"})
+    words = {key: value for key, value in data.items() if key in fields}
+    template, found = _validate(TEMPLATE_MODELS[base.template.channel], {**settings, **words}, positions, "template")
+    return TemplateFile(name, display, template, [*problems, *found], positions)
+
+
+def variant_differences(loaded: TemplateFile) -> Iterator[Problem]:
+    """A locale variant that reads other variables than its template: an error, not a warning.
+
+    A translation says the same thing in another language. A variant that drops ``discount.code``
+    or ``unsubscribe_url`` sends every customer of that language a broken or unlawful message, and
+    one that reads a variable the template does not (``customer.last_name``) was checked against
+    nobody's data but the sample's. Either is a mistake to fix before the journey goes live; a
+    difference that is meant (say, no first name in a formal Persian greeting) is still written
+    with the variable, e.g. ``{% if customer.first_name %}{% endif %}``, so the files stay comparable.
+    """
+    if loaded.template is None or not loaded.variants:
+        return
+    expected = variable_uses(loaded.template)
+    for locale, variant in loaded.variants.items():
+        if variant.template is None:
+            continue
+        used = variable_uses(variant.template)
+        for path, (part, line, column) in used.items():
+            if path not in expected:
+                error = TemplateError(part, line, column, f"the {locale} variant uses '{path}', which "
+                                      f"{Path(loaded.file).name} does not: a translation must read the same variables")
+                yield variant.locate(error)
+        missing = [path for path in expected if path not in used]
+        if missing:
+            names = ", ".join(f"'{path}'" for path in missing)
+            yield Problem(variant.file, 1, 1, f"the {locale} variant leaves out {names}, which "
+                          f"{Path(loaded.file).name} uses: a translation must read the same variables")
+
+
+LOCALE_FILE_TAG = re.compile(LOCALE_TAG)
+
+
+def _known_locale(tag: str) -> bool:
+    try:
+        Locale.parse(tag.replace("-", "_"))
+    except (UnknownLocaleError, ValueError):
+        return False
+    return True
 
 
 def load_template(path: Path) -> Template:
     """A template that is well-formed and renders with a sample context; JourneyError otherwise."""
     loaded = read_template(path)
     problems = list(loaded.problems)
-    if loaded.template is not None:
-        problems.extend(loaded.locate(error) for error in check_template(loaded.template))
+    for checked in (loaded, *loaded.variants.values()):
+        if checked.template is not None:
+            problems.extend(checked.locate(error) for error in check_template(checked.template))
+    problems.extend(variant_differences(loaded))
     if problems or loaded.template is None:
         raise JourneyError(_sorted(problems))
     return loaded.template
@@ -815,7 +927,8 @@ def available_templates(templates_dir: Path) -> list[str]:
     """Template names that exist, for "did you mean" suggestions."""
     if not templates_dir.is_dir():
         return []
-    return sorted(p.stem for p in templates_dir.iterdir() if p.suffix in YAML_SUFFIXES and p.is_file())
+    return sorted(p.stem for p in templates_dir.iterdir()
+                  if p.suffix in YAML_SUFFIXES and p.is_file() and "." not in p.stem)
 
 
 # --- journeys --------------------------------------------------------------------------------

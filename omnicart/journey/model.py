@@ -45,6 +45,14 @@ Category = Literal["marketing", "transactional"]
 EventType = Annotated[str, Field(pattern=r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$", description="An event type.")]
 
 
+LOCALE_TAG = r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$"
+"""A locale as a template's file name or a journey's ``default_locale`` writes it: BCP 47 (``tr``,
+``fa-IR``, ``zh-Hant-TW``); an underscore (``fa_IR``, as POSIX writes it) is read as a hyphen."""
+LocaleTag = Annotated[str, Field(pattern=LOCALE_TAG, max_length=35, description="A BCP 47 locale: tr, fa-IR.")]
+DEFAULT_LOCALE = "en"
+"""The language of a journey's templates when the journey does not say (``default_locale``)."""
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -347,6 +355,11 @@ class Journey(_Strict):
     goal: Goal | None = None
     quiet_hours: dict[Channel, QuietHours] = Field(default_factory=dict)
     default_timezone: str = Field(default="UTC", description="For customers whose time zone is unknown.")
+    default_locale: LocaleTag = Field(
+        default=DEFAULT_LOCALE,
+        description="The language of the templates' own files (cart_reminder_1.yaml), which customers get "
+        "whose locale has no variant (cart_reminder_1.tr.yaml).",
+    )
     utm: Utm = Field(
         default=Utm(),
         description="utm_source, utm_medium (the channel), utm_campaign (the journey) and utm_content (the step, "
@@ -369,6 +382,12 @@ class Journey(_Strict):
         return self._step_ids[index]
 
 
+_LOCALES = (
+    "The template in other languages, by locale: read from files such as cart_reminder_1.tr.yaml next "
+    "to the template (docs/JOURNEYS.md), each with the same settings and its own words."
+)
+
+
 class EmailTemplate(_Strict):
     channel: Literal["email"]
     subject: str
@@ -383,12 +402,14 @@ class EmailTemplate(_Strict):
         le=100,
         description="Issue a single-use discount code with this percentage (discount.code, discount.percent).",
     )
+    locales: dict[LocaleTag, EmailTemplate] = Field(default_factory=dict, description=_LOCALES)
 
 
 class SmsTemplate(_Strict):
     channel: Literal["sms"]
     body: str
     marketing: bool = Field(default=True, description="Marketing SMS get 'Reply STOP to opt out' appended.")
+    locales: dict[LocaleTag, SmsTemplate] = Field(default_factory=dict, description=_LOCALES)
 
 
 class PushTemplate(_Strict):
@@ -397,6 +418,7 @@ class PushTemplate(_Strict):
     body: str
     url: str | None = None
     image_url: str | None = None
+    locales: dict[LocaleTag, PushTemplate] = Field(default_factory=dict, description=_LOCALES)
 
 
 Template = Annotated[EmailTemplate | SmsTemplate | PushTemplate, Field(discriminator="channel")]

@@ -25,7 +25,13 @@ def _is_template_folder(path: Path) -> bool:
 
 
 def _yaml_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in YAML_SUFFIXES)
+    """The templates of a folder; a locale variant (``name.tr.yaml``) is checked with its template."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in YAML_SUFFIXES and "." not in p.stem)
+
+
+def _template_of(path: Path) -> Path:
+    """The template a file stands for: itself, or for a locale variant the template it translates."""
+    return path.with_name(path.stem.split(".")[0] + path.suffix) if "." in path.stem else path
 
 
 def _collect(paths: list[Path]) -> tuple[list[Path], list[Path], list[Problem]]:
@@ -49,7 +55,10 @@ def _collect(paths: list[Path]) -> tuple[list[Path], list[Path], list[Problem]]:
             if (path / "templates").is_dir():
                 templates.update(dict.fromkeys(_yaml_files(path / "templates")))
         elif path.is_file():
-            (templates if _is_template_folder(path.parent) else journeys)[path] = None
+            if _is_template_folder(path.parent):
+                templates[_template_of(path)] = None
+            else:
+                journeys[path] = None
         else:
             missing.append(Problem(str(path), 1, 1, "no such file or folder"))
     return list(journeys), list(templates), missing

@@ -139,7 +139,7 @@ def template_roots(plan: TrackingPlan, trigger: str) -> dict[str, Shape]:
         "cart": cart(plan),
         "trigger": envelope(plan, trigger),
         "journey": _object(name=_TEXT, run_id=_TEXT, step_id=_TEXT),
-        "message": _object(id=_TEXT, channel=_TEXT),
+        "message": _object(id=_TEXT, channel=_TEXT, locale=_TEXT),
         "discount": _object(code=_TEXT, percent={"type": "integer"}),
         "unsubscribe_url": _TEXT,
     }

@@ -1,4 +1,4 @@
-"""Message templates: Liquid rendering, the ``money`` filter and the sample context previews use.
+"""Message templates: Liquid rendering, the formatting filters and the sample context previews use.
 
 Rendering is strict on purpose: a marketer's typo in ``{{ customer.frist_name }}`` must fail in
 ``omnicart validate``, not reach a customer as "Hi ,". Values that some customers or events lack are
@@ -14,17 +14,17 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterator, Sequence
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import lru_cache
 from html.parser import HTMLParser
 from typing import Any
 
-from liquid import BoundTemplate, Environment, FalsyStrictUndefined, Undefined
-from liquid.exceptions import FilterValueError, LiquidError
+from liquid import BoundTemplate, Environment, FalsyStrictUndefined
+from liquid.exceptions import LiquidError
 from pydantic import BaseModel, ConfigDict
 
 from omnicart.events import KNOWN_EVENT_TYPES
-from omnicart.journey.model import EmailTemplate, Template
+from omnicart.journey.formatting import FILTERS, money
+from omnicart.journey.model import DEFAULT_LOCALE, EmailTemplate, Template
 
 # The top-level names a template may use (docs/ARCHITECTURE.md, "Templates").
 CONTEXT_NAMES = ("customer", "cart", "trigger", "journey", "message", "discount", "unsubscribe_url")
@@ -68,48 +68,41 @@ class TemplateError(ValueError):
         self.reason = reason
 
 
-# --- the money filter ------------------------------------------------------------------------
-
-_CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£"}
-_CENT = Decimal("0.01")
-
-
-def money(amount: Any, currency: Any = None) -> str:
-    """``{{ item.price | money: cart.currency }}`` → ``$1,234.50``, ``€12.50``, ``£3.00``, ``12.50 SEK``.
-
-    Shops send prices as numbers or as strings ("12.5", "1,234.50"); both read the same. A missing
-    price (null, or a key the event left out) renders as nothing rather than "$0.00", which would be
-    a false statement in an email; templates wrap it in ``{% if item.price %}`` so the sentence around
-    it goes too. A missing currency prints the bare amount.
-    """
-    if amount is None or isinstance(amount, Undefined) or amount == "":
-        return ""
-    if isinstance(currency, Undefined):
-        currency = None
-    text = str(amount).strip().replace(",", "").replace("_", "")
-    try:
-        value = Decimal(text).quantize(_CENT, rounding=ROUND_HALF_UP)
-    except InvalidOperation:
-        raise FilterValueError(f"money: {amount!r} is not an amount", token=None) from None
-    if not value.is_finite():
-        raise FilterValueError(f"money: {amount!r} is not an amount", token=None)
-    sign = "-" if value < 0 else ""
-    number = f"{abs(value):,.2f}"
-    code = "" if currency is None else str(currency).strip().upper()
-    symbol = _CURRENCY_SYMBOLS.get(code)
-    if symbol is not None:
-        return f"{sign}{symbol}{number}"
-    return f"{sign}{number} {code}" if code else f"{sign}{number}"
-
-
 def _environment(*, autoescape: bool) -> Environment:
     env = Environment(undefined=FalsyStrictUndefined, autoescape=autoescape, strict_filters=True)
-    env.filters["money"] = money
+    env.filters.update(FILTERS)
     return env
 
 
 _HTML_ENV = _environment(autoescape=True)
 _TEXT_ENV = _environment(autoescape=False)
+
+
+def text_fields(channel: str) -> tuple[str, ...]:
+    """The Liquid parts of a template of ``channel``: its words, which locale variants translate."""
+    return _FIELDS[channel]
+
+
+def variable_uses(template: Template) -> dict[str, tuple[str, int, int]]:
+    """Every variable path the template reads from its context (``customer.first_name``), with the
+    field, line and column of its first use: what a translation must keep the same. ``items.size``,
+    ``.first`` and ``.last`` read ``items`` (a language may count with ``| size`` or need no count).
+    A field that does not parse reads nothing here."""
+    uses: dict[str, tuple[str, int, int]] = {}
+    for field, source, html in template_sources(template):
+        try:
+            parsed = _parse(source, html)
+        except LiquidError:
+            continue  # reported by check_template, at the line that does not parse
+        for found in parsed.analyze().globals.values():
+            for use in found:
+                segments = list(use.segments)
+                while len(segments) > 1 and segments[-1] in ("size", "first", "last"):
+                    segments.pop()
+                path = ".".join(str(segment) for segment in segments)
+                if path not in uses:
+                    uses[path] = (field, *_line_column(source, use.span.index))
+    return uses
 
 
 def template_sources(template: Template) -> Iterator[tuple[str, str, bool]]:
@@ -364,7 +357,7 @@ def sample_context(template: Template | None = None, trigger_event: str = "check
             "properties": _sample_properties(trigger_event),
         },
         "journey": {"name": "abandoned_cart", "run_id": "run_sample", "step_id": "first_reminder"},
-        "message": {"id": "msg_sample", "channel": channel},
+        "message": {"id": "msg_sample", "channel": channel, "locale": DEFAULT_LOCALE},
     }
     percent = template.discount_percent if isinstance(template, EmailTemplate) else None
     if template is None or percent:
@@ -381,6 +374,7 @@ _BLOCK_TAGS = frozenset(
     | {"h1", "h2", "h3", "h4", "h5", "h6", "section", "header", "footer", "article"}
 )
 _SKIPPED_TAGS = frozenset({"head", "style", "script", "title"})
+_HTML_SPACES = re.compile(r"[ \t\n\r\f]+")  # HTML's ASCII whitespace; U+00A0 and U+202F are not
 
 
 class _TextExtractor(HTMLParser):
@@ -426,8 +420,9 @@ class _TextExtractor(HTMLParser):
 
     def handle_data(self, data: str) -> None:
         if not self._skipping:
-            # As in a browser, a run of spaces and newlines in the source is one space.
-            self.chunks.append(re.sub(r"\s+", " ", data))
+            # As in a browser, a run of spaces and newlines in the source is one space; a no-break
+            # space (Russian "1 234,50 ₽", written by the money filter) is a character, kept.
+            self.chunks.append(_HTML_SPACES.sub(" ", data))
 
 
 def html_to_text(html: str) -> str:
@@ -435,7 +430,7 @@ def html_to_text(html: str) -> str:
     parser = _TextExtractor()
     parser.feed(html)
     parser.close()
-    lines = [" ".join(line.split()) for line in "".join(parser.chunks).splitlines()]
+    lines = [_HTML_SPACES.sub(" ", line).strip(" ") for line in "".join(parser.chunks).splitlines()]
     text = "\n".join(lines).strip()
     return re.sub(r"\n{3,}", "\n\n", text)
 
@@ -449,6 +444,8 @@ __all__ = [
     "money",
     "render_template",
     "sample_context",
+    "text_fields",
+    "variable_uses",
 ]
 
 def template_paths(template: Template) -> list[tuple[Any, ...]]:

@@ -23,7 +23,15 @@ from omnicart.events import PROPERTY_MODELS, Channel
 from omnicart.journey import shapes
 from omnicart.journey.conditions import VARIABLES, ConditionError, compile_condition
 from omnicart.journey.durations import DurationError, parse_duration
-from omnicart.journey.loader import TEMPLATE_NAME, Path_, Positions, Problem, TemplateFile, type_members
+from omnicart.journey.loader import (
+    TEMPLATE_NAME,
+    Path_,
+    Positions,
+    Problem,
+    TemplateFile,
+    type_members,
+    variant_differences,
+)
 from omnicart.journey.model import Journey, Policies, QuietHours, Step, percent
 from omnicart.journey.template_types import check_template_types
 from omnicart.journey.templates import check_template
@@ -343,12 +351,23 @@ class _Checker:
             if channel is not None and channel != template.channel:
                 yield self.at(path, f"template '{name}' is for {template.channel}, but this {what} is for {channel}")
             if name not in rendered:
-                errors = check_template(template, [self.journey.trigger.event_type])
-                if not errors:
-                    errors = check_template_types(template, self.journey.trigger.event_type, self.plan)
-                rendered[name] = [str(loaded.locate(error)) for error in errors]
-            for located in rendered[name]:
-                yield self.at(path, f"template '{name}' does not render: {located}")
+                failures = [
+                    *self._render_problems(loaded),
+                    *(problem for variant in loaded.variants.values() for problem in self._render_problems(variant)),
+                ]
+                rendered[name] = [f"does not render: {located}" for located in failures]
+                rendered[name].extend(f"differs in a translation: {d}" for d in variant_differences(loaded))
+            for message in rendered[name]:
+                yield self.at(path, f"template '{name}' {message}")
+
+    def _render_problems(self, loaded: TemplateFile) -> list[str]:
+        """Where a template (or one of its locale variants) fails for this journey's trigger."""
+        if loaded.template is None:
+            return []
+        errors = check_template(loaded.template, [self.journey.trigger.event_type])
+        if not errors:
+            errors = check_template_types(loaded.template, self.journey.trigger.event_type, self.plan)
+        return [str(loaded.locate(error)) for error in errors]
 
 
 def _duration_problems(positions: Positions, found: Iterable[tuple[Path_, str]]) -> Iterator[Problem]:
