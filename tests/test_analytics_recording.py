@@ -32,7 +32,8 @@ from omnicart.security.pseudonym import customer_ref
 from omnicart.settings import Settings
 from omnicart.storage import get_engine, upgrade
 from tests.support.postgres import PostgresServer, free_port
-from tests.test_scale_out import Processes, api_command, batch, processes, product_env, until_healthy, worker_command
+from tests.support.processes import Processes, api_command, until_healthy, worker_command
+from tests.test_scale_out import START_TIMEOUT, batch, processes, product_env
 
 __all__ = ["processes"]  # the fixture, shared with the scale-out tests
 
@@ -89,7 +90,7 @@ async def test_a_worker_killed_mid_journey_neither_drops_nor_doubles_an_analytic
     engine = get_engine(database_url)
 
     async with httpx.AsyncClient(timeout=30) as http:
-        await until_healthy(http, api, processes)
+        await until_healthy(http, api, processes, START_TIMEOUT)
         for customer in customers:
             assert (await http.post(f"{api}/v1/events", json=batch(customer))).status_code == 202
         await until(lambda: len(read_outbox(outbox)) >= CUSTOMERS, "every first email", processes)
