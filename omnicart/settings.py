@@ -103,6 +103,10 @@ class Settings(BaseSettings):
     # Date-based triggers: how often the Temporal Schedule looks for customers due (omnicart.date_schedule).
     date_trigger_interval_minutes: float = Field(default=60.0, gt=0)
 
+    # The preference centre (omnicart.consent.preferences): how long a message's signed link may change
+    # preferences (unsubscribing, RFC 8058 one-click included, works for ever).
+    preference_link_days: float = Field(default=90.0, gt=0)
+
     def database(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'omnicart.db'}"
 
