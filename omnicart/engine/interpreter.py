@@ -448,8 +448,6 @@ def _learn(state: CustomerState, event: Event, ctx_event: dict[str, Any]) -> Non
                 for channel, granted in value.items():
                     if granted is not None:
                         _set_consent(state, channel, bool(granted), event.timestamp)
-            elif name in CONSENT_RECORD:
-                continue  # where a consent change came from is the consent history's, not the profile's
             elif _newer(profile.updated_at, name, event.timestamp):
                 if name in ("email", "phone", "timezone", "locale", "first_name"):
                     setattr(profile, name, value or None)
@@ -482,10 +480,6 @@ def _learn(state: CustomerState, event: Event, ctx_event: dict[str, Any]) -> Non
             address = context.address(profile, str(props.get("channel")))
             if address:
                 profile.undeliverable[str(props.get("channel"))] = ",".join(address)
-
-
-CONSENT_RECORD = ("source", "evidence")
-"""``customer_updated`` properties that describe a consent change (``omnicart.consent``), not the customer."""
 
 
 def topic_consent_key(topic: str) -> str:
