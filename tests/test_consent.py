@@ -94,6 +94,8 @@ async def test_the_preference_centre_shows_the_customers_channels_as_they_stand(
     assert "value='push'" not in page.text, "no push token or push consent known: not offered"
     assert "<form method='post' action='/v1/unsubscribe/" in page.text, "unsubscribing stays one button away"
     assert site.ingest.events == [], "opening the page changes nothing"
+    assert page.headers["referrer-policy"] == "no-referrer", "the link is the credential: never leaked onwards"
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
 
 
 async def test_a_tampered_link_is_refused_on_the_page_and_on_the_form(site: Site) -> None:

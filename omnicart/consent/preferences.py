@@ -55,6 +55,13 @@ router = APIRouter(tags=["unsubscribe"])
 
 CSRF_MAX_AGE_SECONDS = 2 * 3600  # long enough to read the page, short enough that a copied form goes stale
 _PHONE_CHANNELS = ("sms", "whatsapp")
+_PAGE_HEADERS = {
+    "Referrer-Policy": "no-referrer",  # the URL is the credential: never pass it on to another site
+    "Cache-Control": "no-store",  # a shared computer's back button must not show someone's choices
+    "X-Frame-Options": "DENY",  # no other site may frame the form and trick a click (clickjacking)
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+    "frame-ancestors 'none'",
+}
 
 
 @dataclass
@@ -281,4 +288,4 @@ def _page(language: str, title: str, intro: str, body: str = "", status: int = 2
         f"<title>{escape(title)}</title></head>"
         f"<body><h1>{escape(title)}</h1><p>{escape(intro)}</p>{body}</body></html>"
     )
-    return HTMLResponse(html, status_code=status)
+    return HTMLResponse(html, status_code=status, headers=_PAGE_HEADERS)
