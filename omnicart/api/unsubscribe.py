@@ -2,12 +2,15 @@
 
 The link carries a token signed with the product's secret, naming the customer and the message it
 came from, so nobody can craft a link that unsubscribes someone else, and the link itself holds no
-email address (URLs end up in proxies' and browsers' logs). ``GET`` only shows a page with a
-button: mail security scanners fetch every link in an email, and a GET that unsubscribed would
-unsubscribe customers who never clicked. ``POST`` (that button, or a mail client's RFC 8058
-one-click unsubscribe via ``List-Unsubscribe-Post``) turns the token into a ``consent_changed``
-event (email, granted false), with an id derived from the message, so a second POST changes nothing;
-the message's ``unsubscribed`` outcome is stored for analytics, once, the same way.
+email address (URLs end up in proxies' and browsers' logs). ``GET`` only shows a page, the
+preference centre (``omnicart.consent.preferences``), with an unsubscribe button: mail security
+scanners fetch every link in an email, and a GET that unsubscribed would unsubscribe customers who
+never clicked. The token also says until when it may change preferences (its expiry, signed).
+``POST`` (that button, or a mail client's RFC 8058 one-click unsubscribe via
+``List-Unsubscribe-Post``) turns the token into a ``consent_changed`` event (email, granted false,
+provenance ``email_unsubscribe``), with an id derived from the message, so a second POST changes
+nothing, expiry or not; the message's ``unsubscribed`` outcome is stored for analytics, once, the
+same way.
 """
 
 from __future__ import annotations
