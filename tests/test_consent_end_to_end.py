@@ -63,7 +63,7 @@ steps:
   - wait: 1s
   - id: first_email
     send: {channel: email, template: cart_reminder_1}
-  - wait: {after_trigger: 8s}
+  - wait: {after_trigger: 15s}   # time enough to open the page and save, even on a busy machine
   - id: second_email
     send: {channel: email, template: cart_reminder_2}
 """
@@ -117,7 +117,7 @@ async def test_unticking_a_topic_in_the_preference_centre_stops_the_next_send_of
         assert saved.status_code == 200, saved.text
         assert "Your choices are saved" in saved.text
 
-        lines = await journal_until(dev_env.client, customer, "exit completed")
+        lines = await journal_until(dev_env.client, customer, "exit completed", timeout=40)
         state = await customer_state(dev_env.client, customer)
         export = (await http.get(f"/v1/customers/{customer}/consent")).json()
     assert lines == [
