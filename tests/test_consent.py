@@ -139,6 +139,8 @@ async def test_a_form_without_our_csrf_token_or_from_another_site_is_refused(sit
     cross_site = await site.client.post(f"/v1/preferences/{token}", data={"csrf": csrf},
                                         headers={"Sec-Fetch-Site": "cross-site"})
     assert cross_site.status_code == 403
+    huge = await site.client.post(f"/v1/preferences/{token}", data={"csrf": csrf, "topic": ["t" * 60] * 400})
+    assert huge.status_code == 413
     assert site.ingest.events == []
     saved = await site.client.post(f"/v1/preferences/{token}", data={"csrf": csrf},
                                    headers={"Sec-Fetch-Site": "same-origin"})

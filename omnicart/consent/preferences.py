@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["unsubscribe"])
 
+MAX_FORM_BYTES = 16 * 1024  # a few dozen checkboxes; nobody's choices need more
 CSRF_MAX_AGE_SECONDS = 2 * 3600  # long enough to read the page, short enough that a copied form goes stale
 _PHONE_CHANNELS = ("sms", "whatsapp")
 _PAGE_HEADERS = {
@@ -108,8 +109,9 @@ async def save_preferences(token: str, request: Request) -> HTMLResponse:
         raise HTTPException(status_code=403, detail="This link has expired: open the link in a newer message.")
     if request.headers.get("sec-fetch-site") == "cross-site":
         raise HTTPException(status_code=403, detail="The form must be sent from its own page.")
-    form = parse_qs((await request.body()).decode("utf-8", "replace"), keep_blank_values=True)
-    if not csrf_valid(settings.signing_secret, token, (form.get("csrf") or [""])[0], now):
+    form = parse_qs((await _bounded_body(request)).decode("utf-8", "replace"), keep_blank_values=True)
+    csrf = (form.get("csrf") or [""])[0]
+    if not csrf_valid(settings.signing_secret, token, csrf, now):
         raise HTTPException(status_code=403, detail="The form is stale or not ours: open the link again.")
     ingest = getattr(request.app.state, "ingest", None)
     if ingest is None:
@@ -121,9 +123,7 @@ async def save_preferences(token: str, request: Request) -> HTMLResponse:
         "user_agent": (request.headers.get("user-agent") or "")[:512] or None,
         "language": choices.language,
     }
-    events = preference_events(
-        parsed, token, form, choices, now, **evidence, csrf=(form.get("csrf") or [""])[0]
-    )
+    events = preference_events(parsed, token, form, choices, now, csrf, **evidence)
     if events:
         await ingest.submit(events)
     log.info("customer %s saved %d preference changes", customer_ref(parsed.customer_id), len(events))
@@ -223,6 +223,16 @@ def _csrf_signature(secret: SecretStr, raw_token: str, issued: str) -> str:
     key = secret.get_secret_value().encode()
     digest = hmac.new(key, f"preferences-csrf:{raw_token}:{issued}".encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest[:16]).rstrip(b"=").decode()
+
+
+async def _bounded_body(request: Request) -> bytes:
+    """The form's body, refused with 413 past ``MAX_FORM_BYTES`` before more of it is read."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise HTTPException(status_code=413, detail="The form is too large.")
+    return body
 
 
 def _published(request: Request) -> list[JourneyBundle]:
