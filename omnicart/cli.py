@@ -310,6 +310,26 @@ def forget(customer_id: Annotated[str, typer.Argument(help="The customer id your
         typer.echo(line)
 
 
+privacy_app = typer.Typer(help="What the product keeps about a customer (docs/PRIVACY.md).", no_args_is_help=True)
+app.add_typer(privacy_app, name="privacy")
+
+
+@privacy_app.command("export")
+def privacy_export(
+    customer_id: Annotated[str, typer.Argument(help="The customer id your shop sends in events.")],
+) -> None:
+    """Print the customer's consent history (every change with its source and evidence) as JSON."""
+    from omnicart.consent.history import ConsentHistory
+    from omnicart.settings import get_settings
+    from omnicart.storage import get_engine, require_current
+
+    settings = get_settings()
+    engine = get_engine(settings.database())
+    require_current(engine)
+    document = ConsentHistory(engine, settings.signing_secret).export(customer_id)
+    typer.echo(document.model_dump_json(indent=2))
+
+
 retention_app = typer.Typer(help="Removing personal data past OMNICART_RETENTION_DAYS.", no_args_is_help=True)
 app.add_typer(retention_app, name="retention")
 

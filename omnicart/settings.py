@@ -106,6 +106,10 @@ class Settings(BaseSettings):
     # (omnicart.date_coverage): a birthday a day late is kind, one a season late is not.
     date_trigger_max_catch_up_days: float = Field(default=3.0, gt=0)
 
+    # The preference centre (omnicart.consent.preferences): how long a message's signed link may change
+    # preferences (unsubscribing, RFC 8058 one-click included, works for ever).
+    preference_link_days: float = Field(default=90.0, gt=0)
+
     def database(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'omnicart.db'}"
 

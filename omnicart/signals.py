@@ -24,6 +24,9 @@ LOAD_JOURNEYS_ACTIVITY = "load_journeys"
 RECORD_ANALYTICS_ACTIVITY = "record_analytics"
 ANALYTICS_PATCH = "record-analytics"
 """Runs started before analytics existed replay without recording (``workflow.patched``)."""
+TOPIC_CONSENT_PATCH = "topic-consent"
+"""A ``consent_changed`` for a topic (``omnicart.consent``) is read as one only in histories that
+recorded this patch; one an older worker handled replays as that worker read it (``workflow.patched``)."""
 
 STATE_BYTES_BUDGET = 512 * 1024
 """How large a customer's state may be when it is carried to the next run (continue-as-new).

@@ -1,6 +1,7 @@
 """Record the workflow histories the replay test guards (run when a workflow change is intended).
 
-    .venv/bin/python -m tests.record_histories [--edge-cases-only | --analytics-only | --date-triggers-only]
+    .venv/bin/python -m tests.record_histories [--edge-cases-only | --analytics-only | --topics-only |
+                                                --date-triggers-only NAME]
 
 A changed workflow that running journeys replay must go through ``workflow.patched`` (or a new
 workflow type); the replay test proves it does by replaying these saved histories. Re-record only
@@ -9,8 +10,9 @@ for a deliberate, compatible change, and keep the old files next to the new ones
 Besides ordinary journeys, the histories cover what is easy to break: a permanent failure that
 falls back to another channel, an exit that cancels a send in flight, a poison event quarantined,
 and continue-as-new while a send is in flight; and the win-back journey's split, holdout and
-analytics recording (rows riding on sends, and the ``record_analytics`` batch of a conversion); and
-a run of the date-triggers schedule's workflow that delivers a birthday over two pages.
+analytics recording (rows riding on sends, and the ``record_analytics`` batch of a conversion); a
+customer opting out of a journey's topic half-way (``TOPIC_CONSENT_PATCH``); and a run of the
+date-triggers schedule's workflow that delivers a birthday over two pages.
 """
 
 from __future__ import annotations
@@ -225,6 +227,20 @@ async def _record_date_triggers(env: WorkflowEnvironment, name: str) -> None:
     path = HISTORIES / f"date_triggers-{name}.json"
     path.write_text(history.to_json())
     print(f"recorded {path.name}: {len(history.events)} events")
+async def _record_topic_opt_out(env: WorkflowEnvironment, task_queue: str) -> None:
+    """After the first reminder the customer unticks the journey's topic in the preference centre:
+    every later touch is skipped (``topic_opt_out``)."""
+    bundle = [flagship()]
+    start = aligned_start(await env.get_current_time())
+    customer = "cus_topic_opt_out_after_first_reminder"
+    await env.sleep(start - await env.get_current_time())  # the checkout happens as it arrives
+    await send_event(env.client, task_queue, _event(customer, 0, "customer_updated", start - DAY, profile()), bundle)
+    await send_event(env.client, task_queue, _event(customer, 1, "checkout_started", start, cart()), bundle)
+    await env.sleep(start + 2 * HOUR - await env.get_current_time())
+    opt_out = {"topic": "marketing", "granted": False, "source": "preference_centre"}
+    await send_event(env.client, task_queue, _event(customer, 2, "consent_changed", start + 2 * HOUR, opt_out), bundle)
+    await env.sleep(start + 4 * DAY - await env.get_current_time())
+    await _save(env.client, "abandoned_cart", "topic_opt_out_after_first_reminder", customer)
 
 
 async def _until_held(channel: ScriptedChannel, requests: int) -> None:
@@ -255,6 +271,10 @@ async def main() -> None:
                 async with customer_worker(env.client, [channel.send_message],
                                            quarantine=QuarantineLog(get_engine(url))) as task_queue:
                     await _record_win_back(env, task_queue)
+            return
+        if "--topics-only" in sys.argv:
+            async with customer_worker(env.client, [RecordingChannel().send_message]) as task_queue:
+                await _record_topic_opt_out(env, task_queue)
             return
         if "--edge-cases-only" not in sys.argv:
             plain = RecordingChannel()

@@ -16,6 +16,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from omnicart.signals import ANALYTICS_PATCH, TOPIC_CONSENT_PATCH
 from workflows.customer import CustomerWorkflow
 from workflows.date_triggers import DateTriggersWorkflow
 from workflows.sandbox import workflow_runner
@@ -91,3 +92,20 @@ def test_the_saved_history_of_the_win_back_split_records_analytics_on_sends_and_
     assert all(send["analytics"] for send in sends)  # the rows so far ride along
     stored = [json.loads(a.input.payloads[0].data) for a in scheduled if a.activity_type.name == "record_analytics"]
     assert "convert" in [row["action"] for batch in stored for row in batch]
+
+
+def test_the_topic_opt_out_history_records_its_patch_and_sends_only_the_first_reminder() -> None:
+    """The history that guards ``TOPIC_CONSENT_PATCH``: a topic opt-out after the first reminder
+    recorded the patch, and no later touch was sent (a re-recording that lost either would not guard it)."""
+    path = Path(__file__).parent / "histories" / "abandoned_cart-topic_opt_out_after_first_reminder.json"
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    patches = [
+        json.loads(payload.data)["id"]
+        for event in history.events
+        if event.HasField("marker_recorded_event_attributes")
+        for payload in event.marker_recorded_event_attributes.details["patch-data"].payloads
+    ]
+    assert patches == [ANALYTICS_PATCH, TOPIC_CONSENT_PATCH]
+    sends = [event for event in history.events if event.HasField("activity_task_scheduled_event_attributes")
+             and event.activity_task_scheduled_event_attributes.activity_type.name == "send_message"]
+    assert len(sends) == 1

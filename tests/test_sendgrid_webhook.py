@@ -197,6 +197,8 @@ async def test_signed_events_become_our_events_and_ledger_evidence(api: Api) -> 
         "message_id": MESSAGE_ID,
         "journey": "abandoned_cart",
         "via": None,
+        "source": "provider",  # the consent history's provenance (omnicart.consent)
+        "evidence": {"provider": "sendgrid", "event": "unsubscribe", "provider_event_id": "ev-unsub"},
     }
     for event in api.ingest.events:  # every one is a valid envelope of its type
         Event.parse(event.model_dump(mode="json"))

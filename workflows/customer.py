@@ -26,6 +26,7 @@ from omnicart.analytics import rows
 from omnicart.analytics.rows import JourneyActionRow
 from omnicart.engine import interpreter
 from omnicart.engine.state import Action, CustomerState
+from omnicart.events import Event
 from omnicart.journey.model import JourneyBundle
 from omnicart.messages import SEND_HEARTBEAT_TIMEOUT, SEND_RETRY_POLICY, SendRequest, SendResult
 from omnicart.signals import (
@@ -39,6 +40,7 @@ from omnicart.signals import (
     RECORD_QUARANTINE_ACTIVITY,
     REPLAY_QUARANTINE_UPDATE,
     STATE_BYTES_BUDGET,
+    TOPIC_CONSENT_PATCH,
     CustomerWorkflowInput,
     IncomingEvent,
     JourneyRef,
@@ -130,7 +132,8 @@ class CustomerWorkflow:
                 journeys = await self._resolve(incoming)
                 if journeys is None:
                     continue  # quarantined: a version the registry does not have
-                self._carry_out(interpreter.handle_event(state, incoming.event, journeys, workflow.now(), safe=True))
+                event = self._as_handled_then(incoming.event)
+                self._carry_out(interpreter.handle_event(state, event, journeys, workflow.now(), safe=True))
             self._record_quarantine()
             self._record_analytics()
             if self._should_continue_as_new(input):
@@ -282,6 +285,17 @@ class CustomerWorkflow:
         converter = workflow.payload_converter()
         while len(converter.to_payloads([state])[0].data) > STATE_BYTES_BUDGET and state.shed():
             pass
+
+    @staticmethod
+    def _as_handled_then(event: Event) -> Event:
+        """A topic's consent change, as this history handled it: a worker from before topics read
+        only its ``channel`` (``TOPIC_CONSENT_PATCH``), so its replay must too."""
+        if event.type != "consent_changed" or "topic" not in event.properties:
+            return event
+        if workflow.patched(TOPIC_CONSENT_PATCH):
+            return event
+        properties = {name: value for name, value in event.properties.items() if name != "topic"}
+        return event.model_copy(update={"properties": properties})
 
     def _carry_out(self, out: interpreter.Output) -> None:
         if self._analytics:

@@ -36,6 +36,9 @@ from omnicart.api.customers import customers_router
 from omnicart.api.event_log import EventLog
 from omnicart.api.ingest import ForwardingFailed, Ingest, IngestResult, JourneySource, TemporalUnavailable
 from omnicart.api.stats import stats_router
+from omnicart.consent import preferences
+from omnicart.consent.api import consent_router
+from omnicart.consent.history import ConsentHistory
 from omnicart.customers.profiles import CustomerProfiles
 from omnicart.events import Event, describe_error
 from omnicart.journey.model import DATE_REACHED
@@ -140,6 +143,8 @@ def create_app(
     app.include_router(forget_router(_require_token))
     app.include_router(customers_router(_require_token, CustomerProfiles(engine, settings.signing_secret)))
     app.include_router(stats_router(_require_token, engine))
+    app.include_router(consent_router(_require_token, ConsentHistory(engine, settings.signing_secret)))
+    app.include_router(preferences.router)
     # Uncached keys: a person reading a forgotten customer's history finds it unreadable at once.
     app.mount("/codec", codec_app(settings, payload_codec(settings.model_copy(update={"data_key_cache_seconds": 0}))))
     _document_event_schemas(app)

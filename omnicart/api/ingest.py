@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 from typing import Protocol
@@ -30,6 +30,7 @@ from temporalio.service import RPCError
 
 from omnicart.api.event_log import EventLog
 from omnicart.catalog import InterestRecorder, apply_catalog_events
+from omnicart.consent.history import ConsentHistory
 from omnicart.customers.projection import ProfileProjection
 from omnicart.events import Event
 from omnicart.journey.model import JourneyBundle
@@ -115,6 +116,8 @@ class Ingest:
         # Who is interested in which sku (omnicart.catalog.interest): best-effort in the same way.
         lasts = timedelta(days=settings.interest_days)
         self.interest = InterestRecorder(event_log.engine, settings.signing_secret, lasts)
+        # The record of every consent change and its evidence (omnicart.consent): best-effort too.
+        self.consent = ConsentHistory(event_log.engine, settings.signing_secret)
 
     async def submit(self, events: list[Event]) -> IngestResult:
         """Accept already validated events; raise :class:`ForwardingFailed` if any was not taken in.
@@ -160,6 +163,7 @@ class Ingest:
             reached_customers = [e for e in recorded.to_forward if e.id in reached and e.customer_id]
             await asyncio.to_thread(self.profiles.record_quietly, reached_customers)
             await asyncio.to_thread(self.interest.record_quietly, reached_customers)
+            await asyncio.to_thread(_best_effort, self.consent.record, reached_customers, "the consent history")
 
         errors = [error for _, error in outcomes if error is not None]
         if errors:
@@ -216,6 +220,16 @@ class Ingest:
             for lock in locks:
                 await stack.enter_async_context(lock)
             yield
+
+
+def _best_effort(record: Callable[[Sequence[Event]], None], events: Sequence[Event], what: str) -> bool:
+    """``record(events)``, where a failure is logged instead of raised: ingest goes on without it."""
+    try:
+        record(events)
+    except Exception as error:  # the type only: a database error's text may quote the values it failed on
+        logger.warning("could not update %s for %d events (%s)", what, len(events), type(error).__name__)
+        return False
+    return True
 
 
 def _unavailable(error: BaseException) -> bool:

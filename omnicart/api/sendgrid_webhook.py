@@ -49,6 +49,7 @@ from sendgrid.helpers.eventwebhook import EventWebhook, EventWebhookHeader
 from omnicart.analytics.outcomes import from_sendgrid
 from omnicart.analytics.rows import MessageOutcomeRow
 from omnicart.analytics.store import record_outcomes
+from omnicart.consent.provenance import provenance
 from omnicart.events import Event
 from omnicart.ledger import MessageLedger
 from omnicart.settings import Settings, get_settings
@@ -167,6 +168,7 @@ def to_event(item: dict[str, Any], *, known_customer: str | None = None, known: 
     if kind in CONSENT_EVENTS:
         properties["granted"] = CONSENT_EVENTS[kind]
         properties["via"] = f"sendgrid_{kind}"
+        properties.update(provenance("provider", provider="sendgrid", event=kind, provider_event_id=sg_event_id))
         event_type = "consent_changed"
     else:
         event_type = MESSAGE_EVENTS[kind]

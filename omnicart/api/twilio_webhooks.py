@@ -42,6 +42,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from omnicart.analytics.outcomes import outcome, outcomes_of
 from omnicart.analytics.store import record_outcomes
+from omnicart.consent.provenance import provenance
 from omnicart.events import Event
 from omnicart.ledger import MessageLedger
 from omnicart.security.pseudonym import customer_ref
@@ -151,7 +152,8 @@ async def twilio_inbound(request: Request) -> Response:
                 "customer_id": customer_id,
                 "timestamp": datetime.now(UTC).isoformat(),
                 "source": "sms",
-                "properties": {"channel": "sms", "granted": granted, "via": f"twilio_{keyword.lower()}"},
+                "properties": {"channel": "sms", "granted": granted, "via": f"twilio_{keyword.lower()}",
+                               **provenance("sms_keyword", keyword=keyword, message_sid=sid)},
             }
         )
         for customer_id in customer_ids

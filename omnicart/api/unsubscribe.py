@@ -2,12 +2,15 @@
 
 The link carries a token signed with the product's secret, naming the customer and the message it
 came from, so nobody can craft a link that unsubscribes someone else, and the link itself holds no
-email address (URLs end up in proxies' and browsers' logs). ``GET`` only shows a page with a
-button: mail security scanners fetch every link in an email, and a GET that unsubscribed would
-unsubscribe customers who never clicked. ``POST`` (that button, or a mail client's RFC 8058
-one-click unsubscribe via ``List-Unsubscribe-Post``) turns the token into a ``consent_changed``
-event (email, granted false), with an id derived from the message, so a second POST changes nothing;
-the message's ``unsubscribed`` outcome is stored for analytics, once, the same way.
+email address (URLs end up in proxies' and browsers' logs). ``GET`` only shows a page, the
+preference centre (``omnicart.consent.preferences``), with an unsubscribe button: mail security
+scanners fetch every link in an email, and a GET that unsubscribed would unsubscribe customers who
+never clicked. The token also says until when it may change preferences (its expiry, signed).
+``POST`` (that button, or a mail client's RFC 8058 one-click unsubscribe via
+``List-Unsubscribe-Post``) turns the token into a ``consent_changed`` event (email, granted false,
+provenance ``email_unsubscribe``), with an id derived from the message, so a second POST changes
+nothing, expiry or not; the message's ``unsubscribed`` outcome is stored for analytics, once, the
+same way.
 """
 
 from __future__ import annotations
@@ -20,8 +23,7 @@ import hmac
 import json
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from html import escape
+from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse
@@ -29,6 +31,7 @@ from pydantic import SecretStr
 
 from omnicart.analytics.outcomes import outcomes_of
 from omnicart.analytics.store import record_outcomes
+from omnicart.consent.provenance import provenance
 from omnicart.events import CHANNELS, Channel, Event
 from omnicart.security.pseudonym import customer_ref
 from omnicart.settings import Settings, get_settings
@@ -45,15 +48,30 @@ class UnsubscribeToken:
     customer_id: str
     message_id: str
     channel: Channel
+    expires_at: datetime | None = None  # until when it opens the preference centre; None: links from before it
+
+    def opens_preferences(self, now: datetime) -> bool:
+        """Whether the link may still change preferences; any signed link can always unsubscribe."""
+        return self.expires_at is not None and now < self.expires_at
 
 
 class InvalidToken(ValueError):
     """The token is malformed, or its signature is not ours."""
 
 
-def make_token(secret: SecretStr, customer_id: str, message_id: str, channel: Channel = "email") -> str:
-    """``<payload>.<signature>``, both base64url: the payload names customer, message and channel."""
-    payload = json.dumps({"c": customer_id, "m": message_id, "ch": channel}, separators=(",", ":"))
+def make_token(
+    secret: SecretStr,
+    customer_id: str,
+    message_id: str,
+    channel: Channel = "email",
+    expires_at: datetime | None = None,
+) -> str:
+    """``<payload>.<signature>``, both base64url: the payload names customer, message and channel,
+    and until when the link opens the preference centre (signed with the rest, so it cannot be moved)."""
+    content: dict[str, str | int] = {"c": customer_id, "m": message_id, "ch": channel}
+    if expires_at is not None:
+        content["e"] = int(expires_at.timestamp())
+    payload = json.dumps(content, separators=(",", ":"))
     encoded = _b64encode(payload.encode())
     return f"{encoded}.{_b64encode(_sign(secret, encoded))}"
 
@@ -72,21 +90,25 @@ def read_token(secret: SecretStr, token: str) -> UnsubscribeToken:
     try:
         data = json.loads(_b64decode(encoded))
         customer_id, message_id, channel = str(data["c"]), str(data["m"]), data["ch"]
-    except (binascii.Error, ValueError, KeyError, TypeError):
+        expires_at = datetime.fromtimestamp(int(data["e"]), UTC) if "e" in data else None
+    except (binascii.Error, ValueError, KeyError, TypeError, OverflowError, OSError):
         raise InvalidToken("the token's content is unreadable") from None
     if channel not in CHANNELS or not customer_id or not message_id:
         raise InvalidToken("the token's content is unreadable")
-    return UnsubscribeToken(customer_id=customer_id, message_id=message_id, channel=channel)
+    return UnsubscribeToken(customer_id=customer_id, message_id=message_id, channel=channel, expires_at=expires_at)
 
 
 def unsubscribe_url(settings: Settings, customer_id: str, message_id: str, channel: Channel = "email") -> str:
-    """The link a message carries: ``{public_url}/v1/unsubscribe/<signed token>``."""
-    token = make_token(settings.signing_secret, customer_id, message_id, channel)
+    """The link a message carries: ``{public_url}/v1/unsubscribe/<signed token>``; it opens the
+    preference centre for ``OMNICART_PREFERENCE_LINK_DAYS``."""
+    expires_at = datetime.now(UTC) + timedelta(days=settings.preference_link_days)
+    token = make_token(settings.signing_secret, customer_id, message_id, channel, expires_at)
     return f"{settings.public_url.rstrip('/')}/v1/unsubscribe/{token}"
 
 
-def unsubscribe_event(token: UnsubscribeToken, now: datetime | None = None) -> Event:
-    """The ``consent_changed`` event a click produces; the same id for every click on one link."""
+def unsubscribe_event(token: UnsubscribeToken, now: datetime | None = None, **evidence: str | bool | None) -> Event:
+    """The ``consent_changed`` event a click produces; the same id for every click on one link.
+    ``evidence`` (the client's address, whether it was a mail client's one-click) goes to the consent history."""
     digest = hashlib.sha256(f"{token.channel}:{token.message_id}".encode()).hexdigest()[:32]
     return Event.parse(
         {
@@ -100,6 +122,7 @@ def unsubscribe_event(token: UnsubscribeToken, now: datetime | None = None) -> E
                 "granted": False,
                 "message_id": token.message_id,
                 "via": "unsubscribe_link",
+                **provenance("email_unsubscribe", message_id=token.message_id, **evidence),
             },
         }
     )
@@ -107,21 +130,20 @@ def unsubscribe_event(token: UnsubscribeToken, now: datetime | None = None) -> E
 
 @router.get("/v1/unsubscribe/{token}", response_class=HTMLResponse)
 async def unsubscribe_page(token: str, request: Request) -> HTMLResponse:
-    """A person (or a link scanner) opened the link: confirm with a button, change nothing yet."""
-    _read(token, request)
-    return _page(
-        "Unsubscribe from these emails?",
-        "Press the button to stop receiving these emails.",
-        form=f"<form method='post' action='/v1/unsubscribe/{escape(token)}'>"
-        "<button type='submit'>Unsubscribe</button></form>",
-    )
+    """A person (or a link scanner) opened the link: the preference centre, with an unsubscribe
+    button; nothing changes until a form is posted."""
+    from omnicart.consent import preferences  # the preference centre builds on this module's tokens
+
+    return await preferences.show(_read(token, request), token, request)
 
 
 @router.post("/v1/unsubscribe/{token}", response_class=HTMLResponse)
 async def unsubscribe_one_click(token: str, request: Request) -> HTMLResponse:
-    """The confirm button, or a mail client's one-click unsubscribe (``List-Unsubscribe=One-Click``)."""
+    """The unsubscribe button, or a mail client's one-click unsubscribe (``List-Unsubscribe=One-Click``)."""
+    from omnicart.consent import preferences
+
     await _unsubscribe(token, request)
-    return _page("You are unsubscribed", "You will not receive these emails any more.")
+    return await preferences.unsubscribed(_read(token, request), request)
 
 
 def _read(token: str, request: Request) -> UnsubscribeToken:
@@ -138,7 +160,8 @@ async def _unsubscribe(token: str, request: Request) -> None:
     ingest = getattr(request.app.state, "ingest", None)
     if ingest is None:
         raise HTTPException(status_code=503, detail="not ready yet, please try again", headers={"Retry-After": "5"})
-    event = unsubscribe_event(parsed)
+    one_click = b"List-Unsubscribe=One-Click" in await request.body()
+    event = unsubscribe_event(parsed, ip=request.client.host if request.client else None, one_click=one_click)
     # The message's outcome first: a failure answers 5xx before anything was taken, and a retry does both.
     await asyncio.to_thread(record_outcomes, request.app.state.ledger.engine, outcomes_of([event]))
     await ingest.submit([event])
@@ -148,14 +171,6 @@ async def _unsubscribe(token: str, request: Request) -> None:
         parsed.channel,
         parsed.message_id,
     )
-
-
-def _page(title: str, text: str, form: str = "") -> HTMLResponse:
-    body = (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title></head>"
-        f"<body><h1>{escape(title)}</h1><p>{escape(text)}</p>{form}</body></html>"
-    )
-    return HTMLResponse(body)
 
 
 def _sign(secret: SecretStr, encoded_payload: str) -> bytes:

@@ -456,7 +456,9 @@ def _learn(state: CustomerState, event: Event, ctx_event: dict[str, Any]) -> Non
                 elif name in profile.attributes or len(profile.attributes) < PROFILE_ATTRIBUTES:
                     profile.attributes[name] = value
     elif event.type == "consent_changed":
-        _set_consent(state, str(props.get("channel")), bool(props.get("granted")), event.timestamp)
+        topic = props.get("topic")
+        subject = topic_consent_key(str(topic)) if topic else str(props.get("channel"))
+        _set_consent(state, subject, bool(props.get("granted")), event.timestamp)
     elif event.type in ("cart_updated", "checkout_started"):
         cart_id = str(props.get("cart_id"))
         known = state.carts.get(cart_id)
@@ -478,6 +480,11 @@ def _learn(state: CustomerState, event: Event, ctx_event: dict[str, Any]) -> Non
             address = context.address(profile, str(props.get("channel")))
             if address:
                 profile.undeliverable[str(props.get("channel"))] = ",".join(address)
+
+
+def topic_consent_key(topic: str) -> str:
+    """Where a topic's consent lives in ``profile.consent``, beside the channels': ``topic:<name>``."""
+    return f"topic:{topic}"
 
 
 def _set_consent(state: CustomerState, channel: str, granted: bool, at: datetime) -> None:
@@ -919,6 +926,8 @@ def _try_options(
         reason = None
         if profile.consent.get(channel) is not True:
             reason = f"no_{channel}_consent"
+        elif profile.consent.get(topic_consent_key(journey.effective_topic)) is False:
+            reason = "topic_opt_out"  # only an explicit opt-out: a topic nobody chose is allowed
         elif not context.address(profile, channel):
             reason = f"no_{channel}_address"
         if reason is not None:

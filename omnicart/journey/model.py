@@ -343,6 +343,14 @@ class Journey(_Strict):
         description="marketing: frequency caps, policy quiet hours and the global holdout apply; "
         "transactional (a message the customer asked for): they do not.",
     )
+    topic: str | None = Field(
+        default=None,
+        pattern=r"^[a-z][a-z0-9_]*$",
+        max_length=64,
+        description="What the journey's messages are about (e.g. promotions, price_alerts), as customers "
+        "choose it in the preference centre; default: the category. A customer who opted out of the "
+        "topic gets nothing from it (skip topic_opt_out).",
+    )
     priority: int = Field(
         default=0, description="When two journeys want to speak at once, the higher priority speaks first."
     )
@@ -370,6 +378,11 @@ class Journey(_Strict):
     @cached_property
     def _step_ids(self) -> tuple[str, ...]:
         return tuple(step.id or f"step_{index + 1}" for index, step in enumerate(self.steps))
+
+    @property
+    def effective_topic(self) -> str:
+        """The topic a customer opts in or out of: the journey's ``topic``, else its category."""
+        return self.topic or self.category
 
     def step_ids(self) -> list[str]:
         """Every step's id; a step without one is called ``step_<n>`` (1-based)."""

@@ -140,6 +140,8 @@ def _specs(path: Path, data: Any) -> Iterator[EventSpec]:
         "required": list(data.get("required") or []),
         "additionalProperties": True,  # extra properties are kept; journeys may read declared ones
     }
+    if data.get("anyOf"):  # e.g. consent_changed: a channel or a topic, at least one of them
+        schema["anyOf"] = data["anyOf"]
     for name in names:
         if not isinstance(name, str) or not name:
             raise PlanError(f"{path}: name the event type with event: <type> (or events: [...])")

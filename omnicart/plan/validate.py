@@ -100,6 +100,10 @@ def _describe(error: SchemaError) -> tuple[str, str]:
     if kind == "enum":
         allowed = error.validator_value if isinstance(error.validator_value, list) else []
         return path, f"must be one of {', '.join(repr(v) for v in allowed)}"
+    if kind == "anyOf":  # the plan's "at least one of these properties" (consent_changed: channel or topic)
+        options = error.validator_value if isinstance(error.validator_value, list) else []
+        needed = [name for option in options for name in option.get("required", ())]
+        return path, f"needs at least one of {', '.join(needed)}"
     if kind == "additionalProperties":
         return path, error.message.replace("Additional properties are not allowed", "unknown key")
     return path, f"breaks the tracking plan's rule '{kind}'"  # never echo the value: it may be personal data

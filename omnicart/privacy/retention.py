@@ -6,7 +6,8 @@ numbers in old ledger, event-log and discount rows (replaced by their keyed hash
 customer profile projection the plain emails and phones last stated before the cutoff, and ids that
 are an email or phone of customers not heard from since (their keyed hashes and consent stay, so
 the customer is still found by address), and customers' interest in products that has expired or
-was last shown before the cutoff. What stays: the ledger's ids, statuses and times, which
+was last shown before the cutoff, and the plain addresses in the consent history (the changes and
+their evidence stay: they are the proof of consent). What stays: the ledger's ids, statuses and times, which
 hold nothing personal and keep "never twice" and the reports working.
 
 The worker runs it every ``OMNICART_RETENTION_INTERVAL_SECONDS`` as a small background task rather
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from omnicart.catalog.interest import delete_old_interest
+from omnicart.consent.history import clear_old_recipients
 from omnicart.customers.profiles import clear_old_contacts
 from omnicart.ledger import message_ledger, message_recipients
 from omnicart.privacy.outbox_lines import drop_outbox_lines
@@ -42,6 +44,7 @@ class RetentionReport:
     erased: Erased = field(default_factory=Erased)
     profile_contacts_cleared: int = 0
     interest_rows_deleted: int = 0
+    consent_recipients_cleared: int = 0
 
     def lines(self) -> list[str]:
         return [
@@ -49,10 +52,12 @@ class RetentionReport:
             *self.erased.lines(),
             f"plain emails, phones and ids cleared from customer profiles: {self.profile_contacts_cleared}",
             f"product interest rows deleted (expired or past retention): {self.interest_rows_deleted}",
+            f"plain addresses cleared from the consent history: {self.consent_recipients_cleared}",
         ]
 
     def anything(self) -> bool:
-        return self.erased.anything() or self.profile_contacts_cleared > 0 or self.interest_rows_deleted > 0
+        return (self.erased.anything() or self.profile_contacts_cleared > 0 or self.interest_rows_deleted > 0
+                or self.consent_recipients_cleared > 0)
 
 
 def apply_retention(settings: Settings, now: datetime | None = None) -> RetentionReport | None:
@@ -74,6 +79,7 @@ def apply_retention(settings: Settings, now: datetime | None = None) -> Retentio
         )
         report.profile_contacts_cleared = clear_old_contacts(conn, cutoff)
         report.interest_rows_deleted = delete_old_interest(conn, cutoff, now)
+        report.consent_recipients_cleared = clear_old_recipients(conn, cutoff)
     report.erased.outbox_lines_deleted = drop_outbox_lines(settings.outbox(), lambda line: _sent_before(line, cutoff))
     return report
 
