@@ -23,6 +23,8 @@ TABLE_MODULES = (
     "omnicart.customers.profiles",
     "omnicart.analytics.store",
     "omnicart.catalog.tables",
+    "omnicart.connectors.quarantine",
+    "omnicart.connectors.shopify_inventory",
 )
 
 
