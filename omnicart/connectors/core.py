@@ -24,6 +24,7 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, Protocol
 
 from fastapi import HTTPException, Request
@@ -210,6 +211,22 @@ class ConnectorInbox:
             outcomes.append((delivery, ConnectorAnswer(accepted=result.accepted if result else 0,
                                                        duplicates=result.duplicates if result else 0)))
         return outcomes
+
+
+def envelope(event_id: str, event_type: str, customer_id: str, timestamp: datetime, source: str,
+             properties: dict[str, Any]) -> dict[str, Any]:
+    """An omnicart event envelope as a mapping makes it: properties that are None are left out (the
+    platform did not say), and no ``customer_id`` for catalog events."""
+    made: dict[str, Any] = {
+        "id": event_id,
+        "type": event_type,
+        "timestamp": timestamp.isoformat(),
+        "source": source,
+        "properties": {key: value for key, value in properties.items() if value is not None},
+    }
+    if customer_id:
+        made["customer_id"] = customer_id
+    return made
 
 
 def money(value: Any, what: str) -> float | None:

@@ -30,7 +30,7 @@ from typing import Any
 from fastapi import HTTPException
 from pydantic import SecretStr
 
-from omnicart.connectors.core import Unmappable, as_object
+from omnicart.connectors.core import Unmappable, as_object, envelope
 from omnicart.connectors.quarantine import Delivery
 from omnicart.connectors.segment_mapping import SegmentMapping
 
@@ -119,14 +119,9 @@ class SegmentCalls:
             event_type = self.mapping.page
             mapped = {key: properties.get(key) for key in ("url", "path", "title", "referrer")}
             mapped["name"] = message.get("name") if isinstance(message.get("name"), str) else None
-        return [{
-            "id": PREFIX + delivery.delivery_id,
-            "type": event_type,
-            "customer_id": user_id,
-            "timestamp": _event_time(message, delivery.occurred_at).isoformat(),
-            "source": "web" if kind != "identify" else "api",
-            "properties": {key: value for key, value in mapped.items() if value is not None},
-        }]
+        timestamp = _event_time(message, delivery.occurred_at)
+        source = "web" if kind != "identify" else "api"
+        return [envelope(PREFIX + delivery.delivery_id, event_type, user_id, timestamp, source, mapped)]
 
 
 def _traits(traits: Any, context: dict[str, Any]) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from typing import Any
 from fastapi import Request
 from sqlalchemy import Engine
 
-from omnicart.connectors.core import TopicMapping, Unmappable, as_object, as_objects, money, text_id
+from omnicart.connectors.core import TopicMapping, Unmappable, as_object, as_objects, envelope, money, text_id
 from omnicart.connectors.quarantine import Delivery
 from omnicart.connectors.shopify_inventory import link_inventory_items, sku_of_inventory_item
 
@@ -177,16 +177,8 @@ class ShopifyMapping(TopicMapping):
 def _envelope(delivery: Delivery, event_type: str, customer_id: str, source: str,
               properties: dict[str, Any], part: int = 0) -> dict[str, Any]:
     """One envelope of a delivery; ``part`` tells apart the several events one delivery makes."""
-    envelope: dict[str, Any] = {
-        "id": f"{PREFIX}{delivery.delivery_id}" + (f":{part}" if part else ""),
-        "type": event_type,
-        "timestamp": delivery.occurred_at.isoformat(),
-        "source": source,
-        "properties": {key: value for key, value in properties.items() if value is not None},
-    }
-    if customer_id:
-        envelope["customer_id"] = customer_id
-    return envelope
+    event_id = f"{PREFIX}{delivery.delivery_id}" + (f":{part}" if part else "")
+    return envelope(event_id, event_type, customer_id, delivery.occurred_at, source, properties)
 
 
 def _customer_id(customer: dict[str, Any]) -> str:

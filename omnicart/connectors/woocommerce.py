@@ -30,7 +30,7 @@ from typing import Any
 
 from fastapi import Request
 
-from omnicart.connectors.core import TopicMapping, Unmappable, as_object, as_objects, money, text_id
+from omnicart.connectors.core import TopicMapping, Unmappable, as_object, as_objects, envelope, money, text_id
 from omnicart.connectors.quarantine import Delivery
 from omnicart.connectors.woocommerce_checkout import TOPIC as CHECKOUT_TOPIC
 from omnicart.connectors.woocommerce_checkout import checkout_events
@@ -144,16 +144,9 @@ def _customer_id(value: Any) -> str:
 
 def _envelope(delivery: Delivery, resource: dict[str, Any], event_type: str, customer_id: str, source: str,
               properties: dict[str, Any], part: int = 0) -> dict[str, Any]:
-    envelope: dict[str, Any] = {
-        "id": f"{PREFIX}{delivery.delivery_id}" + (f":{part}" if part else ""),
-        "type": event_type,
-        "timestamp": _modified_at(resource, delivery.occurred_at).isoformat(),
-        "source": source,
-        "properties": {key: value for key, value in properties.items() if value is not None},
-    }
-    if customer_id:
-        envelope["customer_id"] = customer_id
-    return envelope
+    event_id = f"{PREFIX}{delivery.delivery_id}" + (f":{part}" if part else "")
+    timestamp = _modified_at(resource, delivery.occurred_at)
+    return envelope(event_id, event_type, customer_id, timestamp, source, properties)
 
 
 def _modified_at(resource: dict[str, Any], fallback: datetime) -> datetime:

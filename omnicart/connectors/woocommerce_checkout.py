@@ -32,7 +32,7 @@ from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 from pydantic import SecretStr
 
-from omnicart.connectors.core import Unmappable, as_object, as_objects, text_id
+from omnicart.connectors.core import Unmappable, as_object, as_objects, envelope, text_id
 from omnicart.connectors.quarantine import Delivery
 
 PATH = "/v1/woocommerce/checkout"
@@ -112,14 +112,8 @@ def checkout_events(delivery: Delivery, posted: dict[str, Any]) -> list[dict[str
         "currency": totals.get("currency_code") or None,
         "restore_url": f"{posted['shop']}/cart/" if isinstance(posted.get("shop"), str) else None,
     }
-    return [{
-        "id": PREFIX + delivery.delivery_id,
-        "type": "checkout_started",
-        "customer_id": PREFIX + customer,
-        "timestamp": delivery.occurred_at.isoformat(),
-        "source": "web",
-        "properties": {key: value for key, value in properties.items() if value is not None},
-    }]
+    return [envelope(PREFIX + delivery.delivery_id, "checkout_started", PREFIX + customer, delivery.occurred_at,
+                     "web", properties)]
 
 
 def _reduced(cart: dict[str, Any]) -> dict[str, Any]:
