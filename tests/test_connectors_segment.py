@@ -10,10 +10,14 @@ from typing import Any
 
 import pytest
 from temporalio.testing import WorkflowEnvironment
+from typer.testing import CliRunner
 
 from omnicart.api.app import create_app
+from omnicart.cli import app as cli
+from omnicart.connectors.quarantine import ConnectorQuarantine, Delivery
 from omnicart.journey.catalog import JourneyCatalog
-from omnicart.settings import Settings
+from omnicart.settings import Settings, get_settings
+from omnicart.storage import get_engine
 from tests.support.platform_payloads import SEGMENT_KEY, segment_auth, segment_checkout_started
 from tests.test_api import (
     catalog,  # noqa: F401  (a fixture)
@@ -149,3 +153,22 @@ async def test_anonymous_and_unmapped_calls_are_quarantined_and_a_mapping_fix_re
     assert [entry["reason"].split(":")[0] for entry in left] == ["anonymous"]
     [wished] = [incoming.event for incoming in await signalled(dev_env.client, someone)]
     assert (wished.type, wished.properties) == ("wishlist_added", {"sku": "MUG-1", "name": "Mug"})
+
+
+def test_operators_list_the_connector_quarantine_from_the_command_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = segment_settings(tmp_path)
+    delivery = Delivery(connector="segment", delivery_id="m-anon", topic="track Checkout Started",
+                        payload=b'{"anonymousId": "a1"}', occurred_at=datetime.now(UTC), context={})
+    ConnectorQuarantine(get_engine(settings.database())).keep(delivery, "anonymous: no userId")
+    monkeypatch.setenv("OMNICART_DATABASE_URL", settings.database())
+    get_settings.cache_clear()
+    try:
+        listed = CliRunner().invoke(cli, ["connectors", "quarantine", "list"], env={"COLUMNS": "200"})
+    finally:
+        get_settings.cache_clear()
+
+    assert listed.exit_code == 0, listed.output
+    assert "m-anon" in listed.output and "anonymous: no userId" in listed.output
+    assert "a1" not in listed.output.replace("m-anon", ""), "payloads are not printed"

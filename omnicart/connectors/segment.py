@@ -37,6 +37,7 @@ from omnicart.connectors.segment_mapping import SegmentMapping
 CONNECTOR = "segment"
 PREFIX = "segment:"
 CALLS = ("identify", "track", "page")
+BATCH_CALLS = ("batch", "import")  # Segment's /v1/import is the batch call under another name
 MAX_BATCH_BYTES = 500 * 1024  # Segment's own limits: 500 KB a batch, 32 KB a call
 MAX_CALL_BYTES = 32 * 1024
 
@@ -58,7 +59,7 @@ def require_write_key(keys: SecretStr | None, authorization: str | None, body: d
 
 def deliveries_of(call: str, body: dict[str, Any], received_at: datetime) -> list[Delivery]:
     """One delivery per message of a call (a ``batch`` holds many); 400 for a body of the wrong shape."""
-    if call == "batch":
+    if call in BATCH_CALLS:
         messages = body.get("batch")
         if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
             raise HTTPException(status_code=400, detail="a batch is {\"batch\": [messages]}")
