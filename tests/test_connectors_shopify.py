@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
 
@@ -46,6 +47,7 @@ from tests.test_api import (
     serving,
     signalled,
 )
+from worker import build_worker
 
 PATH = "/webhooks/shopify"
 
@@ -202,24 +204,35 @@ async def test_a_genuine_payload_that_cannot_be_mapped_is_200_and_kept_with_its_
     assert "555-625-1199" not in kept[0]["reason"] and "john@example.com" not in kept[0]["reason"]
 
 
-async def test_privacy_webhooks_export_and_forget_the_shopify_customer(
+async def test_privacy_webhooks_export_and_forget_the_shopify_customer_and_the_shop(
     tmp_path: Path, dev_env: WorkflowEnvironment, catalog: JourneyCatalog  # noqa: F811
 ) -> None:
     settings = shopify_settings(tmp_path)
-    customer = new_id()
-    async with serving(create_app(settings, client=dev_env.client, catalog=catalog)) as http:
+    customer, other = new_id(), new_id()
+    unmappable_phone = {**shopify_customer(customer), "phone": "555-625-1199"}
+    # A worker ends each workflow on the forget signal (without one, forget waits, then terminates).
+    async with build_worker(dev_env.client, settings), \
+            serving(create_app(settings, client=dev_env.client, catalog=catalog)) as http:
         await deliver(http, "customers/create", shopify_customer(customer))
+        await deliver(http, "customers/update", unmappable_phone)  # quarantined under the customer's id
+        await deliver(http, "customers/create", shopify_customer(other))
         exported = await deliver(http, "customers/data_request", shopify_privacy("customers/data_request", customer))
         export = json.loads((settings.data_dir / "exports" / "shopify-data-request-9999.json").read_text())
         redacted = await deliver(http, "customers/redact", shopify_privacy("customers/redact", customer))
         again = await deliver(http, "customers/redact", shopify_privacy("customers/redact", customer))
+        kept_after = (await http.get("/v1/connectors/quarantine")).json()
+        shop_gone = await deliver(http, "shop/redact", shopify_privacy("shop/redact"))
 
     assert exported.status_code == 200 and export["customer_id"] == f"shopify:{customer}"
     assert export["profile"]["email"] == "bob@biller.com"
-    assert redacted.status_code == 200 and redacted.json()["privacy"]["forgotten"] == f"shopify:{customer}"
-    assert again.status_code == 200
-    description = await dev_env.client.get_workflow_handle(customer_workflow_id(f"shopify:{customer}")).describe()
-    assert description.status is not None and description.status.name != "RUNNING"
+    assert redacted.status_code == 200 and redacted.json()["privacy"] == {
+        "forgotten": f"shopify:{customer}", "quarantined_deleted": 1}
+    assert again.status_code == 200 and again.json()["privacy"]["quarantined_deleted"] == 0
+    assert kept_after == []
+    assert shop_gone.status_code == 200 and shop_gone.json()["privacy"]["customers_forgotten"] == 1
+    for forgotten in (customer, other):
+        handle = dev_env.client.get_workflow_handle(customer_workflow_id(f"shopify:{forgotten}"))
+        assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
 
 
 def test_connect_shopify_prints_every_subscription_for_the_public_address(monkeypatch: pytest.MonkeyPatch) -> None:

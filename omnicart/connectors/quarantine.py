@@ -7,9 +7,10 @@ number that is not E.164) is answered ``2xx`` and kept here with its reason. An 
 them (``omnicart connectors quarantine list`` or ``GET /v1/connectors/quarantine``), fixes the
 mapping, and replays them: each goes through the same mapping and ingest path again.
 
-Rows keep the raw payload, because replay needs it: it may hold personal data, so the table is
-read only through the operator's token, the reason text never quotes payload values, and
-``omnicart forget`` via the Shopify ``customers/redact`` webhook deletes the rows of that customer.
+Rows keep the raw payload until a replay takes it in, because replay needs it: it may hold personal
+data, so the table is read only through the operator's token, the reason text never quotes payload
+values, and erasing a customer (``omnicart forget``, Shopify's ``customers/redact``) deletes the
+rows that name them.
 A row is keyed by its connector and the platform's delivery id, so a redelivery is kept once.
 """
 
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Engine, LargeBinary, String, Table, Text, delete, select, update
+from sqlalchemy import Column, Connection, DateTime, Engine, LargeBinary, String, Table, Text, delete, select, update
 
 from omnicart import limits
 from omnicart.storage import insert_ignoring_existing, metadata, utc
@@ -103,7 +104,8 @@ class ConnectorQuarantine:
         return [_entry(row._asdict()) for row in rows]
 
     def mark_replayed(self, delivery: Delivery) -> None:
-        self._update(delivery, replayed_at=datetime.now(UTC))
+        """Taken in by a replay: the row stays as a record, its payload (maybe personal) goes."""
+        self._update(delivery, replayed_at=datetime.now(UTC), payload=b"")
 
     def note_reason(self, delivery: Delivery, reason: str) -> None:
         """A replay failed again: keep the newest reason."""
@@ -120,14 +122,6 @@ class ConnectorQuarantine:
                 .values(**values)
             )
 
-    def forget_customer(self, customer_id: str) -> int:
-        """Delete the rows naming ``customer_id`` (erasure); returns how many."""
-        with self.engine.begin() as connection:
-            result = connection.execute(
-                delete(connector_quarantine).where(connector_quarantine.c.customer_id == customer_id)
-            )
-        return int(result.rowcount)
-
     def forget_connector(self, connector: str) -> int:
         """Delete every row of one connector (a shop that uninstalled: Shopify's ``shop/redact``)."""
         with self.engine.begin() as connection:
@@ -135,6 +129,12 @@ class ConnectorQuarantine:
                 delete(connector_quarantine).where(connector_quarantine.c.connector == connector)
             )
         return int(result.rowcount)
+
+
+def delete_quarantined_deliveries(connection: Connection, customer_id: str) -> int:
+    """Delete the quarantined deliveries naming ``customer_id`` (``omnicart forget``); returns how many."""
+    result = connection.execute(delete(connector_quarantine).where(connector_quarantine.c.customer_id == customer_id))
+    return int(result.rowcount)
 
 
 def _entry(row: dict[str, Any]) -> QuarantinedDelivery:

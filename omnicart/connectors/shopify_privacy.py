@@ -1,7 +1,7 @@
 """Shopify's mandatory privacy webhooks, carried out with omnicart's own privacy operations.
 
 * ``customers/redact`` erases the customer everywhere (:func:`omnicart.privacy.forget.forget_customer`
-  for ``shopify:<id>``) and deletes their quarantined Shopify deliveries;
+  for ``shopify:<id>``, which deletes their quarantined deliveries too);
 * ``customers/data_request`` exports what omnicart holds of the customer (their profile, from the
   profile projection) to ``<data_dir>/exports/shopify-data-request-<id>.json`` for the shop owner,
   who must hand it to the customer (Shopify only tells the app; it does not collect the answer);
@@ -53,10 +53,9 @@ async def carry_out(topic: str, payload: dict[str, Any], temporal: Client, setti
         return {"done": "nothing: no customer id"}
     customer_id = PREFIX + shopify_id
     if topic == "customers/redact":
-        report = await forget_customer(temporal, settings, customer_id)
-        deleted = await asyncio.to_thread(quarantine.forget_customer, customer_id)
+        report = await forget_customer(temporal, settings, customer_id)  # its quarantined deliveries too
         logger.info("shopify customers/redact: %s forgotten (%s)", customer_id, report.workflow)
-        return {"forgotten": customer_id, "quarantined_deleted": deleted}
+        return {"forgotten": customer_id, "quarantined_deleted": report.connector_rows_deleted}
     request = as_object(payload.get("data_request"))
     request_id = text_id(request.get("id")) or shopify_id
     profiles = CustomerProfiles(engine, settings.signing_secret)

@@ -11,7 +11,8 @@ In this order, so that no step leaves something unable to do its job:
    in the ledger, the event log and discount codes replaced by a keyed hash; the customer's row in
    the profile projection (``omnicart.customers``) and their dates deleted; their analytics rows
    (journey actions, and the outcomes of the messages they were sent) deleted by pseudonym; and
-   their interest in products (``omnicart.catalog.interest``), so no restock tells them again.
+   their interest in products (``omnicart.catalog.interest``), so no restock tells them again; and
+   the connector deliveries quarantined under their id (``omnicart.connectors.quarantine``).
 4. The local outbox file loses the customer's lines.
 
 Running it again is harmless and reports that there was nothing left. A later event for the same
@@ -29,6 +30,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from omnicart.analytics.store import delete_customer_rows
 from omnicart.catalog.interest import delete_interest
+from omnicart.connectors.quarantine import delete_quarantined_deliveries
 from omnicart.customers.profiles import delete_profile
 from omnicart.ledger import message_ledger, message_recipients
 from omnicart.privacy.outbox_lines import drop_outbox_lines
@@ -55,6 +57,7 @@ class ForgetReport:
     profile_rows_deleted: int = 0
     analytics_rows_deleted: int = 0
     interest_rows_deleted: int = 0
+    connector_rows_deleted: int = 0
 
     def lines(self) -> list[str]:
         key = "deleted (its history can no longer be decrypted)" if self.data_key_deleted else "none left"
@@ -65,6 +68,7 @@ class ForgetReport:
             f"customer profile rows deleted: {self.profile_rows_deleted}",
             f"analytics rows deleted: {self.analytics_rows_deleted}",
             f"product interest rows deleted: {self.interest_rows_deleted}",
+            f"quarantined connector deliveries deleted: {self.connector_rows_deleted}",
             f"pseudonym in the product database: {self.pseudonym}",
         ]
 
@@ -115,3 +119,4 @@ def _erase_rows(settings: Settings, customer_id: str, report: ForgetReport) -> N
         report.profile_rows_deleted = delete_profile(conn, reference)
         report.analytics_rows_deleted = delete_customer_rows(conn, reference)
         report.interest_rows_deleted = delete_interest(conn, reference)
+        report.connector_rows_deleted = delete_quarantined_deliveries(conn, customer_id)
