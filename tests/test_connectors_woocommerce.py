@@ -168,21 +168,18 @@ async def test_the_checkout_script_contract_starts_a_checkout_without_keeping_ad
     assert "john.doe@example.com" not in json.dumps(checkout.properties)
 
 
-@pytest.mark.parametrize(
-    ("origin", "token", "status"),
-    [("https://evil.example", None, 403), (None, None, 403), (SHOP, "0" * 64, 401), (SHOP, "", 401)],
-)
 async def test_the_checkout_endpoint_refuses_other_origins_and_wrong_tokens(
-    origin: str | None, token: str | None, status: int, tmp_path: Path, dev_env: WorkflowEnvironment,
-    catalog: JourneyCatalog,  # noqa: F811
+    tmp_path: Path, dev_env: WorkflowEnvironment, catalog: JourneyCatalog  # noqa: F811
 ) -> None:
     settings = woo_settings(tmp_path)
     customer = new_id()
-    headers = {"Content-Type": "text/plain", **({"Origin": origin} if origin else {})}
+    cases = [("https://evil.example", None, 403), (None, None, 403), (SHOP, "0" * 64, 401), (SHOP, "", 401)]
     async with serving(create_app(settings, client=dev_env.client, catalog=catalog)) as http:
-        response = await http.post(CHECKOUT, content=checkout_body(customer, token), headers=headers)
+        for origin, token, status in cases:
+            headers = {"Content-Type": "text/plain", **({"Origin": origin} if origin else {})}
+            response = await http.post(CHECKOUT, content=checkout_body(customer, token), headers=headers)
+            assert response.status_code == status, (origin, token)
 
-    assert response.status_code == status
     assert not await has_workflow(dev_env.client, f"woocommerce:{customer}")
 
 
