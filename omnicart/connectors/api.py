@@ -7,7 +7,6 @@ operators' quarantine routes are behind the API token like the rest of ``/v1``.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -21,8 +20,6 @@ from omnicart.connectors.core import ConnectorAnswer, ConnectorInbox, json_objec
 from omnicart.connectors.mappings import mappings_for
 from omnicart.connectors.quarantine import ConnectorQuarantine
 from omnicart.settings import Settings
-
-logger = logging.getLogger(__name__)
 
 
 class QuarantineEntry(BaseModel):
@@ -57,6 +54,7 @@ def build_inbox(request: Request) -> ConnectorInbox:
 
 
 def connectors_router(require_token: Callable[..., None], settings: Settings) -> APIRouter:
+    """Every connector route; ``require_token`` guards the operators' ones (``settings``: secrets, origins)."""
     router = APIRouter(tags=["connectors"])
     guard = woocommerce_checkout.CheckoutGuard(settings.woocommerce_shop_origins, settings.woocommerce_checkout_rate)
     unauthorised: dict[int | str, dict[str, Any]] = {401: {"description": "Forged or missing signature."}}
