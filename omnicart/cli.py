@@ -416,5 +416,15 @@ def catalog_show(sku: Annotated[str, typer.Argument(help="The variant's sku.")])
         raise typer.Exit(1)
 
 
+def _add_connector_commands() -> None:
+    """``omnicart connect`` and ``omnicart connectors`` live with the connectors (omnicart.connectors.cli)."""
+    from omnicart.connectors.cli import connect_app, connectors_app
+
+    app.add_typer(connect_app, name="connect")
+    app.add_typer(connectors_app, name="connectors")
+
+
+_add_connector_commands()
+
 if __name__ == "__main__":
     app()

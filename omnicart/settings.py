@@ -110,6 +110,18 @@ class Settings(BaseSettings):
     # preferences (unsubscribing, RFC 8058 one-click included, works for ever).
     preference_link_days: float = Field(default=90.0, gt=0)
 
+    # Connectors (docs/CONNECTORS.md): each is off (503) until its secret is set.
+    shopify_api_secret: SecretStr | None = Field(default=None, description="The Shopify app's client secret.")
+    shopify_api_version: str = "2025-10"
+    woocommerce_webhook_secret: SecretStr | None = None
+    # The shop's origins allowed to post checkouts from its pages, e.g. ["https://shop.example"].
+    woocommerce_shop_origins: list[str] = Field(default_factory=list)
+    woocommerce_checkout_rate: str = Field(default="20/minute", description="Per client address (limits syntax).")
+    # Segment write keys accepted as Basic-auth user, comma separated: several sources may send.
+    segment_write_keys: SecretStr | None = None
+    # The shop's own Segment mapping (YAML); the built-in one when unset.
+    segment_mapping_file: Path | None = None
+
     def database(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'omnicart.db'}"
 

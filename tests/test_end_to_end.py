@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest_asyncio
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from omnicart.api.app import create_app
@@ -31,22 +33,33 @@ from worker import run_worker
 @pytest_asyncio.fixture
 async def product(dev_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Settings]]:
     """The API and a worker, as ``omnicart dev`` runs them, on a fresh task queue and data folder."""
+    async with running_product(dev_env.client, tmp_path) as running:
+        yield running
+
+
+@asynccontextmanager
+async def running_product(client: Client, tmp_path: Path, **overrides: Any) -> AsyncIterator[
+        tuple[httpx.AsyncClient, Settings]]:
+    """The shipped journeys with hours as seconds, published; a worker; the API in process."""
     settings = Settings(
         data_dir=tmp_path / "data",
         journeys_dir=copy_with_seconds(tmp_path / "journeys"),
         task_queue=f"e2e-{uuid.uuid4()}",
+        **overrides,
     )
     upgrade(settings.database())
     publish_folder(settings.database(), settings.journeys_dir)
     stop = asyncio.Event()
-    worker = asyncio.create_task(run_worker(dev_env.client, settings, stop))
-    app = create_app(settings, client=dev_env.client)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://omnicart.test") as http:
-            yield http, settings
-    stop.set()
-    await worker
+    worker = asyncio.create_task(run_worker(client, settings, stop))
+    app = create_app(settings, client=client)
+    try:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://omnicart.test") as http:
+                yield http, settings
+    finally:
+        stop.set()
+        await worker
 
 
 def envelope(customer_id: str, event_type: str, properties: dict[str, Any], source: str = "web") -> dict[str, Any]:

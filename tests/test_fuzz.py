@@ -16,10 +16,12 @@ from temporalio.testing import WorkflowEnvironment
 from omnicart.api.app import Rejected, parse_events
 from omnicart.limits import MAX_EVENT_BYTES
 from omnicart.signals import IncomingEvent
+from tests.fuzz.connectors import fuzz_connectors
 from tests.fuzz.harness import PROMISED, fuzz
 from tests.fuzz.strategies import bodies
 
 SHORT_RUN_REQUESTS = 150
+SHORT_CONNECTOR_RUN = 120
 
 
 async def test_fuzzing_the_api_leaves_no_5xx_no_wedged_customer_no_half_applied_batch_no_lost_event(
@@ -34,6 +36,18 @@ async def test_fuzzing_the_api_leaves_no_5xx_no_wedged_customer_no_half_applied_
     assert report.half_applied == []
     assert report.lost == []
     assert report.statuses[202] > 0 and report.statuses[422] > 0, "the fuzz reached both sides of the door"
+
+
+async def test_forged_replayed_and_malformed_connector_requests_accept_nothing_and_never_5xx(
+    dev_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    report = await fuzz_connectors(dev_env.client, tmp_path, SHORT_CONNECTOR_RUN)
+
+    print("\n".join(report.lines()))
+    assert report.server_errors == 0
+    assert sum(report.accepted.values()) == 0, report.accepted
+    assert set(report.attacks) == {"forged", "replayed", "malformed"}, "every attack class was sent"
+    assert report.statuses[401] > 0 and report.statuses[200] > 0
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))

@@ -36,6 +36,7 @@ from omnicart.api.customers import customers_router
 from omnicart.api.event_log import EventLog
 from omnicart.api.ingest import ForwardingFailed, Ingest, IngestResult, JourneySource, TemporalUnavailable
 from omnicart.api.stats import stats_router
+from omnicart.connectors.api import connectors_router
 from omnicart.consent import preferences
 from omnicart.consent.api import consent_router
 from omnicart.consent.history import ConsentHistory
@@ -145,6 +146,7 @@ def create_app(
     app.include_router(stats_router(_require_token, engine))
     app.include_router(consent_router(_require_token, ConsentHistory(engine, settings.signing_secret)))
     app.include_router(preferences.router)
+    app.include_router(connectors_router(_require_token, settings))
     # Uncached keys: a person reading a forgotten customer's history finds it unreadable at once.
     app.mount("/codec", codec_app(settings, payload_codec(settings.model_copy(update={"data_key_cache_seconds": 0}))))
     _document_event_schemas(app)

@@ -12,7 +12,8 @@ In this order, so that no step leaves something unable to do its job:
    the profile projection (``omnicart.customers``) and their dates deleted; their analytics rows
    (journey actions, and the outcomes of the messages they were sent) deleted by pseudonym; and
    their interest in products (``omnicart.catalog.interest``), so no restock tells them again; and
-   their consent history (``omnicart.consent.history``).
+   their consent history (``omnicart.consent.history``); and the connector deliveries quarantined
+   under their id (``omnicart.connectors.quarantine``).
 4. The local outbox file loses the customer's lines.
 
 Running it again is harmless and reports that there was nothing left. A later event for the same
@@ -30,6 +31,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from omnicart.analytics.store import delete_customer_rows
 from omnicart.catalog.interest import delete_interest
+from omnicart.connectors.quarantine import delete_quarantined_deliveries
 from omnicart.consent.history import delete_consent_history
 from omnicart.customers.profiles import delete_profile
 from omnicart.ledger import message_ledger, message_recipients
@@ -58,6 +60,7 @@ class ForgetReport:
     analytics_rows_deleted: int = 0
     interest_rows_deleted: int = 0
     consent_rows_deleted: int = 0
+    connector_rows_deleted: int = 0
 
     def lines(self) -> list[str]:
         key = "deleted (its history can no longer be decrypted)" if self.data_key_deleted else "none left"
@@ -69,6 +72,7 @@ class ForgetReport:
             f"analytics rows deleted: {self.analytics_rows_deleted}",
             f"product interest rows deleted: {self.interest_rows_deleted}",
             f"consent history rows deleted: {self.consent_rows_deleted}",
+            f"quarantined connector deliveries deleted: {self.connector_rows_deleted}",
             f"pseudonym in the product database: {self.pseudonym}",
         ]
 
@@ -120,3 +124,4 @@ def _erase_rows(settings: Settings, customer_id: str, report: ForgetReport) -> N
         report.analytics_rows_deleted = delete_customer_rows(conn, reference)
         report.interest_rows_deleted = delete_interest(conn, reference)
         report.consent_rows_deleted = delete_consent_history(conn, reference)
+        report.connector_rows_deleted = delete_quarantined_deliveries(conn, customer_id)

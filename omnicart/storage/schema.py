@@ -25,6 +25,8 @@ TABLE_MODULES = (
     "omnicart.catalog.tables",
     "omnicart.date_coverage",
     "omnicart.consent.history",
+    "omnicart.connectors.quarantine",
+    "omnicart.connectors.shopify_inventory",
 )
 
 

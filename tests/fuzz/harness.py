@@ -183,15 +183,16 @@ class Fuzzer:
 
 
 @asynccontextmanager
-async def fuzz_target(client: Client, data_dir: Path) -> AsyncIterator[Fuzzer]:
+async def fuzz_target(client: Client, data_dir: Path, **overrides: Any) -> AsyncIterator[Fuzzer]:
     """The product as it runs: the real worker (customer workflow, send activity, outbox) on a
-    fresh task queue of ``client``'s Temporal, and the ingest API in process."""
+    fresh task queue of ``client``'s Temporal, and the ingest API in process (``overrides``: settings)."""
     settings = Settings(
         data_dir=data_dir,
         database_url=f"sqlite:///{data_dir / 'omnicart.db'}",
         journeys_dir=ROOT / "journeys",
         task_queue=f"fuzz-{uuid.uuid4()}",
         api_token=None,
+        **overrides,
     )
     upgrade(settings.database())
     publish_folder(settings.database(), settings.journeys_dir)
