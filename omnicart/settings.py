@@ -103,8 +103,9 @@ class Settings(BaseSettings):
     # Date-based triggers: how often the Temporal Schedule looks for customers due (omnicart.date_schedule).
     date_trigger_interval_minutes: float = Field(default=60.0, gt=0)
 
-    # The restock / price-drop fan-out (omnicart.fanout, docs/CATALOG.md). A restock's wave tells at
-    # most this many interested customers per unit in stock, then waits the interval and looks again.
+    # The restock / price-drop fan-out (omnicart.fanout; docs/JOURNEYS.md, "Back in stock and price
+    # drops"). A restock's wave tells at most this many interested customers per unit in stock, then
+    # waits the interval and looks again.
     fanout_customers_per_unit: int = Field(default=3, ge=1)
     fanout_wave_interval_minutes: float = Field(default=15.0, gt=0)
     # Interested customers read (and events recorded) per delivery activity; signals in flight at once.
