@@ -16,7 +16,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from omnicart.api.app import create_app
 from omnicart.catalog.interest import InterestRecorder, interested_strongest_first
 from omnicart.catalog.outbox import FanoutStarter, keep_starting_fanouts, unstarted_fanouts
 from omnicart.catalog.tables import catalog_fanouts
+from omnicart.channels.outbox import read_outbox
 from omnicart.events import Event
 from omnicart.fanout import (
     DELIVER_ACTIVITY,
@@ -50,12 +51,13 @@ from omnicart.journey.versions import JourneyVersions
 from omnicart.quarantine import QuarantineLog
 from omnicart.rendering import render_message, request_context
 from omnicart.settings import Settings
-from omnicart.storage import get_engine
+from omnicart.storage import get_engine, upgrade
 from omnicart.temporal import connect
-from tests.support.bundles import JOURNEYS
+from tests.support.bundles import JOURNEYS, publish_folder
 from tests.support.runtime import RecordingChannel, eventually, journal, parse_at
 from tests.support.timelines import profile
 from tests.test_api import closed_port, make_settings, serving
+from worker import run_worker
 from workflows.customer import CustomerWorkflow
 from workflows.restock import CatalogFanoutWorkflow
 from workflows.sandbox import workflow_runner
@@ -357,3 +359,45 @@ def test_interest_pages_strongest_first_by_key_across_reasons(tmp_path: Path) ->
 
 async def _equals(value: Any, expected: Any) -> bool:
     return bool(await value == expected)
+
+
+async def test_the_production_worker_runs_the_fanout_and_the_back_in_stock_email_reaches_the_outbox(
+    dev_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    """``worker.run_worker`` (what ``omnicart dev`` and production run) registers the fan-out, and the
+    shipped journey falls back from push and SMS to email for a customer who only agreed to email."""
+    settings = Settings(data_dir=tmp_path / "data", journeys_dir=JOURNEYS, task_queue=f"fanout-{uuid.uuid4()}")
+    upgrade(settings.database())
+    publish_folder(settings.database(), JOURNEYS)
+    stop = asyncio.Event()
+    worker = asyncio.create_task(run_worker(dev_env.client, settings, stop))
+    try:
+        async with serving(create_app(settings, client=dev_env.client)) as http:
+            now = datetime.now(UTC).replace(microsecond=0)
+
+            async def post(*events: dict[str, Any]) -> None:
+                response = await http.post("/v1/events", json={"events": list(events)})
+                assert response.status_code == 202, response.text
+            await post(entity("product_updated", (now - timedelta(minutes=5)).isoformat(), sku="BOOT",
+                              name="Trail boot", price=120.0, currency="EUR", url="https://shop.example/p/boot"),
+                       entity("inventory_changed", (now - timedelta(minutes=5)).isoformat(), sku="BOOT",
+                              location="online", quantity=0))
+            customer = f"cus_{uuid.uuid4().hex[:8]}"
+            await post({**entity("customer_updated", now.isoformat(), **profile(sms=False, timezone="UTC")),
+                        "customer_id": customer},
+                       {**entity("back_in_stock_requested", now.isoformat(), sku="BOOT"), "customer_id": customer})
+            await post(entity("inventory_changed", (now + timedelta(seconds=1)).isoformat(), sku="BOOT",
+                              location="london_soho", quantity=2))
+
+            async def emailed() -> bool:
+                lines = read_outbox(settings.outbox()) if settings.outbox().exists() else []
+                return any(line["customer_id"] == customer for line in lines)
+            await eventually(emailed, timeout=60)
+        [line] = [line for line in read_outbox(settings.outbox()) if line["customer_id"] == customer]
+        assert (line["journey"], line["channel"], line["template"]) == ("back_in_stock", "email",
+                                                                       "back_in_stock_email")
+        assert line["subject"] == "Trail boot is back in stock"
+        assert "€120.00" in line["html"]
+    finally:
+        stop.set()
+        await worker
