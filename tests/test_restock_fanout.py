@@ -40,6 +40,7 @@ from omnicart.events import Event
 from omnicart.fanout import (
     DELIVER_ACTIVITY,
     FanoutChange,
+    FanoutInput,
     FanoutPage,
     FanoutPageResult,
     FanoutResult,
@@ -299,6 +300,24 @@ async def test_a_small_price_drop_is_told_but_the_journey_does_not_speak(
         result = await s.result("price_drop", drop["id"])
         assert result.told == 1  # an honest drop, but 5 % is under the journey's 10 %
         assert await runs(time_env.client, "cus_ada", "price_drop") == []
+
+
+async def test_a_long_fanout_continues_as_new_carrying_its_cursor_and_tells_each_customer_once(
+    time_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    async with shop(time_env, tmp_path) as s:
+        customers = [f"cus_{n}" for n in range(9)]
+        await s.post(s.product("SHOE"), *(s.interest(c, "product_viewed", "SHOE") for c in customers))
+        change = FanoutChange(kind="price_drop", change_id="drop_1", sku="SHOE", at=s.now, price=40.0,
+                              reference_price=80.0, currency="USD")
+        # Two customers a page and a history bound of 12 events: a new run every few pages.
+        result = await time_env.client.execute_workflow(
+            CatalogFanoutWorkflow.run, FanoutInput(change=change, page_size=2, max_history_events=12),
+            id=fanout_workflow_id(change), task_queue=s.settings.task_queue)
+        assert (result.told, result.stopped) == (9, "everyone_told")
+        assert result.continued >= 2
+        for customer in customers:
+            assert await entered(time_env.client, customer, "price_drop") == 1, customer
 
 
 async def test_a_fanout_whose_start_failed_at_ingest_is_started_by_the_sweep(
