@@ -20,7 +20,9 @@ from activities.analytics import AnalyticsActivities
 from activities.date_triggers import DateTriggerActivities
 from activities.journeys import JourneyActivities
 from activities.quarantine import QuarantineActivities
+from activities.restock import FanoutActivities
 from activities.send import SendActivities
+from omnicart.catalog.outbox import FanoutStarter, keep_starting_fanouts
 from omnicart.channels.registry import build_senders
 from omnicart.date_schedule import ensure_schedule
 from omnicart.journey.model import JourneyBundle
@@ -35,6 +37,7 @@ from omnicart.storage import SchemaNotCurrent, get_engine, require_current
 from omnicart.temporal import connect
 from workflows.customer import CustomerWorkflow
 from workflows.date_triggers import DateTriggersWorkflow
+from workflows.restock import CatalogFanoutWorkflow
 from workflows.sandbox import workflow_runner
 
 HEARTBEAT_THROTTLE = timedelta(seconds=2)
@@ -55,6 +58,7 @@ def build_worker(client: Client, settings: Settings) -> Worker:
         return {name: item.bundle for name, item in published.all().items() if item.status == "active"}
 
     dates = DateTriggerActivities(engine, settings.signing_secret, client, settings, active)
+    fanout = FanoutActivities(engine, client, settings, active)
     activities = SendActivities(
         MessageLedger(engine),
         build_senders(settings),
@@ -65,13 +69,15 @@ def build_worker(client: Client, settings: Settings) -> Worker:
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[CustomerWorkflow, DateTriggersWorkflow],
+        workflows=[CustomerWorkflow, DateTriggersWorkflow, CatalogFanoutWorkflow],
         activities=[
             activities.send_message,
             QuarantineActivities(QuarantineLog(engine)).record_quarantine,
             JourneyActivities(versions).load_journeys,
             AnalyticsActivities(engine, settings.signing_secret).record_analytics,
             *dates.activities(),
+            fanout.fanout_stock_units,
+            fanout.deliver_fanout_page,
         ],
         workflow_runner=workflow_runner(),
         # Sends heartbeat every second; the SDK passes one on at most this often, which bounds how
@@ -84,7 +90,8 @@ async def run_worker(client: Client, settings: Settings, stop: asyncio.Event | N
     """Run until ``stop`` is set (or forever), then finish in-flight tasks and return.
 
     First it creates or updates the date-triggers schedule (idempotent), so wherever workers run
-    (``omnicart dev`` included), date-based journeys reach every customer whose day comes.
+    (``omnicart dev`` included), date-based journeys reach every customer whose day comes. Meanwhile
+    it sweeps the fan-out outbox, starting restock and price-drop fan-outs ingest could not start.
     """
     worker = build_worker(client, settings)
     await ensure_schedule(client, settings.task_queue, timedelta(minutes=settings.date_trigger_interval_minutes),
@@ -94,6 +101,10 @@ async def run_worker(client: Client, settings: Settings, stop: asyncio.Event | N
         if settings.retention_days is not None
         else None
     )
+    # Restocks and price drops whose fan-out could not be started at ingest (Temporal was down then).
+    starter = FanoutStarter(get_engine(settings.database()), client, settings)
+    sweep = asyncio.create_task(
+        keep_starting_fanouts(starter, settings.fanout_sweep_interval_seconds, stop), name="fanout-sweep")
     # Only where metrics are served: the gauge goes to this process's Prometheus endpoint.
     failing = (
         asyncio.create_task(
@@ -110,7 +121,7 @@ async def run_worker(client: Client, settings: Settings, stop: asyncio.Event | N
         async with worker:
             await stop.wait()
     finally:
-        for task in (retention, failing):
+        for task in (retention, failing, sweep):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)

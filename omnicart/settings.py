@@ -122,6 +122,17 @@ class Settings(BaseSettings):
     # The shop's own Segment mapping (YAML); the built-in one when unset.
     segment_mapping_file: Path | None = None
 
+    # The restock / price-drop fan-out (omnicart.fanout; docs/JOURNEYS.md, "Back in stock and price
+    # drops"). A restock's wave tells at most this many interested customers per unit in stock, then
+    # waits the interval and looks again.
+    fanout_customers_per_unit: int = Field(default=3, ge=1)
+    fanout_wave_interval_minutes: float = Field(default=15.0, gt=0)
+    # Interested customers read (and events recorded) per delivery activity; signals in flight at once.
+    fanout_page_size: int = Field(default=500, ge=1, le=5000)
+    fanout_concurrency: int = Field(default=50, ge=1)
+    # How often each worker starts fan-outs whose start failed at ingest (Temporal was down then).
+    fanout_sweep_interval_seconds: float = Field(default=60.0, gt=0)
+
     def database(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'omnicart.db'}"
 

@@ -462,3 +462,22 @@ async def test_the_openapi_document_describes_the_events_endpoint(api: httpx.Asy
     assert {"202", "401", "413", "422", "503"} <= set(operation["responses"])
     assert set(spec["components"]["schemas"]["Event"]["properties"]) >= {"id", "timestamp", "source"}
     assert docs.status_code == 200
+
+
+
+@pytest.mark.parametrize(("kind", "sender"), [("back_in_stock", "omnicart's restock fan-out"),
+                                              ("price_dropped", "omnicart's price-drop fan-out")])
+async def test_a_producer_cannot_send_the_fanouts_customer_events(
+    api: httpx.AsyncClient, dev_env: WorkflowEnvironment, kind: str, sender: str
+) -> None:
+    """They would start the back-in-stock or price-drop journey for anyone, about anything: only the
+    fan-out, which checked the stock or the 30-day price history, sends them."""
+    forged = envelope(type=kind, properties={"sku": "SHOE-42", "price": 1.0, "reference_price": 100.0,
+                                             "drop_percent": 99.0})
+
+    response = await api.post("/v1/events", json=forged)
+
+    assert response.status_code == 422
+    assert response.json()["errors"] == [{
+        "index": 0, "field": "type", "message": f"'{kind}' is sent by {sender}, never by a producer"}]
+    assert not await has_workflow(dev_env.client, forged["customer_id"])

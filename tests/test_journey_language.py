@@ -76,7 +76,7 @@ def test_shipped_journeys_validate_clean_through_the_real_command() -> None:
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout == ""
-    assert "4 journeys valid" in done.stderr
+    assert "6 journeys valid" in done.stderr
 
 
 def test_a_broken_copy_of_the_shipped_journeys_exits_1_with_each_problem(tmp_path: Path) -> None:
@@ -106,7 +106,8 @@ def test_a_broken_copy_of_the_shipped_journeys_exits_1_with_each_problem(tmp_pat
 def test_the_shipped_bundles_carry_their_templates() -> None:
     result = load_directory(SHIPPED)
     assert result.problems == []
-    assert sorted(result.bundles) == ["abandoned_cart", "birthday", "browse_abandonment", "win_back"]
+    assert sorted(result.bundles) == [
+        "abandoned_cart", "back_in_stock", "birthday", "browse_abandonment", "price_drop", "win_back"]
     cart = result.bundles["abandoned_cart"]
     assert sorted(cart.templates) == ["cart_last_chance", "cart_reminder_1", "cart_reminder_2", "cart_reminder_sms"]
     assert sorted(result.bundles["browse_abandonment"].templates) == ["browse_email", "browse_push"]

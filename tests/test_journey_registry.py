@@ -54,7 +54,8 @@ def test_publishing_makes_versions_and_republishing_the_same_content_changes_not
     folder = _journeys(tmp_path / "journeys")
 
     changed, problems = publish_files(registry, [folder], "ada@laptop")
-    assert problems == [] and sorted(changed) == ["abandoned_cart", "birthday", "browse_abandonment", "win_back"]
+    assert problems == [] and sorted(changed) == [
+        "abandoned_cart", "back_in_stock", "birthday", "browse_abandonment", "price_drop", "win_back"]
     first = registry.published()["abandoned_cart"]
     assert first.status == "active" and first.updated_by == "ada@laptop"
 

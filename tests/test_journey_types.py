@@ -183,7 +183,8 @@ body: >-
 def test_every_shipped_journey_and_the_example_timeline_keep_the_plan() -> None:
     result = load_directory(ROOT / "journeys")
     assert result.problems == []
-    assert sorted(result.bundles) == ["abandoned_cart", "birthday", "browse_abandonment", "win_back"]
+    assert sorted(result.bundles) == [
+        "abandoned_cart", "back_in_stock", "birthday", "browse_abandonment", "price_drop", "win_back"]
     for line in (ROOT / "examples" / "events.jsonl").read_text().splitlines():
         Event.parse(json.loads(line))  # raises on an event the plan refuses
 

@@ -67,8 +67,9 @@ def test_the_policies_file_is_never_taken_for_a_journey(tmp_path: Path) -> None:
     for name in ("policies.yaml", "welcome.yaml", "winback.yml", "notes.txt"):
         (tmp_path / name).write_text("# nothing\n")
     assert journey_files(tmp_path) == [tmp_path / "welcome.yaml", tmp_path / "winback.yml"]
-    assert journey_files(JOURNEYS) == [JOURNEYS / "abandoned_cart.yaml", JOURNEYS / "birthday.yaml",
-                                      JOURNEYS / "browse_abandonment.yaml", JOURNEYS / "win_back.yaml"]
+    assert journey_files(JOURNEYS) == [JOURNEYS / "abandoned_cart.yaml", JOURNEYS / "back_in_stock.yaml",
+                                      JOURNEYS / "birthday.yaml", JOURNEYS / "browse_abandonment.yaml",
+                                      JOURNEYS / "price_drop.yaml", JOURNEYS / "win_back.yaml"]
 
 
 def test_every_journey_of_a_folder_carries_the_folders_policies() -> None:
@@ -76,7 +77,7 @@ def test_every_journey_of_a_folder_carries_the_folders_policies() -> None:
     result = load_directory(JOURNEYS)
     assert result.problems == []
     assert [bundle.policies for bundle in result.bundles.values()] == [policies] * len(result.bundles)
-    assert len(result.bundles) == 4
+    assert len(result.bundles) == 6
     assert flagship().policies == policies  # one journey loaded on its own gets them too
 
 
@@ -282,7 +283,8 @@ def test_editing_only_the_policies_makes_a_new_version_of_every_journey(tmp_path
 
     policies.write_text(text.replace("at_most: 2", "at_most: 3"))
     edited = _versions(folder)
-    assert sorted(edited) == ["abandoned_cart", "birthday", "browse_abandonment", "win_back"]
+    assert sorted(edited) == [
+        "abandoned_cart", "back_in_stock", "birthday", "browse_abandonment", "price_drop", "win_back"]
     assert all(edited[name] != before[name] for name in before)
 
     policies.write_text(text)  # content-addressed: the same rules are the same versions again
@@ -312,7 +314,7 @@ def test_validate_checks_the_policies_of_a_folder_and_the_policies_file_alone(tm
     assert result.stderr.strip() == "1 policies file valid"
     result = CliRunner().invoke(app, ["validate", str(folder)])
     assert result.exit_code == 0
-    assert result.stderr.strip() == "4 journeys valid, 9 templates valid, 1 policies file valid"
+    assert result.stderr.strip() == "6 journeys valid, 13 templates valid, 1 policies file valid"
 
 
 def test_omnicart_schema_policies_accepts_the_shipped_file_and_rejects_mistakes() -> None:
@@ -342,7 +344,8 @@ def test_publishing_after_editing_only_the_policies_publishes_every_journey_anew
     folder = tmp_path / "journeys"
     shutil.copytree(JOURNEYS, folder)
     changed, problems = publish_files(registry, [folder], "ada@laptop")
-    assert problems == [] and sorted(changed) == ["abandoned_cart", "birthday", "browse_abandonment", "win_back"]
+    assert problems == [] and sorted(changed) == [
+        "abandoned_cart", "back_in_stock", "birthday", "browse_abandonment", "price_drop", "win_back"]
     first = registry.published()
 
     policies = folder / "policies.yaml"
@@ -350,7 +353,8 @@ def test_publishing_after_editing_only_the_policies_publishes_every_journey_anew
     policies.write_text(text.replace("at_most: 2", "at_most: 3"))
     # Naming the policies file publishes its folder: every journey, with the new rules.
     changed, problems = publish_files(registry, [policies], "grace@laptop")
-    assert problems == [] and sorted(changed) == ["abandoned_cart", "birthday", "browse_abandonment", "win_back"]
+    assert problems == [] and sorted(changed) == [
+        "abandoned_cart", "back_in_stock", "birthday", "browse_abandonment", "price_drop", "win_back"]
     now = registry.published()
     for name in changed:
         assert now[name].version != first[name].version

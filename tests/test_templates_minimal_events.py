@@ -30,6 +30,8 @@ MINIMAL_PROPERTIES: dict[str, dict[str, Any]] = {
     "product_viewed": {"sku": "MUG-1"},
     "date_reached": {"journey": "win_back", "due_at": "2026-11-22T10:00:00+00:00"},
     "order_placed": {"order_id": "order_1"},
+    "back_in_stock": {"sku": "MUG-1"},
+    "price_dropped": {"sku": "MUG-1", "price": 8.0, "reference_price": 10.0, "drop_percent": 20.0},
 }
 
 # Signs that a sentence or a piece of markup broke on a missing value.
@@ -43,6 +45,8 @@ ARTEFACTS = [
 
 def trigger_for(template_name: str) -> Event:
     event_type = ("product_viewed" if template_name.startswith("browse")
+                  else "back_in_stock" if template_name.startswith("back_in_stock")
+                  else "price_dropped" if template_name.startswith("price_drop")
                   else "date_reached" if template_name.startswith(("win_back", "birthday")) else "checkout_started")
     return Event.parse(
         {

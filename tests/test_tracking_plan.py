@@ -25,8 +25,8 @@ CART = {"cart_id": "c1", "items": [{"sku": "A", "price": 12.5}], "currency": "EU
 @pytest.mark.parametrize(
     ("event_type", "customer_id", "properties", "expected"),
     [
-        ("product_back_in_stock", "cus_1", {}, [("type", "'product_back_in_stock' is not in the tracking plan: "
-                                                          "declare it in the tracking plan (plan/)")]),
+        ("gift_card_redeemed", "cus_1", {}, [("type", "'gift_card_redeemed' is not in the tracking plan: "
+                                                       "declare it in the tracking plan (plan/)")]),
         ("checkout_startd", "cus_1", CART, [("type", "'checkout_startd' is not in the tracking plan — did you "
                                                     "mean 'checkout_started'?")]),
         ("checkout_started", "*", CART, [("customer_id", "must start with a letter or digit and hold only "

@@ -21,6 +21,7 @@ PASSTHROUGH = (
     "omnicart.analytics.rows",
     "omnicart.signals",
     "omnicart.date_schedule",
+    "omnicart.fanout",
     "cel",
     "pydantic",
     "pydantic_core",

@@ -42,6 +42,7 @@ from omnicart.consent.api import consent_router
 from omnicart.consent.history import ConsentHistory
 from omnicart.customers.profiles import CustomerProfiles
 from omnicart.events import Event, describe_error
+from omnicart.fanout import BACK_IN_STOCK, PRICE_DROPPED
 from omnicart.journey.model import DATE_REACHED
 from omnicart.journey.registry import JourneyRegistry, PublishedJourneys
 from omnicart.ledger import MessageLedger
@@ -313,6 +314,14 @@ def _body_problem(status: int, field: str, message: str) -> Rejected:
     return Rejected(status, [Problem(index=None, field=field, message=message)])
 
 
+# Customer events only omnicart itself produces, and what sends each: refused from producers.
+OMNICART_ONLY_EVENTS = {
+    DATE_REACHED: "omnicart's date-trigger schedule",
+    BACK_IN_STOCK: "omnicart's restock fan-out",
+    PRICE_DROPPED: "omnicart's price-drop fan-out",
+}
+
+
 def parse_events(body: bytes, max_events: int, max_event_bytes: int = limits.MAX_EVENT_BYTES) -> list[Event]:
     """Every event of a body, or :class:`Rejected` listing every problem (no partial result).
 
@@ -328,9 +337,10 @@ def parse_events(body: bytes, max_events: int, max_event_bytes: int = limits.MAX
         except ValidationError as exc:
             problems += [_problem(index, error) for error in exc.errors()]
             continue
-        if event.type == DATE_REACHED:  # it would start any date journey it names, whenever a caller liked
+        sender = OMNICART_ONLY_EVENTS.get(event.type)
+        if sender is not None:  # it would start the journeys it triggers, whenever a caller liked
             problems.append(Problem(index=index, field="type", message=(
-                f"'{DATE_REACHED}' is sent by omnicart's date-trigger schedule, never by a producer")))
+                f"'{event.type}' is sent by {sender}, never by a producer")))
         events.append(event)
     if problems:
         raise Rejected(422, problems)

@@ -2,7 +2,10 @@
 
 Catalog and store events (``product_updated``, ``inventory_changed``, ``price_changed``,
 ``store_updated``) concern no customer: they are applied to the catalog in the product database
-(``omnicart.catalog``) within the request instead, before any customer's event is forwarded.
+(``omnicart.catalog``) within the request instead, before any customer's event is forwarded. The
+restocks and price drops they make wait in the fan-out outbox, written in the same transaction; the
+request then starts their fan-out workflows, and if Temporal is down it still answers as for any
+applied event: the worker's sweep starts them later (``omnicart.catalog.outbox``).
 
 Every way an event enters the product (``POST /v1/events``, provider webhooks, unsubscribe links)
 goes through :class:`Ingest`, so "the same id is never acted on twice" and "an outage loses
@@ -30,6 +33,7 @@ from temporalio.service import RPCError
 
 from omnicart.api.event_log import EventLog
 from omnicart.catalog import InterestRecorder, apply_catalog_events
+from omnicart.catalog.outbox import FanoutStarter
 from omnicart.consent.history import ConsentHistory
 from omnicart.customers.projection import ProfileProjection
 from omnicart.events import Event
@@ -118,6 +122,10 @@ class Ingest:
         self.interest = InterestRecorder(event_log.engine, settings.signing_secret, lasts)
         # The record of every consent change and its evidence (omnicart.consent): best-effort too.
         self.consent = ConsentHistory(event_log.engine, settings.signing_secret)
+        # Restocks and price drops wait in the outbox until their fan-out starts (omnicart.catalog.outbox).
+        self.fanouts = FanoutStarter(event_log.engine, client, settings.model_copy(update={"task_queue": task_queue}),
+                                     timeout=forward_timeout)
+        self._fanouts_waiting = True  # maybe left by an earlier process: the first catalog request looks
 
     async def submit(self, events: list[Event]) -> IngestResult:
         """Accept already validated events; raise :class:`ForwardingFailed` if any was not taken in.
@@ -147,6 +155,10 @@ class Ingest:
             except Exception as error:
                 logger.error("could not apply %d catalog events (%s); none taken", len(catalog), type(error).__name__)
                 raise ForwardingFailed(len(recorded.to_forward), "the catalog is unavailable") from error
+            if catalog or self._fanouts_waiting:
+                # Applied and in the outbox: if Temporal is down now, the answer is still 202 and the
+                # next request (or the worker's sweep) starts the fan-out.
+                self._fanouts_waiting = not await self.fanouts.start_quietly()
             by_customer: dict[str, list[Event]] = {}
             for event in recorded.to_forward:
                 if event.customer_id:

@@ -8,7 +8,9 @@ make the outcome independent of arrival order and of repeats, like the profile p
   *event* time, ties to the event applied later; a late, older event changes nothing;
 * the price history has one row per event id, so an event applied twice is one price;
 * a restock or price drop is reported only by the event that makes it current, and only the first
-  time (re-applying the same stock level is not a change from none).
+  time (re-applying the same stock level is not a change from none);
+* the fan-outs those changes call for are written to the outbox (``omnicart.catalog.outbox``) in
+  the same transaction, so none is lost between applying and starting it.
 
 Two API processes applying one sku at once take turns: every writer first makes sure the sku's
 ``products`` row exists, then locks it (``SELECT ... FOR UPDATE``; SQLite's insert already holds the
@@ -26,6 +28,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Table, select, update
 
 from omnicart.catalog.changes import CatalogChanges, PriceDrop, Restock
+from omnicart.catalog.outbox import record_fanouts
 from omnicart.catalog.prices import lowest_in
 from omnicart.catalog.tables import price_history, products, stock, stores
 from omnicart.events import Event
@@ -60,6 +63,8 @@ def apply_catalog_events(engine: Engine, events: Sequence[Event]) -> CatalogChan
         return changes
     with engine.begin() as connection:
         _Batch(connection, mine, changes).run()
+        # In the same transaction: a change found is in the fan-out outbox, or was never found.
+        record_fanouts(connection, changes)
     for restock in changes.restocks:
         logger.info(
             "restock: %s at %s has %d (total %d%s)",

@@ -151,13 +151,21 @@ def _aware(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def interested_customers(
-    engine: Engine, sku: str, after: str | None = None, limit: int = 1000, now: datetime | None = None
+    engine: Engine,
+    sku: str,
+    after: str | None = None,
+    limit: int = 1000,
+    now: datetime | None = None,
+    reason: Reason | None = None,
 ) -> InterestPage:
     """The customers interested in ``sku`` whose interest has not expired at ``now``, in key order,
-    from just after the cursor ``after`` (a page's ``next_cursor``); at most ``limit`` (≤ 5,000)."""
+    from just after the cursor ``after`` (a page's ``next_cursor``); at most ``limit`` (≤ 5,000).
+    With ``reason``, only customers whose strongest reason is that one."""
     table = customer_interest.c
     size = max(1, min(limit, MAX_PAGE_SIZE))
     query = select(customer_interest).where(table.sku == sku, table.expires_at > (now or datetime.now(UTC)))
+    if reason is not None:
+        query = query.where(table.reason == reason)
     if after is not None:
         query = query.where(table.customer_ref > after)
     with engine.connect() as connection:
@@ -173,6 +181,40 @@ def count_interested(engine: Engine, sku: str, now: datetime | None = None) -> i
     query = select(func.count()).where(table.sku == sku, table.expires_at > (now or datetime.now(UTC)))
     with engine.connect() as connection:
         return int(connection.execute(query).scalar_one())
+
+
+STRONGEST_FIRST: tuple[Reason, ...] = ("requested", "carted", "viewed")
+
+
+def interested_strongest_first(
+    engine: Engine, sku: str, after: str | None = None, limit: int = 1000, now: datetime | None = None
+) -> InterestPage:
+    """:func:`interested_customers`, those who asked to be told first, then those who had it in a
+    cart, then those who viewed it: what a fan-out with less stock than interest should tell first.
+
+    One keyset pass per reason on the index ``(sku, reason, customer_ref)``; the cursor
+    (``<reason>:<customer_ref>``, opaque to callers) names the pass and the key, so each page still
+    costs the same however deep into 100,000 customers it is.
+    """
+    reason_index, key = 0, None
+    if after is not None:
+        stated, _, ref = after.partition(":")
+        reason_index, key = STRONGEST_FIRST.index(stated), ref or None
+    customers: list[Interested] = []
+    while reason_index < len(STRONGEST_FIRST) and len(customers) < limit:
+        reason = STRONGEST_FIRST[reason_index]
+        page = interested_customers(engine, sku, key, limit - len(customers), now, reason)
+        customers += page.customers
+        if page.next_cursor is not None:
+            return InterestPage(customers, f"{reason}:{page.next_cursor}")
+        reason_index, key = reason_index + 1, None
+    if reason_index >= len(STRONGEST_FIRST):
+        return InterestPage(customers, None)
+    # The page filled exactly at the end of one reason's customers: the next page starts the next
+    # reason, if anyone is left (so a fan-out learns it is done now, not one empty page later).
+    more = any(interested_customers(engine, sku, None, 1, now, reason).customers
+               for reason in STRONGEST_FIRST[reason_index:])
+    return InterestPage(customers, f"{STRONGEST_FIRST[reason_index]}:" if more else None)
 
 
 # --- erasure and retention (omnicart.privacy) ----------------------------------------------------

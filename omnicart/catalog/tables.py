@@ -9,7 +9,7 @@ by event time: a late, older event must not undo a newer one.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, DateTime, Double, Index, String, Table
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Double, Index, String, Table
 
 from omnicart import limits
 from omnicart.storage import metadata
@@ -74,4 +74,21 @@ customer_interest = Table(
     Column("stated_at", DateTime(timezone=True), nullable=False, comment="The latest event that showed it."),
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Index("ix_customer_interest_customer_ref", "customer_ref"),
+    # The fan-out tells those who asked first, then carted, then viewed: one keyset pass per reason.
+    Index("ix_customer_interest_sku_reason", "sku", "reason", "customer_ref"),
+)
+
+catalog_fanouts = Table(
+    "catalog_fanouts",
+    metadata,
+    # The transactional outbox of restocks and price drops (omnicart.catalog.outbox): written in the
+    # transaction that applies the catalog events, so a change found is never lost before its
+    # fan-out workflow starts.
+    Column("kind", String(16), primary_key=True, comment="restock or price_drop."),
+    Column("change_id", String(limits.MAX_ID_CHARS), primary_key=True, comment="The causing event's id."),
+    Column("sku", String(limits.MAX_ID_CHARS), nullable=False),
+    Column("payload", JSON, nullable=False, comment="The FanoutChange the workflow starts with."),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=True, comment="Null until its workflow started."),
+    Index("ix_catalog_fanouts_unstarted", "started_at", "created_at"),
 )

@@ -321,6 +321,8 @@ def _sample_properties(event_type: str) -> dict[str, Any]:
         "product_viewed": product,
         "customer_updated": {"first_name": "Maya", "timezone": "America/New_York", "locale": "en-US"},
         "consent_changed": {"channel": "sms", "granted": True},
+        "back_in_stock": {**product, "currency": "USD", "location": "online", "quantity": 12},
+        "price_dropped": {**product, "price": 49.0, "reference_price": 59.0, "drop_percent": 16.9, "currency": "USD"},
     }
     if event_type in samples:
         return samples[event_type]
