@@ -43,6 +43,7 @@ from omnicart.journey.model import (
     SmsTemplate,
     Step,
     Template,
+    WhatsAppTemplate,
 )
 from omnicart.journey.templates import TemplateError, check_template
 
@@ -53,10 +54,11 @@ YAML_SUFFIXES = (".yaml", ".yml")
 POLICIES_FILES = tuple(f"policies{suffix}" for suffix in YAML_SUFFIXES)
 """The names reserved in a journeys folder for the rules across its journeys (never a journey)."""
 PERCENT_PATTERN = str(TypeAdapter(Percent).json_schema()["pattern"])
-TEMPLATE_MODELS: dict[str, type[EmailTemplate] | type[SmsTemplate] | type[PushTemplate]] = {
+TEMPLATE_MODELS: dict[str, type[EmailTemplate] | type[SmsTemplate] | type[PushTemplate] | type[WhatsAppTemplate]] = {
     "email": EmailTemplate,
     "sms": SmsTemplate,
     "push": PushTemplate,
+    "whatsapp": WhatsAppTemplate,
 }
 TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
@@ -773,7 +775,7 @@ def read_template(path: Path) -> TemplateFile:
             channel = data.get("channel")
             if "channel" not in data:
                 problems.append(
-                    positions.problem((), "missing 'channel' in template: write channel: email, sms or push")
+                    positions.problem((), "missing 'channel' in template: write channel: email, sms, push or whatsapp")
                 )
             elif channel not in TEMPLATE_MODELS:
                 hint = _suggest(str(channel), TEMPLATE_MODELS)
