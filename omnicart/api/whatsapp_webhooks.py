@@ -138,19 +138,7 @@ async def whatsapp_inbound(request: Request) -> Response:
     now = datetime.now(UTC).isoformat()
     events = []
     for customer_id in customer_ids:
-        events.append(
-            Event.parse(
-                {
-                    "id": f"twilio_{sid}_received_{customer_id}",
-                    "type": "message_received",
-                    "customer_id": customer_id,
-                    "timestamp": now,
-                    "source": "whatsapp",
-                    "properties": {"channel": "whatsapp", "provider_message_id": sid},
-                }
-            )
-        )
-        if language is not None:
+        if language is not None:  # before the message itself, which may resume a journey that would answer
             events.append(
                 Event.parse(
                     {
@@ -163,6 +151,18 @@ async def whatsapp_inbound(request: Request) -> Response:
                     }
                 )
             )
+        events.append(
+            Event.parse(
+                {
+                    "id": f"twilio_{sid}_received_{customer_id}",
+                    "type": "message_received",
+                    "customer_id": customer_id,
+                    "timestamp": now,
+                    "source": "whatsapp",
+                    "properties": {"channel": "whatsapp", "provider_message_id": sid},
+                }
+            )
+        )
     await _ingest(request).submit(events)
     if language is not None:
         await asyncio.to_thread(_record_unsubscribes, request, sender, sid)
