@@ -757,8 +757,11 @@ class TemplateFile:
     positions: Positions
 
     def locate(self, error: TemplateError) -> Problem:
-        source = getattr(self.template, error.field, None) or ""
-        line, column = self.positions.inside((error.field,), error.line, error.column, source)
+        path = tuple(error.field.split("."))  # a WhatsApp placeholder is "content_variables.1"
+        source = getattr(self.template, path[0], None)
+        if isinstance(source, dict):
+            source = source.get(path[-1])
+        line, column = self.positions.inside(path, error.line, error.column, source or "")
         return Problem(self.file, line, column, f"{error.field}: {error.reason}")
 
 
@@ -779,7 +782,7 @@ def read_template(path: Path) -> TemplateFile:
                 )
             elif channel not in TEMPLATE_MODELS:
                 hint = _suggest(str(channel), TEMPLATE_MODELS)
-                guess = f" — did you mean '{hint}'?" if hint else ": use email, sms or push"
+                guess = f" — did you mean '{hint}'?" if hint else ": use email, sms, push or whatsapp"
                 problems.append(positions.problem(("channel",), f"unknown channel {channel!r}{guess}"))
             else:
                 template, found = _validate(TEMPLATE_MODELS[channel], data, positions, "template")

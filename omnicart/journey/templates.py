@@ -254,7 +254,7 @@ def check_template(template: Template, trigger_events: Sequence[str] | None = No
             best = failed
         if not failed:
             break
-    order = _FIELDS[template.channel]
+    order = [field for field, _, _ in template_sources(template)]
     return sorted([*errors, *(best or [])], key=lambda error: (order.index(error.field), error.line, error.column))
 
 
