@@ -1,6 +1,6 @@
 """Record the workflow histories the replay test guards (run when a workflow change is intended).
 
-    .venv/bin/python -m tests.record_histories [--edge-cases-only | --analytics-only]
+    .venv/bin/python -m tests.record_histories [--edge-cases-only | --analytics-only | --pacing-only]
 
 A changed workflow that running journeys replay must go through ``workflow.patched`` (or a new
 workflow type); the replay test proves it does by replaying these saved histories. Re-record only
@@ -9,7 +9,8 @@ for a deliberate, compatible change, and keep the old files next to the new ones
 Besides ordinary journeys, the histories cover what is easy to break: a permanent failure that
 falls back to another channel, an exit that cancels a send in flight, a poison event quarantined,
 and continue-as-new while a send is in flight; and the win-back journey's split, holdout and
-analytics recording (rows riding on sends, and the ``record_analytics`` batch of a conversion).
+analytics recording (rows riding on sends, and the ``record_analytics`` batch of a conversion); and
+the flagship with paced channels, whose sends go to their own task queues (``PACING_PATCH``).
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
 from omnicart.events import Event
 from omnicart.journey.model import JourneyBundle
 from omnicart.journey.registry import JourneyRegistry
 from omnicart.messages import SendRequest, SendResult
+from omnicart.pacing import send_queue
 from omnicart.quarantine import QuarantineLog
 from omnicart.routing import customer_workflow_id, signal_customer
 from omnicart.signals import IncomingEvent
@@ -178,6 +181,21 @@ async def _record_win_back(env: WorkflowEnvironment, task_queue: str) -> None:
     await _save(env.client, "win_back", "split_holdout_and_analytics", customer)
 
 
+async def _record_paced(env: WorkflowEnvironment, task_queue: str) -> None:
+    """The flagship when SMS and email are paced: the events name each channel's send queue, and the
+    sends are scheduled there (behind ``workflow.patched``), where a rate-limited worker polls."""
+    queues = {channel: send_queue(task_queue, channel) for channel in ("email", "sms")}
+    start = aligned_start(await env.get_current_time())
+    customer = "cus_paced_send_queues"
+    events = [_event(customer, 0, "customer_updated", start - DAY, profile()),
+              _event(customer, 1, "checkout_started", start, cart())]
+    await signal_customer(env.client, task_queue, customer,
+                          [IncomingEvent(event=e, journeys=[flagship()] if e.type == "checkout_started" else [],
+                                         send_queues=queues) for e in events])
+    await env.sleep(start + 4 * DAY - await env.get_current_time())
+    await _save(env.client, "abandoned_cart", "paced_send_queues", customer)
+
+
 async def _until_held(channel: ScriptedChannel, requests: int) -> None:
     while len(channel.requests) < requests:
         await asyncio.sleep(0.05)
@@ -191,6 +209,14 @@ async def main() -> None:
     bundles: dict[str, JourneyBundle] = {"abandoned_cart": flagship(), "browse_abandonment": browse()}
     timelines = {"abandoned_cart": flagship_timelines(), "browse_abandonment": browse_timelines()}
     try:
+        if "--pacing-only" in sys.argv:
+            paced = RecordingChannel()
+            async with customer_worker(env.client, [paced.send_message]) as task_queue:
+                senders = [Worker(env.client, task_queue=send_queue(task_queue, channel),
+                                  activities=[paced.send_message]) for channel in ("email", "sms")]
+                async with senders[0], senders[1]:
+                    await _record_paced(env, task_queue)
+            return
         if "--analytics-only" in sys.argv:
             with tempfile.TemporaryDirectory() as scratch:
                 url = f"sqlite:///{Path(scratch) / 'registry.db'}"

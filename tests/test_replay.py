@@ -90,3 +90,17 @@ def test_the_saved_history_of_the_win_back_split_records_analytics_on_sends_and_
     assert all(send["analytics"] for send in sends)  # the rows so far ride along
     stored = [json.loads(a.input.payloads[0].data) for a in scheduled if a.activity_type.name == "record_analytics"]
     assert "convert" in [row["action"] for batch in stored for row in batch]
+
+
+def test_the_paced_history_schedules_each_paced_channels_sends_on_its_own_queue() -> None:
+    """The pacing change is behind a patch: its history holds the marker and the per-channel queues."""
+    path = Path(__file__).parent / "histories" / "abandoned_cart-paced_send_queues.json"
+    events = WorkflowHistory.from_json("paced", path.read_text()).events
+    assert EventType.EVENT_TYPE_MARKER_RECORDED in [event.event_type for event in events]
+    queues = [
+        event.activity_task_scheduled_event_attributes.task_queue.name
+        for event in events
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        and event.activity_task_scheduled_event_attributes.activity_type.name == "send_message"
+    ]
+    assert queues and all(queue.rsplit("-send-", 1)[-1] in ("email", "sms") for queue in queues), queues

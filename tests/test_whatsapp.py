@@ -48,7 +48,7 @@ def event(event_type: str, at: datetime, number: int = 0, **properties: Any) -> 
 
 def customer(**consent: bool) -> CustomerState:
     state = interpreter.new_state("c1")
-    profile = {"phone": "+905321234567", "first_name": "Ayşe", "consent": {"sms": True, **consent}}
+    profile: dict[str, Any] = {"phone": "+905321234567", "first_name": "Ayşe", "consent": {"sms": True, **consent}}
     interpreter.handle_event(state, event("customer_updated", START - timedelta(days=2), **profile), [], START)
     return state
 

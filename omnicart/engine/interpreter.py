@@ -357,6 +357,7 @@ def _apply_send_result(state: CustomerState, result: SendResult, now: datetime) 
                 profile.undeliverable[result.channel] = ",".join(address)
         _fall_back(state, pending, now, out)
     elif pending.channel == "whatsapp":  # accepted; WhatsApp may still refuse it (see ``Delivering``)
+        state.delivering = [d for d in state.delivering if d.accepted_at > now - DELIVERY_REPORT_WAIT]
         state.delivering.append(Delivering(now, pending))
         del state.delivering[:-DELIVERING]
     # Only now: the fallback above may still need the journey the failed send came from.
