@@ -123,7 +123,8 @@ def test_a_delivery_report_that_is_not_final_moves_nothing() -> None:
 
 @pytest.mark.parametrize(
     ("code", "fallback", "invalid_address"),
-    [(63049, True, False), (63016, True, False), (63003, True, True), (63018, False, False), (None, False, False)],
+    [(63049, True, False), (63016, True, False), (63003, True, True), (63018, True, False),
+     (63999, False, False), (None, False, False)],
 )
 def test_whatsapp_error_codes_are_classified(code: int | None, fallback: bool, invalid_address: bool) -> None:
     assert classify_whatsapp_error(code) == (fallback, invalid_address)

@@ -48,12 +48,11 @@ FALLBACK_CODES = frozenset(
         63003,  # the number has no WhatsApp account
         63030,  # unsupported parameter for this type of message
         63013,  # the message violates WhatsApp's policy
+        63018,  # the sender's rate limit: this message is dropped, not queued (pace the channel: send_rates)
     }
 )
 NOT_ON_WHATSAPP = frozenset({63003, 63024})
 """The number cannot receive WhatsApp at all: marked undeliverable for the channel (not for SMS)."""
-RETRY_LATER_CODES = frozenset({63018})
-"""Twilio's WhatsApp rate limit: the message was not attempted; pacing (``send_rates``) avoids it."""
 
 
 def classify_whatsapp_error(code: int | None) -> tuple[bool, bool]:
