@@ -34,8 +34,10 @@ TEMPLATES = {
 JOURNEY = JourneyBundle(
     journey=Journey.model_validate({
         "name": "wa", "trigger": {"event": "checkout_started", "key": "cart_id"},
+        "exit_when": [{"event": "order_placed"}],
         "steps": [{"send": {"channel": "whatsapp", "template": "opener",
-                            "fallback": [{"channel": "sms", "template": "text"}]}}],
+                            "fallback": [{"channel": "sms", "template": "text"}]}},
+                  {"wait": "2d"}],
     }),
     templates=TEMPLATES,
 )
@@ -108,6 +110,19 @@ def test_a_final_delivery_report_runs_the_fallback_once_even_if_it_overtakes_the
         sends = [s for out in outs for s in out.sends]
         assert [s.channel for s in sends] == ["sms"], report_first
         assert state.delivering == [] and [p.channel for p in state.pending] == ["sms"]
+
+
+def test_a_refusal_reported_after_the_customer_ordered_sends_no_fallback() -> None:
+    state = customer(whatsapp=True)
+    [send] = checkout(state, START).sends
+    interpreter.handle_send_result(
+        state, SendResult(message_id=send.message_id, channel="whatsapp", outcome="sent", provider="twilio"), START
+    )
+    bought = START + timedelta(minutes=1)
+    interpreter.handle_event(state, event("order_placed", bought, 8, order_id="o1", total=10.0), [], bought)
+    refused = event("message_failed", bought, 9, channel="whatsapp", message_id=send.message_id, fallback=True)
+    assert interpreter.handle_event(state, refused, [], bought).sends == []
+    assert state.delivering == []
 
 
 def test_a_delivery_report_that_is_not_final_moves_nothing() -> None:

@@ -1081,6 +1081,8 @@ def _end(state: CustomerState, run: RunState, at: datetime, reason: str, out: Ou
         out.cancel.extend(p.message_id for p in cancelled)
         state.pending = [p for p in state.pending if p.run_id != run.run_id]
         state.deferred = [d for d in state.deferred if d.pending.run_id != run.run_id]
+        # Nor does a WhatsApp refusal reported after the exit send its fallback.
+        state.delivering = [d for d in state.delivering if d.pending.run_id != run.run_id]
     # A goal counted from a step the run never reached has no window to count in.
     state.goals = [watch for watch in state.goals if watch.counting or watch.run_id != run.run_id]
     out.actions.append(_action(state, run.journey, at, "exit", of=run, reason=reason))
