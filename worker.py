@@ -10,6 +10,7 @@ spreads customers' workflows and sends across them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import timedelta
 
@@ -30,6 +31,7 @@ from omnicart.journey.registry import JourneyRegistry, PublishedJourneys
 from omnicart.journey.versions import JourneyVersions
 from omnicart.ledger import MessageLedger
 from omnicart.observability import MetricsAddressInUse, configure_tracing, keep_counting_failing_customers
+from omnicart.pacing import send_queue
 from omnicart.privacy.retention import keep_applying_retention
 from omnicart.quarantine import QuarantineLog
 from omnicart.settings import Settings, get_settings
@@ -49,6 +51,13 @@ def build_worker(client: Client, settings: Settings) -> Worker:
     Raises ``SchemaNotCurrent`` when the database was not migrated (``omnicart db upgrade``): a
     worker on an old schema would fail its first send, long after the deployment looked fine.
     """
+    return build_workers(client, settings)[0]
+
+
+def build_workers(client: Client, settings: Settings) -> list[Worker]:
+    """The main worker, then one per paced channel (``OMNICART_SEND_RATES``): the latter poll only
+    that channel's send queue, at the configured rate, which the Temporal server enforces across
+    every worker polling it (``omnicart/pacing.py`` says why)."""
     engine = get_engine(settings.database())
     require_current(engine)
     versions = JourneyVersions(JourneyRegistry(engine))
@@ -66,7 +75,17 @@ def build_worker(client: Client, settings: Settings) -> Worker:
         attempt_timeout=timedelta(seconds=settings.send_timeout_seconds),
         versions=versions,
     )
-    return Worker(
+    paced = [
+        Worker(
+            client,
+            task_queue=send_queue(settings.task_queue, channel),
+            activities=[activities.send_message],
+            max_task_queue_activities_per_second=rate,
+            max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+        )
+        for channel, rate in sorted(settings.send_rates.items())
+    ]
+    main = Worker(
         client,
         task_queue=settings.task_queue,
         workflows=[CustomerWorkflow, DateTriggersWorkflow, CatalogFanoutWorkflow],
@@ -84,6 +103,7 @@ def build_worker(client: Client, settings: Settings) -> Worker:
         # long a run's exit takes to stop a send that has not reached the provider yet.
         max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
     )
+    return [main, *paced]
 
 
 async def run_worker(client: Client, settings: Settings, stop: asyncio.Event | None = None) -> None:
@@ -93,7 +113,7 @@ async def run_worker(client: Client, settings: Settings, stop: asyncio.Event | N
     (``omnicart dev`` included), date-based journeys reach every customer whose day comes. Meanwhile
     it sweeps the fan-out outbox, starting restock and price-drop fan-outs ingest could not start.
     """
-    worker = build_worker(client, settings)
+    main, *paced = build_workers(client, settings)
     await ensure_schedule(client, settings.task_queue, timedelta(minutes=settings.date_trigger_interval_minutes),
                           timedelta(days=settings.date_trigger_max_catch_up_days))
     retention = (
@@ -115,11 +135,14 @@ async def run_worker(client: Client, settings: Settings, stop: asyncio.Event | N
         else None
     )
     try:
-        if stop is None:
-            await worker.run()
-            return
-        async with worker:
-            await stop.wait()
+        async with contextlib.AsyncExitStack() as workers:
+            for worker in paced:
+                await workers.enter_async_context(worker)
+            if stop is None:
+                await main.run()
+                return
+            async with main:
+                await stop.wait()
     finally:
         for task in (retention, failing, sweep):
             if task is not None:

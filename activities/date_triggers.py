@@ -34,6 +34,7 @@ from omnicart.date_schedule import (
 from omnicart.engine.date_triggers import Due, date_event, dues, month_days_between
 from omnicart.engine.localtime import zone
 from omnicart.journey.model import JourneyBundle
+from omnicart.pacing import send_queues
 from omnicart.routing import deliver
 from omnicart.settings import Settings
 
@@ -116,6 +117,7 @@ class DateTriggerActivities:
                 send_timeout_seconds=self.settings.send_timeout_seconds,
                 by_reference=self.by_reference,
                 record_analytics=self.settings.record_analytics,
+                send_queues=send_queues(self.settings),
             )
             self.events.mark_forwarded([event.id])
             delivered += 1

@@ -45,7 +45,7 @@ from omnicart.channels.base import (
 )
 from omnicart.discounts import DiscountBook
 from omnicart.events import Channel
-from omnicart.journey.model import DEFAULT_LOCALE, EmailTemplate, SmsTemplate, Utm
+from omnicart.journey.model import DEFAULT_LOCALE, EmailTemplate, SmsTemplate, Utm, WhatsAppTemplate
 from omnicart.journey.registry import JourneyRegistry
 from omnicart.journey.templates import TemplateError
 from omnicart.journey.versions import JourneyVersions, UnknownVersion
@@ -204,8 +204,10 @@ class SendActivities:
             to=list(request.to),
             categories=list(template.categories) if isinstance(template, EmailTemplate) else [],
             sendgrid_template_id=template.sendgrid_template_id if isinstance(template, EmailTemplate) else None,
-            marketing=template.marketing if isinstance(template, SmsTemplate) else False,
+            marketing=_marketing(template),
             unsubscribe_url=link,
+            content_sid=template.content_sid if isinstance(template, WhatsAppTemplate) else None,
+            free_form=request.free_form and isinstance(template, WhatsAppTemplate) and template.body is not None,
             context=context,
         )
 
@@ -334,6 +336,13 @@ class SendActivities:
 
 
 _SETTLED = (LedgerStatus.SENT, LedgerStatus.FAILED, LedgerStatus.UNCONFIRMED)
+
+
+def _marketing(template: Any) -> bool:
+    """A marketing SMS gets an opt-out line; a WhatsApp template's Meta category says the same."""
+    if isinstance(template, SmsTemplate):
+        return template.marketing
+    return isinstance(template, WhatsAppTemplate) and template.category == "marketing"
 
 ACCEPTANCE_IS_DELIVERY = frozenset({"outbox", "fcm"})
 """Providers whose acceptance is the last we hear of a message, so it counts as delivered for

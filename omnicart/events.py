@@ -26,9 +26,9 @@ from omnicart import limits
 from omnicart.plan import default_plan
 from omnicart.plan import problems as plan_problems
 
-Source = Literal["web", "app", "store", "email", "sms", "push", "api"]
-Channel = Literal["email", "sms", "push"]
-CHANNELS: tuple[Channel, ...] = ("email", "sms", "push")
+Source = Literal["web", "app", "store", "email", "sms", "push", "api", "whatsapp"]
+Channel = Literal["email", "sms", "push", "whatsapp"]
+CHANNELS: tuple[Channel, ...] = ("email", "sms", "push", "whatsapp")
 
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")

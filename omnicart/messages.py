@@ -86,6 +86,11 @@ class SendRequest(BaseModel):
         description="The journey's analytics rows since its last report: the send activity stores them first, "
         "so a send carries them at no extra activity.",
     )
+    free_form: bool = Field(
+        default=False,
+        description="WhatsApp: the journey found the customer's 24-hour window open, so the template's free "
+        "text goes out instead of the approved Content template.",
+    )
 
 
 Outcome = Literal["sent", "already_sent", "failed"]

@@ -8,7 +8,7 @@ journey run it concerns. That is what lets a click in one channel change at once
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TypeVar
 
 from pydantic_core import to_json
@@ -44,6 +44,7 @@ async def deliver(
     on_signalled: Callable[[Sequence[Event]], None] | None = None,
     by_reference: bool = False,
     record_analytics: bool = True,
+    send_queues: Mapping[str, str] | None = None,
 ) -> None:
     """Hand one customer's events, in the order given, to that customer's workflow.
 
@@ -58,6 +59,7 @@ async def deliver(
         IncomingEvent(
             event=event,
             journeys=[bundle.version if by_reference else bundle for bundle in journeys_for(event.type)],
+            send_queues=dict(send_queues or {}),
         )
         for event in events
     ]

@@ -133,6 +133,15 @@ class Settings(BaseSettings):
     # How often each worker starts fan-outs whose start failed at ingest (Temporal was down then).
     fanout_sweep_interval_seconds: float = Field(default=60.0, gt=0)
 
+    # WhatsApp through Twilio (docs/DELIVERY.md): the approved WhatsApp sender, E.164 ("+15005550006");
+    # uses the Twilio account above. Unset: WhatsApp goes to the outbox.
+    twilio_whatsapp_from: str | None = None
+
+    # Pacing (docs/DELIVERY.md): messages per second each channel's sender may take, e.g.
+    # OMNICART_SEND_RATES='{"sms": 1, "whatsapp": 20, "email": 100}'. A channel listed here is sent
+    # from its own task queue, rate-limited by the Temporal server across every worker.
+    send_rates: dict[str, float] = Field(default_factory=dict)
+
     def database(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'omnicart.db'}"
 

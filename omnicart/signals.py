@@ -28,6 +28,10 @@ TOPIC_CONSENT_PATCH = "topic-consent"
 """A ``consent_changed`` for a topic (``omnicart.consent``) is read as one only in histories that
 recorded this patch; one an older worker handled replays as that worker read it (``workflow.patched``)."""
 
+PACING_PATCH = "paced-send-queues"
+"""Runs started before pacing existed schedule every send on the workflow's own queue
+(``workflow.patched``); see ``omnicart/pacing.py``."""
+
 STATE_BYTES_BUDGET = 512 * 1024
 """How large a customer's state may be when it is carried to the next run (continue-as-new).
 
@@ -53,6 +57,11 @@ class IncomingEvent(BaseModel):
 
     event: Event
     journeys: list[JourneyRef] = Field(default_factory=list)
+    send_queues: dict[str, str] = Field(
+        default_factory=dict,
+        description="The task queue of each paced channel's sends, as the ingest side's settings say "
+        "(omnicart/pacing.py): the latest event's list is the one the workflow uses.",
+    )
 
 
 class CustomerWorkflowInput(BaseModel):
@@ -69,6 +78,9 @@ class CustomerWorkflowInput(BaseModel):
         gt=0,
         description="How long journey actions may wait to ride along with a send before they are stored on "
         "their own: the report's freshness against one activity per action batch.",
+    )
+    send_queues: dict[str, str] = Field(
+        default_factory=dict, description="Carried by continue-as-new: the paced channels' task queues."
     )
     registered_versions: list[str] = Field(
         default_factory=list,

@@ -1,7 +1,7 @@
 """Record the workflow histories the replay test guards (run when a workflow change is intended).
 
     .venv/bin/python -m tests.record_histories [--edge-cases-only | --analytics-only | --topics-only |
-                                                --date-triggers-only NAME]
+                                                --pacing-only | --date-triggers-only NAME]
 
 A changed workflow that running journeys replay must go through ``workflow.patched`` (or a new
 workflow type); the replay test proves it does by replaying these saved histories. Re-record only
@@ -11,7 +11,8 @@ Besides ordinary journeys, the histories cover what is easy to break: a permanen
 falls back to another channel, an exit that cancels a send in flight, a poison event quarantined,
 and continue-as-new while a send is in flight; and the win-back journey's split, holdout and
 analytics recording (rows riding on sends, and the ``record_analytics`` batch of a conversion); a
-customer opting out of a journey's topic half-way (``TOPIC_CONSENT_PATCH``); and a run of the
+customer opting out of a journey's topic half-way (``TOPIC_CONSENT_PATCH``); the flagship with
+paced channels, whose sends go to their own task queues (``PACING_PATCH``); and a run of the
 date-triggers schedule's workflow that delivers a birthday over two pages.
 """
 
@@ -27,11 +28,13 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
 from omnicart.events import Event
 from omnicart.journey.model import JourneyBundle
 from omnicart.journey.registry import JourneyRegistry
 from omnicart.messages import SendRequest, SendResult
+from omnicart.pacing import send_queue
 from omnicart.quarantine import QuarantineLog
 from omnicart.routing import customer_workflow_id, signal_customer
 from omnicart.signals import IncomingEvent
@@ -241,6 +244,19 @@ async def _record_topic_opt_out(env: WorkflowEnvironment, task_queue: str) -> No
     await send_event(env.client, task_queue, _event(customer, 2, "consent_changed", start + 2 * HOUR, opt_out), bundle)
     await env.sleep(start + 4 * DAY - await env.get_current_time())
     await _save(env.client, "abandoned_cart", "topic_opt_out_after_first_reminder", customer)
+async def _record_paced(env: WorkflowEnvironment, task_queue: str) -> None:
+    """The flagship when SMS and email are paced: the events name each channel's send queue, and the
+    sends are scheduled there (behind ``workflow.patched``), where a rate-limited worker polls."""
+    queues = {channel: send_queue(task_queue, channel) for channel in ("email", "sms")}
+    start = aligned_start(await env.get_current_time())
+    customer = "cus_paced_send_queues"
+    events = [_event(customer, 0, "customer_updated", start - DAY, profile()),
+              _event(customer, 1, "checkout_started", start, cart())]
+    await signal_customer(env.client, task_queue, customer,
+                          [IncomingEvent(event=e, journeys=[flagship()] if e.type == "checkout_started" else [],
+                                         send_queues=queues) for e in events])
+    await env.sleep(start + 4 * DAY - await env.get_current_time())
+    await _save(env.client, "abandoned_cart", "paced_send_queues", customer)
 
 
 async def _until_held(channel: ScriptedChannel, requests: int) -> None:
@@ -258,6 +274,14 @@ async def main() -> None:
     try:
         if "--date-triggers-only" in sys.argv:
             await _record_date_triggers(env, sys.argv[sys.argv.index("--date-triggers-only") + 1])
+            return
+        if "--pacing-only" in sys.argv:
+            paced = RecordingChannel()
+            async with customer_worker(env.client, [paced.send_message]) as task_queue:
+                senders = [Worker(env.client, task_queue=send_queue(task_queue, channel),
+                                  activities=[paced.send_message]) for channel in ("email", "sms")]
+                async with senders[0], senders[1]:
+                    await _record_paced(env, task_queue)
             return
         if "--analytics-only" in sys.argv:
             with tempfile.TemporaryDirectory() as scratch:

@@ -119,6 +119,7 @@ async def test_posted_events_are_found_by_email_and_id_without_hashes(tmp_path: 
             "email": {"granted": True, "changed_at": "2026-11-20T07:00:00Z"},
             "sms": {"granted": False, "changed_at": "2026-11-20T07:00:00Z"},
             "push": {"granted": None, "changed_at": None},
+            "whatsapp": {"granted": None, "changed_at": None},
         },
         "locale": "en-GB",
         "timezone": None,

@@ -161,7 +161,7 @@ def test_a_policies_file_of_comments_only_sets_no_policy(in_tmp_path: None) -> N
                 at_most: 1
                 per: 1d
             """,
-            ["policies.yaml:2:14: unknown channel 'fax': use 'email', 'sms', 'push' or 'any'"],
+            ["policies.yaml:2:14: unknown channel 'fax': use 'email', 'sms', 'push', 'whatsapp' or 'any'"],
             id="channel-that-does-not-exist",
         ),
         pytest.param(
@@ -216,7 +216,7 @@ def test_a_policies_file_of_comments_only_sets_no_policy(in_tmp_path: None) -> N
               sms: {start: "21:00", end: "09:00"}
               fxa: {start: "21:00", end: "09:00"}
             """,
-            ["policies.yaml:3:3: unknown channel 'fxa' in quiet_hours: use 'email', 'sms' or 'push'"],
+            ["policies.yaml:3:3: unknown channel 'fxa' in quiet_hours: use 'email', 'sms', 'push' or 'whatsapp'"],
             id="quiet-hours-for-an-unknown-channel",
         ),
         pytest.param(

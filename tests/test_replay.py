@@ -109,3 +109,17 @@ def test_the_topic_opt_out_history_records_its_patch_and_sends_only_the_first_re
     sends = [event for event in history.events if event.HasField("activity_task_scheduled_event_attributes")
              and event.activity_task_scheduled_event_attributes.activity_type.name == "send_message"]
     assert len(sends) == 1
+
+
+def test_the_paced_history_schedules_each_paced_channels_sends_on_its_own_queue() -> None:
+    """The pacing change is behind a patch: its history holds the marker and the per-channel queues."""
+    path = Path(__file__).parent / "histories" / "abandoned_cart-paced_send_queues.json"
+    events = WorkflowHistory.from_json("paced", path.read_text()).events
+    assert EventType.EVENT_TYPE_MARKER_RECORDED in [event.event_type for event in events]
+    queues = [
+        event.activity_task_scheduled_event_attributes.task_queue.name
+        for event in events
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        and event.activity_task_scheduled_event_attributes.activity_type.name == "send_message"
+    ]
+    assert queues and all(queue.rsplit("-send-", 1)[-1] in ("email", "sms") for queue in queues), queues

@@ -40,7 +40,7 @@ CART = {"cart_id": "c1", "items": [{"sku": "A", "price": 12.5}], "currency": "EU
          [("properties.phone", "must be an E.164 phone number such as +14155550100"),
           ("properties.timezone", "must be an IANA time zone such as Europe/Paris")]),
         ("consent_changed", "cus_1", {"channel": "fax", "granted": True},
-         [("properties.channel", "must be one of 'email', 'sms', 'push'")]),
+         [("properties.channel", "must be one of 'email', 'sms', 'push', 'whatsapp'")]),
     ],
     ids=["undeclared type", "typo of a type", "customer id '*'", "customer event without customer",
          "cart without items", "negative price", "bad phone and zone", "unknown channel"],

@@ -35,6 +35,7 @@ from omnicart.signals import (
     EVENT_SIGNAL,
     FORGET_SIGNAL,
     LOAD_JOURNEYS_ACTIVITY,
+    PACING_PATCH,
     QUARANTINE_QUERY,
     RECORD_ANALYTICS_ACTIVITY,
     RECORD_QUARANTINE_ACTIVITY,
@@ -72,6 +73,9 @@ class CustomerWorkflow:
         self._carried: dict[str, set[int]] = {}  # in flight, by the send or flush carrying them: their seqs
         self._unrecorded_since: datetime | None = None
         self._flushing: asyncio.Task[None] | None = None  # held so the running flush is not collected
+        # Pacing: each paced channel's sends go to its own rate-limited task queue (omnicart/pacing.py);
+        # the latest event says which, so a change of settings reaches running customers.
+        self._send_queues: dict[str, str] = dict(input.send_queues)
 
     @workflow.signal(name=EVENT_SIGNAL)
     def event(self, batch: list[IncomingEvent]) -> None:
@@ -129,6 +133,7 @@ class CustomerWorkflow:
             self._carry_out(interpreter.handle_timers(state, workflow.now(), safe=True))
             while self._inbox:
                 incoming = self._inbox.pop(0)
+                self._send_queues = dict(incoming.send_queues)
                 journeys = await self._resolve(incoming)
                 if journeys is None:
                     continue  # quarantined: a version the registry does not have
@@ -145,6 +150,7 @@ class CustomerWorkflow:
                         pending=self._inbox,
                         max_history_events=input.max_history_events,
                         send_timeout_seconds=input.send_timeout_seconds,
+                        send_queues=self._send_queues,
                         registered_versions=sorted(self._registered & set(state.bundles)),
                     )
                 )
@@ -321,11 +327,17 @@ class CustomerWorkflow:
                 )
             self._in_flight[request.message_id] = asyncio.create_task(self._send(request))
 
+    def _send_queue(self, channel: str) -> str | None:
+        """The paced task queue of this channel's sends, or None for the workflow's own queue."""
+        queue = self._send_queues.get(channel)
+        return queue if queue is not None and workflow.patched(PACING_PATCH) else None
+
     async def _send(self, request: SendRequest) -> None:
         try:
             result = await workflow.execute_activity(
                 "send_message",
                 request,
+                task_queue=self._send_queue(request.channel),
                 result_type=SendResult,
                 start_to_close_timeout=self._send_timeout,
                 heartbeat_timeout=SEND_HEARTBEAT_TIMEOUT,

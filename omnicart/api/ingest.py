@@ -39,6 +39,7 @@ from omnicart.customers.projection import ProfileProjection
 from omnicart.events import Event
 from omnicart.journey.model import JourneyBundle
 from omnicart.observability import count_ingested
+from omnicart.pacing import send_queues
 from omnicart.routing import deliver
 from omnicart.settings import Settings
 
@@ -214,6 +215,7 @@ class Ingest:
                         on_signalled=lambda part: done.extend(event.id for event in part),
                         by_reference=self.catalog.by_reference,
                         record_analytics=self.settings.record_analytics,
+                        send_queues=send_queues(self.settings),
                     )
             except Exception as error:
                 return done, error

@@ -44,7 +44,7 @@ from omnicart.analytics.outcomes import outcome, outcomes_of
 from omnicart.analytics.store import record_outcomes
 from omnicart.consent.provenance import provenance
 from omnicart.events import Event
-from omnicart.ledger import MessageLedger
+from omnicart.ledger import LedgerEntry, MessageLedger
 from omnicart.security.pseudonym import customer_ref
 from omnicart.settings import Settings, get_settings
 
@@ -80,10 +80,7 @@ class StatusCallbackResult(BaseModel):
 async def twilio_status(request: Request) -> StatusCallbackResult:
     """A status callback: delivered / undelivered / failed become journey events."""
     params = await _verified_params(request)
-    sid = params.get("MessageSid") or params.get("SmsSid")
-    status = params.get("MessageStatus") or params.get("SmsStatus")
-    if not sid or not status:
-        raise HTTPException(status_code=400, detail="a status callback needs MessageSid and MessageStatus")
+    sid, status = status_of(params)
     message_id = request.query_params.get("message_id")
     if not message_id:
         log.info("twilio status %r for %s without a message_id: accepted", status, sid)
@@ -106,22 +103,40 @@ async def twilio_status(request: Request) -> StatusCallbackResult:
         }
         if params.get("ErrorCode"):
             properties["error_code"] = params["ErrorCode"]
-        event = Event.parse(
-            {
-                "id": f"twilio_{sid}_{status}",
-                "type": event_type,
-                "customer_id": entry.customer_id,
-                "timestamp": datetime.now(UTC).isoformat(),
-                "source": "sms",
-                "properties": properties,
-            }
-        )
-        await _ingest(request).submit([event])
-        await asyncio.to_thread(record_outcomes, ledger.engine, outcomes_of([event]))
+        await forward_delivery(request, entry, f"twilio_{sid}_{status}", event_type, properties)
         log.info("twilio status %r for message %s -> %s", status, message_id, event_type)
     # Evidence after forwarding: a call that failed above is answered 5xx and Twilio may retry it.
     await asyncio.to_thread(ledger.record_event, message_id, status)
     return StatusCallbackResult(message_id=message_id, status=status, known=True, forwarded=event_type)
+
+
+def status_of(params: ImmutableMultiDict[str, str]) -> tuple[str, str]:
+    """A status callback's message SID and status (400 without them), for every Twilio channel."""
+    sid = params.get("MessageSid") or params.get("SmsSid")
+    status = params.get("MessageStatus") or params.get("SmsStatus")
+    if not sid or not status:
+        raise HTTPException(status_code=400, detail="a status callback needs MessageSid and MessageStatus")
+    return sid, status
+
+
+async def forward_delivery(
+    request: Request, entry: LedgerEntry, event_id: str, event_type: str, properties: dict[str, Any]
+) -> None:
+    """A delivery report about one of our messages, as a journey event for its customer (and for
+    analytics); shared by every Twilio channel, whose ``properties`` name it."""
+    ledger: MessageLedger = request.app.state.ledger
+    event = Event.parse(
+        {
+            "id": event_id,
+            "type": event_type,
+            "customer_id": entry.customer_id,
+            "timestamp": datetime.now(UTC).isoformat(),
+            "source": properties["channel"],
+            "properties": properties,
+        }
+    )
+    await _ingest(request).submit([event])
+    await asyncio.to_thread(record_outcomes, ledger.engine, outcomes_of([event]))
 
 
 @router.post(INBOUND_PATH)

@@ -39,6 +39,8 @@ class RenderedMessage(RenderedParts):
     sendgrid_template_id: str | None = None
     marketing: bool = False
     unsubscribe_url: str | None = Field(default=None, description="Signed one-click unsubscribe link (email).")
+    content_sid: str | None = Field(default=None, description="WhatsApp: the approved Content template.")
+    free_form: bool = Field(default=False, description="WhatsApp: send ``body`` as free text (window open).")
     context: dict[str, Any] = Field(default_factory=dict)
 
 

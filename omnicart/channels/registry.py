@@ -34,6 +34,10 @@ def build_senders(settings: Settings) -> dict[Channel, ChannelSender]:
         from omnicart.channels.twilio_sms import TwilioSmsSender
 
         senders["sms"] = TwilioSmsSender(settings, timeout=provider_timeout(settings, 10.0))
+    if settings.twilio_account_sid and settings.twilio_whatsapp_from:
+        from omnicart.channels.twilio_whatsapp import TwilioWhatsAppSender
+
+        senders["whatsapp"] = TwilioWhatsAppSender(settings, timeout=provider_timeout(settings, 10.0))
     if settings.fcm_project_id:
         from omnicart.channels.fcm import FcmPushSender
 

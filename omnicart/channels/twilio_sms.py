@@ -188,6 +188,15 @@ class TwilioSmsSender:
                 )
         return None
 
+    @property
+    def client(self) -> Client:
+        """The configured SDK client, for another Twilio channel (WhatsApp) to share."""
+        return self._client
+
+    def call(self, request: Callable[[], T]) -> T:
+        """Run one SDK call and classify its errors, for another Twilio channel to share."""
+        return self._call(request)
+
     def _call(self, request: Callable[[], T]) -> T:
         """Run one SDK call (in a worker thread) and classify what went wrong."""
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from omnicart.engine.state import CustomerState, Profile
+from omnicart.events import CHANNELS
 from omnicart.journey.conditions import ENGAGEMENT_KINDS, LazyScope
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ def address(profile: Profile, channel: str) -> list[str]:
     """Where a channel can reach the customer; empty when unknown or known to be undeliverable."""
     if channel == "push":
         return list(profile.push_tokens)
-    value = profile.email if channel == "email" else profile.phone if channel == "sms" else None
+    value = profile.email if channel == "email" else profile.phone if channel in ("sms", "whatsapp") else None
     if not value or profile.undeliverable.get(channel) == value:
         return []
     return [value]
@@ -38,7 +39,7 @@ def customer(state: CustomerState) -> dict[str, Any]:
         "first_name": profile.first_name,
         "locale": profile.locale,
         "timezone": profile.timezone,
-        "consent": {channel: profile.consent.get(channel) is True for channel in ("email", "sms", "push")},
+        "consent": {channel: profile.consent.get(channel) is True for channel in CHANNELS},
         "push_tokens": list(profile.push_tokens),
     }
 

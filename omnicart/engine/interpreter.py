@@ -33,8 +33,10 @@ from omnicart.engine.state import (
     Action,
     CustomerState,
     Deferred,
+    Delivering,
     GoalWatch,
     PendingSend,
+    Profile,
     Quarantined,
     QuarantineKind,
     RunState,
@@ -54,6 +56,7 @@ from omnicart.journey.model import (
     Step,
     Template,
     WaitSpec,
+    WhatsAppTemplate,
     percent,
 )
 from omnicart.messages import SendRequest, SendResult
@@ -62,6 +65,14 @@ from omnicart.messages import SendRequest, SendResult
 # goto loop with no wait in it, which would otherwise spin forever.
 MAX_INSTANT_STEPS = 100
 TOUCHES = 10  # a goal window remembers this many of its run's messages, for attribution
+
+WHATSAPP_WINDOW = timedelta(hours=24)
+"""WhatsApp's customer-service window: free-form text only this long after the customer's last message."""
+DELIVERY_REPORT_WAIT = timedelta(days=3)
+"""How long an accepted WhatsApp message waits for its delivery report before it is forgotten."""
+DELIVERING = 50
+INBOUND = "message_received"
+"""The event a customer's own message becomes (an inbound webhook): it opens WhatsApp's window."""
 
 INTERNAL_ERROR = "internal_error"
 """The exit reason of a run whose wait could not be handled (the failure is in ``state.quarantine``)."""
@@ -88,6 +99,7 @@ class SendCommand:
     template: str
     trigger: dict[str, Any]
     variant: str | None = None
+    free_form: bool = False  # WhatsApp: send the template's free text, the customer's window is open
 
 
 @dataclass(slots=True)
@@ -282,6 +294,7 @@ def _apply_event(state: CustomerState, event: Event, journeys: list[JourneyBundl
     new = Output()
     ctx_event = event.context()
     _learn(state, event, ctx_event)
+    _delivery_report(state, event, now, new)
     for run in state.runs:
         if event.timestamp >= run.started_at:
             run.events.append(ctx_event)
@@ -343,6 +356,10 @@ def _apply_send_result(state: CustomerState, result: SendResult, now: datetime) 
             if address:
                 profile.undeliverable[result.channel] = ",".join(address)
         _fall_back(state, pending, now, out)
+    elif pending.channel == "whatsapp":  # accepted; WhatsApp may still refuse it (see ``Delivering``)
+        state.delivering = [d for d in state.delivering if d.accepted_at > now - DELIVERY_REPORT_WAIT]
+        state.delivering.append(Delivering(now, pending))
+        del state.delivering[:-DELIVERING]
     # Only now: the fallback above may still need the journey the failed send came from.
     _forget_unused_bundles(state)
     _journal(state, out)
@@ -353,6 +370,33 @@ def handle_sent(state: CustomerState, message_id: str) -> None:
     """A send the channel accepted: nothing follows from it but forgetting it was pending."""
     if _settle(state, message_id) is not None:
         _forget_unused_bundles(state)
+
+
+def _delivery_report(state: CustomerState, event: Event, now: datetime, out: Output) -> None:
+    """A WhatsApp delivery report: a refusal the channel marks ``fallback`` moves to the step's next
+    channel, as a refusal at send time would. The report may overtake the send's own result (Twilio
+    calls back as soon as WhatsApp answers): the message is then still pending, and settled here."""
+    props = event.properties
+    if props.get("channel") != "whatsapp" or event.type not in ("message_delivered", "message_failed"):
+        return
+    message_id = props.get("message_id")
+    state.delivering = [d for d in state.delivering if d.accepted_at > now - DELIVERY_REPORT_WAIT]
+    found = next((d for d in state.delivering if d.pending.message_id == message_id), None)
+    if found is not None:
+        state.delivering.remove(found)
+        pending: PendingSend | None = found.pending
+    elif event.type == "message_failed" and props.get("fallback") is True:
+        pending = _settle(state, str(message_id))
+    else:
+        return
+    if pending is None or event.type != "message_failed" or props.get("fallback") is not True:
+        return
+    state.sent = [mark for mark in state.sent if mark.message_id != message_id]
+    for watch in state.goals:
+        watch.touches = [touch for touch in watch.touches if touch[0] != message_id]
+    if props.get("invalid_address") is True and state.profile.phone:
+        state.profile.undeliverable["whatsapp"] = state.profile.phone
+    _fall_back(state, pending, now, out)
 
 
 def _settle(state: CustomerState, message_id: str) -> PendingSend | None:
@@ -390,7 +434,7 @@ def sends_in_flight(state: CustomerState) -> list[SendCommand]:
         commands.append(
             SendCommand(pending.message_id, pending.journey, pending.version, pending.run_id,
                         _step_id(bundle.journey, pending.step_index), cast(Channel, pending.channel),
-                        option.template, pending.trigger, pending.variant)
+                        option.template, pending.trigger, pending.variant, pending.free_form)
         )
     return commands
 
@@ -425,6 +469,7 @@ def send_request(state: CustomerState, command: SendCommand, *, by_reference: bo
         to=context.address(state.profile, command.channel),
         context=message,
         variant=command.variant,
+        free_form=command.free_form,
     )
 
 
@@ -459,6 +504,11 @@ def _learn(state: CustomerState, event: Event, ctx_event: dict[str, Any]) -> Non
         topic = props.get("topic")
         subject = topic_consent_key(str(topic)) if topic else str(props.get("channel"))
         _set_consent(state, subject, bool(props.get("granted")), event.timestamp)
+    elif event.type == INBOUND:
+        channel = str(props.get("channel"))
+        latest = profile.inbound_at.get(channel)
+        if latest is None or latest < event.timestamp:
+            profile.inbound_at[channel] = event.timestamp
     elif event.type in ("cart_updated", "checkout_started"):
         cart_id = str(props.get("cart_id"))
         known = state.carts.get(cart_id)
@@ -968,6 +1018,7 @@ def _try_options(
                             template=option.template, reason="frequency_capped")
                 )
                 continue
+        free_form = channel == "whatsapp" and _whatsapp_free_form(profile, bundle.templates[option.template], at)
         # A first send is numbered by the run's send count; a fallback by the message it replaces.
         seed = base.message_id or str(run.sends if run is not None else 0)
         message_id = _digest("msg", state.customer_id, base.run_id, step_id, seed, str(index))
@@ -977,7 +1028,7 @@ def _try_options(
             run.engagement["sent"] = run.engagement.get("sent", 0) + 1
         state.pending.append(
             PendingSend(message_id, base.run_id, base.journey, base.version, base.key, base.trigger,
-                        base.step_index, index, channel, base.variant, base.experiment, base.holdout)
+                        base.step_index, index, channel, base.variant, base.experiment, base.holdout, free_form)
         )
         if marketing:
             state.sent.append(SentMark(at, channel, message_id))  # reserved now, released if it fails
@@ -987,7 +1038,7 @@ def _try_options(
             del watch.touches[:-TOUCHES]
         out.sends.append(
             SendCommand(message_id, journey.name, base.version, base.run_id, step_id, cast(Channel, channel),
-                        option.template, base.trigger, base.variant)
+                        option.template, base.trigger, base.variant, free_form)
         )
         out.actions.append(
             _action(state, journey.name, at, "send", of=base, step=step_id, channel=channel,
@@ -995,6 +1046,15 @@ def _try_options(
         )
         return None
     return None
+
+
+def _whatsapp_free_form(profile: Profile, template: Template, at: datetime) -> bool:
+    """Free text instead of the approved template: only when the template has some and the customer
+    wrote to us on WhatsApp within the last 24 hours (at the decision's time)."""
+    if not isinstance(template, WhatsAppTemplate) or template.body is None:
+        return False
+    last = profile.inbound_at.get("whatsapp")
+    return last is not None and at - last < WHATSAPP_WINDOW
 
 
 def _capped(
@@ -1030,6 +1090,8 @@ def _end(state: CustomerState, run: RunState, at: datetime, reason: str, out: Ou
         out.cancel.extend(p.message_id for p in cancelled)
         state.pending = [p for p in state.pending if p.run_id != run.run_id]
         state.deferred = [d for d in state.deferred if d.pending.run_id != run.run_id]
+        # Nor does a WhatsApp refusal reported after the exit send its fallback.
+        state.delivering = [d for d in state.delivering if d.pending.run_id != run.run_id]
     # A goal counted from a step the run never reached has no window to count in.
     state.goals = [watch for watch in state.goals if watch.counting or watch.run_id != run.run_id]
     out.actions.append(_action(state, run.journey, at, "exit", of=run, reason=reason))
@@ -1051,6 +1113,7 @@ def _forget_unused_bundles(state: CustomerState) -> None:
     used.update(watch.version for watch in state.goals)
     used.update(pending.version for pending in state.pending)
     used.update(deferred.pending.version for deferred in state.deferred)
+    used.update(delivering.pending.version for delivering in state.delivering)
     for version in [v for v in state.bundles if v not in used]:
         del state.bundles[version]
 

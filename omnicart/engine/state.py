@@ -48,6 +48,8 @@ class Profile:
     updated_at: dict[str, datetime] = field(default_factory=dict)
     last_event_at: dict[str, datetime] = field(default_factory=dict)
     """The time of the customer's latest event of each type: what an ``after`` trigger counts from."""
+    inbound_at: dict[str, datetime] = field(default_factory=dict)
+    """The time of the customer's latest message *to us* per channel: WhatsApp's 24-hour window."""
 
 
 @dataclass(slots=True)
@@ -124,6 +126,20 @@ class PendingSend:
     variant: str | None = None
     experiment: str | None = None
     holdout: Holdout | None = None
+    free_form: bool = False  # WhatsApp: the interpreter chose free text (the window was open), not the template
+
+
+@dataclass(slots=True)
+class Delivering:
+    """A WhatsApp message the channel accepted whose delivery report is still owed.
+
+    WhatsApp refuses some messages only after Twilio accepted them (Meta holding back a marketing
+    template, 63049; free text outside the window, 63016): the status callback is the first to
+    know, so the step's fallback must still be reachable from it.
+    """
+
+    accepted_at: datetime
+    pending: PendingSend
 
 
 @dataclass(slots=True)
@@ -233,6 +249,7 @@ class CustomerState:
     sent: list[SentMark] = field(default_factory=list)  # what frequency caps count
     actions_total: int = 0  # numbers every action, so analytics rows have stable ids
     unrecorded: list[Action] = field(default_factory=list)  # analytics rows not yet stored
+    delivering: list[Delivering] = field(default_factory=list)  # WhatsApp sends awaiting their delivery report
 
     def run(self, run_id: str) -> RunState | None:
         return next((run for run in self.runs if run.run_id == run_id), None)
@@ -277,6 +294,7 @@ class CustomerState:
                 attributes=dict(profile.attributes),
                 undeliverable=dict(profile.undeliverable),
                 updated_at=dict(profile.updated_at),
+                inbound_at=dict(profile.inbound_at),
             ),
             carts=dict(self.carts),
             runs=[
@@ -292,6 +310,7 @@ class CustomerState:
             unrecorded=list(self.unrecorded),
             pending=list(self.pending),
             deferred=list(self.deferred),
+            delivering=list(self.delivering),
             seen=list(self.seen),
             recent=list(self.recent),
             journal=list(self.journal),

@@ -45,6 +45,7 @@ from omnicart.journey.model import (
     SmsTemplate,
     Step,
     Template,
+    WhatsAppTemplate,
 )
 from omnicart.journey.templates import TemplateError, check_template, text_fields, variable_uses
 
@@ -55,10 +56,11 @@ YAML_SUFFIXES = (".yaml", ".yml")
 POLICIES_FILES = tuple(f"policies{suffix}" for suffix in YAML_SUFFIXES)
 """The names reserved in a journeys folder for the rules across its journeys (never a journey)."""
 PERCENT_PATTERN = str(TypeAdapter(Percent).json_schema()["pattern"])
-TEMPLATE_MODELS: dict[str, type[EmailTemplate] | type[SmsTemplate] | type[PushTemplate]] = {
+TEMPLATE_MODELS: dict[str, type[EmailTemplate] | type[SmsTemplate] | type[PushTemplate] | type[WhatsAppTemplate]] = {
     "email": EmailTemplate,
     "sms": SmsTemplate,
     "push": PushTemplate,
+    "whatsapp": WhatsAppTemplate,
 }
 TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
@@ -760,8 +762,11 @@ class TemplateFile:
     """The locale variants read next to it (``cart_reminder_1.tr.yaml``), by locale."""
 
     def locate(self, error: TemplateError) -> Problem:
-        source = getattr(self.template, error.field, None) or ""
-        line, column = self.positions.inside((error.field,), error.line, error.column, source)
+        path = tuple(error.field.split("."))  # a WhatsApp placeholder is "content_variables.1"
+        source = getattr(self.template, path[0], None)
+        if isinstance(source, dict):
+            source = source.get(path[-1])
+        line, column = self.positions.inside(path, error.line, error.column, source or "")
         return Problem(self.file, line, column, f"{error.field}: {error.reason}")
 
 
@@ -783,11 +788,11 @@ def read_template(path: Path) -> TemplateFile:
             channel = data.get("channel")
             if "channel" not in data:
                 problems.append(
-                    positions.problem((), "missing 'channel' in template: write channel: email, sms or push")
+                    positions.problem((), "missing 'channel' in template: write channel: email, sms, push or whatsapp")
                 )
             elif channel not in TEMPLATE_MODELS:
                 hint = _suggest(str(channel), TEMPLATE_MODELS)
-                guess = f" — did you mean '{hint}'?" if hint else ": use email, sms or push"
+                guess = f" — did you mean '{hint}'?" if hint else ": use email, sms, push or whatsapp"
                 problems.append(positions.problem(("channel",), f"unknown channel {channel!r}{guess}"))
             else:
                 template, found = _validate(TEMPLATE_MODELS[channel], data, positions, "template")

@@ -434,7 +434,30 @@ class PushTemplate(_Strict):
     locales: dict[LocaleTag, PushTemplate] = Field(default_factory=dict, description=_LOCALES)
 
 
-Template = Annotated[EmailTemplate | SmsTemplate | PushTemplate, Field(discriminator="channel")]
+class WhatsAppTemplate(_Strict):
+    """A WhatsApp message: an approved Content template to open a conversation, free text inside it.
+
+    WhatsApp lets a business start a conversation only with a template Meta approved (Twilio's
+    Content API: ``content_sid``, with ``content_variables`` filling its ``{{1}}``, ``{{2}}`` ...);
+    free-form text is allowed only within 24 hours of the customer's last message to us. The journey
+    declares the template's Meta ``category`` (it decides price, and whether Meta may hold a
+    marketing message back, error 63049). ``body``, when given, is what goes out instead of the
+    template while the customer's window is open.
+    """
+
+    channel: Literal["whatsapp"]
+    content_sid: str = Field(pattern=r"^HX[0-9a-fA-F]{32}$", description="The approved Content template (HX...).")
+    content_variables: dict[str, str] = Field(
+        default_factory=dict, description="The template's placeholders by number ('1', '2', ...): Liquid text."
+    )
+    category: Literal["marketing", "utility"] = Field(description="The template's Meta category, as approved.")
+    body: str | None = Field(default=None, description="Free-form text, sent instead while the 24 h window is open.")
+    # The free-form body translates like any text; Meta approves a Content template per language, so
+    # the one content_sid here serves every locale until the loader learns per-locale SIDs.
+    locales: dict[LocaleTag, WhatsAppTemplate] = Field(default_factory=dict, description=_LOCALES)
+
+
+Template = Annotated[EmailTemplate | SmsTemplate | PushTemplate | WhatsAppTemplate, Field(discriminator="channel")]
 
 
 class FrequencyCap(_Strict):

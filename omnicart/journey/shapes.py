@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
+from omnicart.events import CHANNELS
 from omnicart.journey.conditions import ENGAGEMENT_KINDS
 from omnicart.plan import TrackingPlan
 
@@ -90,8 +91,8 @@ def customer(plan: TrackingPlan) -> Shape:
     learned = {k: v for k, v in (spec.properties if spec else {}).items() if k not in _CUSTOMER_FIXED}
     consent = {
         "type": "object",
-        "properties": {channel: {"type": "boolean"} for channel in ("email", "sms", "push")},
-        "required": ["email", "sms", "push"],
+        "properties": {channel: {"type": "boolean"} for channel in CHANNELS},
+        "required": list(CHANNELS),
     }
     fixed: dict[str, Any] = {name: _MAYBE_TEXT for name in _CUSTOMER_FIXED}
     fixed.update(id=_TEXT, consent=consent, push_tokens={"type": "array", "items": _TEXT})

@@ -34,6 +34,7 @@ _FIELDS: dict[str, tuple[str, ...]] = {
     "email": ("subject", "preheader", "html", "text"),
     "sms": ("body",),
     "push": ("title", "body", "url", "image_url"),
+    "whatsapp": ("body",),
 }
 _HTML_FIELDS = frozenset({"html"})
 
@@ -51,6 +52,7 @@ class RenderedParts(BaseModel):
     title: str | None = None
     url: str | None = None
     image_url: str | None = None
+    content_variables: dict[str, str] | None = None
 
 
 class TemplateError(ValueError):
@@ -111,6 +113,8 @@ def template_sources(template: Template) -> Iterator[tuple[str, str, bool]]:
         source = getattr(template, field)
         if source is not None:
             yield field, source, field in _HTML_FIELDS
+    for name, source in getattr(template, "content_variables", {}).items():
+        yield f"content_variables.{name}", source, False
 
 
 @lru_cache(maxsize=1024)
@@ -128,10 +132,15 @@ def render_template(template: Template, context: dict[str, Any], *, derive_text:
     An email without a text part gets one derived from its HTML, unless ``derive_text`` is off (a
     preview that only needs to know whether the template renders skips that cost).
     """
-    parts: dict[str, str | None] = {}
+    parts: dict[str, Any] = {}
     for field in _FIELDS[template.channel]:
         source = getattr(template, field)
         parts[field] = None if source is None else _render_field(field, source, context)
+    variables = getattr(template, "content_variables", None)
+    if variables is not None:  # WhatsApp: each placeholder of the approved template, rendered alone
+        parts["content_variables"] = {
+            name: _render_field(f"content_variables.{name}", source, context) for name, source in variables.items()
+        }
     if not derive_text:
         return RenderedParts(**parts)
     if isinstance(template, EmailTemplate) and parts.get("text") is None and parts.get("html") is not None:
@@ -238,7 +247,7 @@ def check_template(template: Template, trigger_events: Sequence[str] | None = No
             best = failed
         if not failed:
             break
-    order = _FIELDS[template.channel]
+    order = [field for field, _, _ in template_sources(template)]
     return sorted([*errors, *(best or [])], key=lambda error: (order.index(error.field), error.line, error.column))
 
 

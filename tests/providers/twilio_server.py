@@ -9,10 +9,16 @@ no answer at all.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import secrets
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from tests.providers.loopback import Recorded, ScriptedLoopbackServer, ScriptedReply
 
@@ -61,6 +67,7 @@ class TwilioServer(ScriptedLoopbackServer[Reply]):
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.messages: list[dict[str, Any]] = []
+        self.whatsapp = WhatsApp(self)
 
     def sent(self) -> list[Recorded]:
         """The message-creating requests received (whatever they were answered)."""
@@ -88,6 +95,8 @@ class TwilioServer(ScriptedLoopbackServer[Reply]):
             return 400, _error_body(400, 20001, "Content-Type must be application/x-www-form-urlencoded"), {}
         to, body = request.field("To"), request.field("Body")
         sender, service = request.field("From"), request.field("MessagingServiceSid")
+        if (to or "").startswith(WHATSAPP) or (sender or "").startswith(WHATSAPP):
+            return self.whatsapp.create(request)
         if not to:
             return 400, _error_body(400, 21604, "A 'To' phone number is required."), {}
         if not body:
@@ -100,33 +109,25 @@ class TwilioServer(ScriptedLoopbackServer[Reply]):
                 _error_body(400, 21617, "The concatenated message body exceeds the 1600 character limit."),
                 {},
             )
+        resource = self.message_resource(to, sender, body, service)
+        return 201, resource, {}
+
+    def message_resource(self, to: str, sender: str | None, body: str | None, service: str | None) -> dict[str, Any]:
+        """A new outbound Message resource as the API returns it (queued), recorded."""
         sid = "SM" + secrets.token_hex(16)
         now = format_datetime(datetime.now(UTC))
         resource = {
-            "account_sid": self.account_sid,
-            "api_version": "2010-04-01",
-            "body": body,
-            "date_created": now,
-            "date_sent": None,
-            "date_updated": now,
-            "direction": "outbound-api",
-            "error_code": None,
-            "error_message": None,
-            "from": sender,
-            "messaging_service_sid": service,
-            "num_media": "0",
-            "num_segments": "1",
-            "price": None,
-            "price_unit": "USD",
-            "sid": sid,
-            "status": "accepted" if service else "queued",
+            "account_sid": self.account_sid, "api_version": "2010-04-01", "body": body,
+            "date_created": now, "date_sent": None, "date_updated": now, "direction": "outbound-api",
+            "error_code": None, "error_message": None, "from": sender, "messaging_service_sid": service,
+            "num_media": "0", "num_segments": "1", "price": None, "price_unit": "USD", "sid": sid,
+            "status": "accepted" if service else "queued", "to": to,
             "subresource_uris": {"media": f"{API}/Accounts/{self.account_sid}/Messages/{sid}/Media.json"},
-            "to": to,
             "uri": f"{API}/Accounts/{self.account_sid}/Messages/{sid}.json",
         }
         with self._lock:
             self.messages.append(resource)
-        return 201, resource, {}
+        return resource
 
     def _list(self, request: Recorded) -> dict[str, Any]:
         def wanted(message: dict[str, Any]) -> bool:
@@ -151,3 +152,131 @@ class TwilioServer(ScriptedLoopbackServer[Reply]):
             "start": 0,
             "uri": f"{uri}?PageSize={page_size}&Page=0",
         }
+
+
+# --- WhatsApp ---------------------------------------------------------------------------------
+
+WHATSAPP = "whatsapp:"
+WINDOW = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class Content:
+    """An approved Content template of the account: its Meta category and its placeholders."""
+
+    category: str
+    variables: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Callback:
+    """A webhook request Twilio makes to us, signed as Twilio signs it (HMAC-SHA1 over URL + sorted form)."""
+
+    url: str
+    params: dict[str, str]
+    signature: str
+
+    @property
+    def path_and_query(self) -> str:
+        parts = urlsplit(self.url)
+        return f"{parts.path}?{parts.query}" if parts.query else parts.path
+
+
+class WhatsApp:
+    """WhatsApp on the fake Twilio, as the real Messages API behaves for ``whatsapp:`` addresses.
+
+    * ``From`` must be the account's WhatsApp sender (else 63007); ``To`` a ``whatsapp:+E164``.
+    * A message is either ``ContentSid`` (an approved template of the account, else 21655) with
+      ``ContentVariables`` (a JSON object of strings, else 21656), or free-form ``Body``.
+    * The request is accepted (201, ``queued``); WhatsApp's verdict comes later, by status callback:
+      free-form outside the customer's 24-hour window fails with 63016; a marketing template to a
+      user Meta holds marketing back from (``hold_marketing``) fails with 63049; else ``sent`` then
+      ``delivered``. Callbacks wait in ``callbacks`` (signed) until a test delivers them.
+    * ``customer_writes`` is the customer's own message: it opens the window, and gives the signed
+      inbound webhook Twilio would post.
+    """
+
+    def __init__(self, server: TwilioServer) -> None:
+        self.server = server
+        self.sender: str | None = None
+        self.contents: dict[str, Content] = {}
+        self.last_inbound: dict[str, datetime] = {}
+        self.marketing_held: set[str] = set()
+        self.callbacks: list[Callback] = []
+
+    def approve(self, content_sid: str, category: str, variables: set[str]) -> None:
+        """Create an approved Content template in the account."""
+        self.contents[content_sid] = Content(category, frozenset(variables))
+
+    def hold_marketing(self, phone: str) -> None:
+        """Meta will not deliver marketing templates to this user (per-user marketing limits)."""
+        self.marketing_held.add(phone)
+
+    def customer_writes(self, phone: str, body: str, inbound_url: str) -> Callback:
+        """The customer sends us a WhatsApp message: the window opens; Twilio's inbound webhook."""
+        self.last_inbound[phone] = datetime.now(UTC)
+        params = {
+            "AccountSid": self.server.account_sid, "ApiVersion": "2010-04-01", "Body": body,
+            "From": WHATSAPP + phone, "MessageSid": "SM" + secrets.token_hex(16), "NumMedia": "0",
+            "NumSegments": "1", "ProfileName": "Customer", "SmsStatus": "received",
+            "To": self.sender or "", "WaId": phone.lstrip("+"),
+        }
+        return self._signed(inbound_url, params)
+
+    def sent(self) -> list[Recorded]:
+        """The WhatsApp message-creating requests received."""
+        return [r for r in self.server.sent() if (r.field("To") or "").startswith(WHATSAPP)]
+
+    def take_callbacks(self) -> list[Callback]:
+        with self.server._lock:
+            taken, self.callbacks = self.callbacks, []
+        return taken
+
+    def create(self, request: Recorded) -> tuple[int, dict[str, Any], dict[str, str]]:
+        to, sender = request.field("To") or "", request.field("From") or ""
+        body, content_sid = request.field("Body"), request.field("ContentSid")
+        if sender != self.sender:
+            return 400, _error_body(400, 63007, "Twilio could not find a Channel with the specified From address"), {}
+        if not to.startswith(WHATSAPP) or not to.removeprefix(WHATSAPP).startswith("+"):
+            return 400, _error_body(400, 21211, "Invalid 'To' Phone Number"), {}
+        if content_sid is not None:
+            content = self.contents.get(content_sid)
+            if content is None:
+                return 400, _error_body(400, 21655, "The ContentSid is Invalid"), {}
+            try:
+                variables = json.loads(request.field("ContentVariables") or "{}")
+            except ValueError:
+                variables = None
+            if not isinstance(variables, dict) or not all(isinstance(v, str) for v in variables.values()):
+                return 400, _error_body(400, 21656, "The ContentVariables Parameter is invalid"), {}
+        elif not body:
+            return 400, _error_body(400, 21619, "A text message body or media urls must be specified."), {}
+        resource = self.server.message_resource(to, sender, body, None)
+        phone = to.removeprefix(WHATSAPP)
+        last = self.last_inbound.get(phone)
+        if content_sid is None and (last is None or datetime.now(UTC) - last >= WINDOW):
+            verdict = [("failed", "63016")]
+        elif content_sid is not None and self.contents[content_sid].category == "marketing" and (
+            phone in self.marketing_held
+        ):
+            verdict = [("failed", "63049")]
+        else:
+            verdict = [("sent", ""), ("delivered", "")]
+        callback_url = request.field("StatusCallback")
+        if callback_url:
+            for status, code in verdict:
+                params = {
+                    "AccountSid": self.server.account_sid, "ApiVersion": "2010-04-01", "ChannelPrefix": "whatsapp",
+                    "From": sender, "MessageSid": resource["sid"], "MessageStatus": status,
+                    "SmsSid": resource["sid"], "SmsStatus": status, "To": to,
+                }
+                if code:
+                    params["ErrorCode"] = code
+                with self.server._lock:
+                    self.callbacks.append(self._signed(callback_url, params))
+        return 201, resource, {}
+
+    def _signed(self, url: str, params: dict[str, str]) -> Callback:
+        payload = url + "".join(name + params[name] for name in sorted(params))
+        digest = hmac.new(self.server.auth_token.encode(), payload.encode(), hashlib.sha1).digest()
+        return Callback(url, params, base64.b64encode(digest).decode())
