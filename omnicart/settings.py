@@ -103,6 +103,10 @@ class Settings(BaseSettings):
     # Date-based triggers: how often the Temporal Schedule looks for customers due (omnicart.date_schedule).
     date_trigger_interval_minutes: float = Field(default=60.0, gt=0)
 
+    # The marketer's console (omnicart.console): its own listener, loopback unless said otherwise.
+    console_address: str = Field(default="127.0.0.1:8090", description="host:port of the console.")
+    console_secure_cookies: bool = Field(default=False, description="Mark session cookies Secure (behind HTTPS).")
+
     def database(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'omnicart.db'}"
 
