@@ -162,7 +162,7 @@ def create_console_app(settings: Settings, client: Client | None = None) -> Fast
                      start: datetime, end: datetime, status: int = 200, notice: str | None = None) -> HTMLResponse:
         stats = {group.key: group for group in report.groups if group.key} if report else {}
         journey = item.bundle.journey
-        steps = [(step_id, describe_step(step), step_counts(stats.get(step_id)))
+        steps = [(step_id, describe_step(step), step_counts(step, stats.get(step_id)))
                  for step_id, step in zip(journey.step_ids(), journey.steps, strict=True)]
         return page(request, "journey.html", session, status=status, item=item, report=report, steps=steps,
                     diagram=mermaid_flowchart(journey, stats), source=source, notice=notice,

@@ -26,6 +26,7 @@ from omnicart.journey.registry import JourneyRegistry
 from omnicart.ledger import MessageLedger
 from omnicart.messages import SendRequest
 from omnicart.settings import Settings
+from omnicart.simulate import timeline_event
 from omnicart.storage import get_engine, upgrade
 
 DEMO_AUTHOR = "demo"
@@ -57,7 +58,7 @@ def _customer_events(pick: random.Random, customer: str, start: datetime, days: 
     serial = iter(range(1, 100))
 
     def event(kind: str, at: datetime, source: str = "web", **properties: Any) -> Event:
-        return Event.parse({"id": f"{customer}_{next(serial)}", "type": kind, "customer_id": customer,
+        return timeline_event({"id": f"{customer}_{next(serial)}", "type": kind, "customer_id": customer,
                             "timestamp": at.isoformat(), "source": source, "properties": properties})
 
     joined = start + timedelta(minutes=pick.randrange(days * 24 * 60 // 2))

@@ -17,13 +17,15 @@ END = "journey_end"
 START = "journey_start"
 
 
-def step_counts(stats: GroupStats | None) -> list[str]:
-    """The numbers a marketer reads on a step, one short line each; nothing for a step never reached."""
+def step_counts(step: Step, stats: GroupStats | None) -> list[str]:
+    """The numbers a marketer reads on a step, one short line each; nothing for a step never reached.
+    Every step says how many wait there now; a send also what it sent and what became of it."""
     if stats is None:
         return []
     lines = []
     counts = [("waiting", stats.waiting), ("sent", stats.sent), ("opened", stats.opened), ("clicked", stats.clicked)]
-    shown = [f"{name} {value}" for name, value in counts if value or name in ("waiting", "sent")]
+    always = ("waiting", "sent") if step.send is not None else ("waiting",)
+    shown = [f"{name} {value}" for name, value in counts if value or name in always]
     lines.append(" · ".join(shown))
     lines.extend(f"skipped {reason} {count}" for reason, count in sorted(stats.skipped.items()))
     if stats.held:
@@ -65,7 +67,7 @@ def mermaid_flowchart(journey: Journey, stats: dict[str, GroupStats] | None = No
         step_id = ids[index]
         following = ids[index + 1] if index + 1 < len(ids) else END
         label = "<br/>".join(_text(line) for line in [f"{step_id}: {describe_step(step)}",
-                                                        *step_counts(stats.get(step_id))])
+                                                        *step_counts(step, stats.get(step_id))])
         lines.append(f"  {_shape(step, _node(step_id), label)}")
         lines.extend(f"  {_node(step_id)} {edge}" for edge in _edges(step, following))
     lines.append(f'  {END}(["end"])')
