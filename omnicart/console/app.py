@@ -35,6 +35,7 @@ from omnicart.console.customers import carts_of, customer_state, runs_of, timeli
 from omnicart.console.diagram import describe_step, mermaid_flowchart, step_counts
 from omnicart.console.journeys import check_source, journey_source, journey_summaries
 from omnicart.console.preview import TimelineError, parse_timeline, preview, sample_timelines
+from omnicart.console.test_sends import TestSendError, send_choices, send_test
 from omnicart.console.users import ConsoleUsers, Session
 from omnicart.customers.profiles import CustomerProfile, CustomerProfiles
 from omnicart.journey.registry import JourneyRegistry, Published, UnknownJourney
@@ -150,13 +151,15 @@ def create_console_app(settings: Settings, client: Client | None = None) -> Fast
 
     @app.get("/journeys/{name}", response_class=HTMLResponse)
     async def journey_page(
-        request: Request, session: SessionDep, name: str, since: str | None = None, until: str | None = None
+        request: Request, session: SessionDep, name: str, since: str | None = None, until: str | None = None,
+        tested: str | None = None,
     ) -> Response:
         item = published(name)
         start, end = _period(since, until)
         report = await asyncio.to_thread(stored_journey_report, engine, name, since=start, until=end)
         source = check_source(settings.journeys_dir, name, journey_source(settings.journeys_dir, item.bundle))
-        return journey_view(request, session, item, report, source, start, end)
+        notice = f"Test of {tested} sent (marked [TEST], counted nowhere)." if tested else None
+        return journey_view(request, session, item, report, source, start, end, notice=notice)
 
     def journey_view(request: Request, session: Session, item: Published, report: Any, source: Any,
                      start: datetime, end: datetime, status: int = 200, notice: str | None = None) -> HTMLResponse:
@@ -164,10 +167,11 @@ def create_console_app(settings: Settings, client: Client | None = None) -> Fast
         journey = item.bundle.journey
         steps = [(step_id, describe_step(step), step_counts(step, stats.get(step_id)))
                  for step_id, step in zip(journey.step_ids(), journey.steps, strict=True)]
-        return page(request, "journey.html", session, status=status, item=item, report=report, steps=steps,
+        return page(request, "journey.html", session, status=status, status_code=status, item=item, report=report,
+                    steps=steps,
                     diagram=mermaid_flowchart(journey, stats), source=source, notice=notice,
                     since=start.date().isoformat(), until=(end - timedelta(days=1)).date().isoformat(),
-                    changes=list(reversed(registry.changes(item.name)))[:20],
+                    changes=list(reversed(registry.changes(item.name)))[:20], choices=send_choices(item.bundle),
                     audit=app.state.users.audit(item.name, limit=20))
 
     @app.post("/journeys/{name}/publish", response_class=HTMLResponse)
@@ -183,6 +187,19 @@ def create_console_app(settings: Settings, client: Client | None = None) -> Fast
         if changed:
             app.state.users.record(session.user, "published", name, checked.bundle.version)
         return RedirectResponse(f"/journeys/{name}", status_code=303)
+
+    @app.post("/journeys/{name}/test-send")
+    async def test_send(
+        request: Request, session: ChangeDep, name: str, message: Annotated[str, Form()], to: Annotated[str, Form()]
+    ) -> Response:
+        """Send one step's message to the marketer's own address, marked as a test, counted nowhere."""
+        item = published(name)
+        try:
+            delivery = await send_test(settings, item.bundle, message, to, session.user.username)
+        except TestSendError as exc:
+            raise HTTPException(422, str(exc)) from None
+        app.state.users.record(session.user, "test_send", name, item.version, f"{message} via {delivery.provider}")
+        return RedirectResponse(f"/journeys/{name}?tested={message}", status_code=303)
 
     @app.post("/journeys/{name}/{change}")
     async def pause_or_resume(session: ChangeDep, name: str, change: Literal["pause", "resume"]) -> Response:
