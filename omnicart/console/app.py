@@ -8,7 +8,9 @@ own listener (``omnicart console``, or beside the API in ``omnicart dev``), neve
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -20,7 +22,6 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client
 
-from omnicart.analytics.report import stored_journey_report
 from omnicart.console.auth import (
     CSRF_FIELD,
     LOGIN_CSRF_COOKIE,
@@ -35,6 +36,7 @@ from omnicart.console.customers import carts_of, customer_state, runs_of, timeli
 from omnicart.console.diagram import describe_step, mermaid_flowchart, step_counts
 from omnicart.console.journeys import check_source, journey_source, journey_summaries
 from omnicart.console.preview import TimelineError, parse_timeline, preview, sample_timelines
+from omnicart.console.report_cache import CachedReport, ReportCache
 from omnicart.console.test_sends import TestSendError, send_choices, send_test
 from omnicart.console.users import ConsoleUsers, Session
 from omnicart.customers.profiles import CustomerProfile, CustomerProfiles
@@ -55,10 +57,18 @@ PostDep = Annotated[Session, Depends(posting_session)]
 def create_console_app(settings: Settings, client: Client | None = None) -> FastAPI:
     """The console for this product database; ``client`` (optional) answers customers' runs."""
     engine = get_engine(settings.database())
-    app = FastAPI(title="omnicart console", docs_url=None, redoc_url=None, openapi_url=None)
+    reports = ReportCache(engine)
+    registry = JourneyRegistry(engine)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        start, end = _period(None, None)  # the period every page opens on: computed before anyone asks
+        reports.warm(sorted(await asyncio.to_thread(registry.published)), start, end)
+        yield
+
+    app = FastAPI(title="omnicart console", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.users = ConsoleUsers(engine)
     app.state.throttle = LoginThrottle()
-    registry = JourneyRegistry(engine)
     profiles = CustomerProfiles(engine, settings.signing_secret)
     templates = Jinja2Templates(directory=HERE / "templates")
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
@@ -145,7 +155,7 @@ def create_console_app(settings: Settings, client: Client | None = None) -> Fast
         request: Request, session: SessionDep, since: str | None = None, until: str | None = None
     ) -> Response:
         start, end = _period(since, until)
-        summaries = await asyncio.to_thread(journey_summaries, engine, start, end)
+        summaries = await asyncio.to_thread(journey_summaries, registry, reports, start, end)
         return page(request, "journeys.html", session, summaries=summaries, since=start.date().isoformat(),
                     until=(end - timedelta(days=1)).date().isoformat())
 
@@ -156,20 +166,21 @@ def create_console_app(settings: Settings, client: Client | None = None) -> Fast
     ) -> Response:
         item = published(name)
         start, end = _period(since, until)
-        report = await asyncio.to_thread(stored_journey_report, engine, name, since=start, until=end)
+        report = await asyncio.to_thread(reports.get, name, start, end)
         source = check_source(settings.journeys_dir, name, journey_source(settings.journeys_dir, item.bundle))
         notice = f"Test of {tested} sent (marked [TEST], counted nowhere)." if tested else None
         return journey_view(request, session, item, report, source, start, end, notice=notice)
 
-    def journey_view(request: Request, session: Session, item: Published, report: Any, source: Any,
+    def journey_view(request: Request, session: Session, item: Published, cached: CachedReport, source: Any,
                      start: datetime, end: datetime, status: int = 200, notice: str | None = None) -> HTMLResponse:
+        report = cached.report
         stats = {group.key: group for group in report.groups if group.key} if report else {}
         journey = item.bundle.journey
         steps = [(step_id, describe_step(step), step_counts(step, stats.get(step_id)))
                  for step_id, step in zip(journey.step_ids(), journey.steps, strict=True)]
         return page(request, "journey.html", session, status=status, status_code=status, item=item, report=report,
                     steps=steps,
-                    diagram=mermaid_flowchart(journey, stats), source=source, notice=notice,
+                    diagram=mermaid_flowchart(journey, stats), source=source, notice=notice, cached=cached,
                     since=start.date().isoformat(), until=(end - timedelta(days=1)).date().isoformat(),
                     changes=list(reversed(registry.changes(item.name)))[:20], choices=send_choices(item.bundle),
                     audit=app.state.users.audit(item.name, limit=20))
@@ -180,7 +191,7 @@ def create_console_app(settings: Settings, client: Client | None = None) -> Fast
         checked = await asyncio.to_thread(check_source, settings.journeys_dir, name, source)
         start, end = _period(None, None)
         if checked.bundle is None:
-            report = await asyncio.to_thread(stored_journey_report, engine, name, since=start, until=end)
+            report = await asyncio.to_thread(reports.get, name, start, end)
             return journey_view(request, session, item, report, checked, start, end, status=422,
                                 notice=f"Not published: {len(checked.problems)} problem(s), shown on their lines.")
         changed = registry.publish([checked.bundle], session.user.username)

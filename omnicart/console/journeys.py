@@ -11,9 +11,9 @@ from datetime import datetime
 from pathlib import Path
 
 from ruamel.yaml import YAML
-from sqlalchemy import Engine
 
-from omnicart.analytics.report import JourneyReport, stored_journey_report
+from omnicart.analytics.report import JourneyReport
+from omnicart.console.report_cache import CachedReport, ReportCache
 from omnicart.journey.loader import Problem, load_files, policies_file
 from omnicart.journey.model import JourneyBundle
 from omnicart.journey.registry import JourneyRegistry, Published
@@ -24,7 +24,11 @@ class JourneySummary:
     """One line of the journeys page."""
 
     published: Published
-    report: JourneyReport | None
+    cached: CachedReport
+
+    @property
+    def report(self) -> JourneyReport | None:
+        return self.cached.report
 
     @property
     def entered(self) -> int:
@@ -35,13 +39,12 @@ class JourneySummary:
         return self.report.converted_customers if self.report else 0
 
 
-def journey_summaries(engine: Engine, since: datetime | None, until: datetime | None) -> list[JourneySummary]:
+def journey_summaries(
+    registry: JourneyRegistry, reports: ReportCache, since: datetime, until: datetime
+) -> list[JourneySummary]:
     """Every published journey with its report for the runs that entered in [since, until)."""
-    published = JourneyRegistry(engine).published()
-    return [
-        JourneySummary(item, stored_journey_report(engine, name, since=since, until=until))
-        for name, item in sorted(published.items())
-    ]
+    published = sorted(registry.published().items())
+    return [JourneySummary(item, reports.get(name, since, until)) for name, item in published]
 
 
 @dataclass

@@ -37,5 +37,5 @@ def console_server(settings: Settings, client: Client | None = None) -> Embedded
 
     host, port = console_host_port(settings)
     config = uvicorn.Config(create_console_app(settings, client), host=host, port=port, log_level="warning",
-                            lifespan="off")
+                            lifespan="on")
     return EmbeddedServer(config)
