@@ -4,9 +4,17 @@ users of each role, and logging in the way a browser does (form, cookie, CSRF to
 from __future__ import annotations
 
 import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import uvicorn
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 from pydantic import SecretStr
 
 from omnicart.console.app import create_console_app
@@ -19,6 +27,7 @@ from omnicart.storage import get_engine, upgrade
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery"
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+CHROMIUM = Path("/usr/bin/chromium")
 
 
 def console_settings(tmp_path: Path) -> Settings:
@@ -51,3 +60,48 @@ def logged_in(settings: Settings, username: str) -> tuple[TestClient, str]:
     csrf = CSRF.search(page.text)
     assert csrf is not None
     return client, csrf.group(1)
+
+
+@contextmanager
+def serving(app: FastAPI) -> Iterator[str]:
+    """The app on a real listener on loopback (as ``omnicart console`` serves it); its base URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "the console did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@contextmanager
+def chromium() -> Iterator[Browser]:
+    """Debian's Chromium, headless, driven by Playwright (never a browser Playwright downloads)."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def log_in_by_keyboard(page: Page, username: str) -> None:
+    """Open the console and log in with the keyboard alone, as a screen-reader user would."""
+    page.goto("/")
+    expect(page.get_by_label("User name")).to_be_focused()
+    page.keyboard.type(username)
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Journeys")).to_be_visible()

@@ -10,17 +10,13 @@ the interpreter would have recorded for a month of 60 customers.
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from omnicart.analytics.present import stored_report
 from omnicart.console.app import create_console_app
@@ -29,9 +25,8 @@ from omnicart.console.users import ConsoleUsers
 from omnicart.journey.registry import JourneyRegistry
 from omnicart.settings import Settings
 from omnicart.storage import get_engine
-from tests.console_support import PASSWORD, console_settings
+from tests.console_support import CHROMIUM, PASSWORD, chromium, console_settings, log_in_by_keyboard, serving
 
-CHROMIUM = Path("/usr/bin/chromium")
 AXE = Path(__file__).parent / "support" / "axe" / "axe.min.js"
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 SINCE, UNTIL = "2026-10-21", "2026-11-20"  # the console's period: whole days, the last one included
@@ -49,32 +44,14 @@ def product(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 @pytest.fixture(scope="module")
 def console_url(product: Settings) -> Iterator[str]:
-    """The console on a real listener on loopback, as ``omnicart console`` serves it."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_console_app(product), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the console did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with serving(create_console_app(product)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
-        )
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -82,13 +59,7 @@ def page(browser: Browser, console_url: str) -> Iterator[Page]:
     """A fresh browser context, logged in as the editor with the keyboard alone."""
     context = browser.new_context(base_url=console_url)
     page = context.new_page()
-    page.goto("/")
-    expect(page).to_have_url(f"{console_url}/login?next=/")
-    page.keyboard.type("mara")  # the user name field has the focus
-    page.keyboard.press("Tab")
-    page.keyboard.type(PASSWORD)
-    page.keyboard.press("Enter")
-    expect(page.get_by_role("heading", name="Journeys")).to_be_visible()
+    log_in_by_keyboard(page, "mara")
     yield page
     context.close()
 
