@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
+from omnicart.cli import app
 from omnicart.console.app import create_console_app
 from omnicart.console.users import SESSION_LIFETIME, ConsoleUsers, UserExists, hash_password, verify_password
 from omnicart.journey.registry import JourneyRegistry
-from omnicart.settings import Settings
-from omnicart.storage import get_engine
+from omnicart.settings import Settings, get_settings
+from omnicart.storage import get_engine, upgrade
 from tests.console_support import CSRF, PASSWORD, console_settings, logged_in, published_product
 
 
@@ -123,3 +125,22 @@ def test_the_login_link_never_sends_anyone_off_the_console(settings: Settings) -
     answer = client.post("/login", data={"username": "admin", "password": PASSWORD, "csrf_token": token.group(1),
                                          "next": "https://evil.example/"})
     assert answer.headers["location"] == "/"
+
+
+def test_the_first_admin_is_created_from_the_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = console_settings(tmp_path)
+    upgrade(settings.database())
+    monkeypatch.setenv("OMNICART_DATA_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        typed = "long enough\nlong enough\n"  # the password, asked for twice and never echoed
+        made = CliRunner().invoke(app, ["users", "create", "ana", "--role", "admin"], input=typed)
+        refused = CliRunner().invoke(app, ["users", "create", "bob", "--role", "owner", "--password", "long enough"])
+        again = CliRunner().invoke(app, ["users", "create", "ana", "--password", "another one"])
+    finally:
+        get_settings.cache_clear()
+    assert made.exit_code == 0 and "created ana (admin)" in made.output
+    assert refused.exit_code != 0 and "admin, editor, viewer" in refused.output
+    assert again.exit_code == 1
+    user = ConsoleUsers(get_engine(settings.database())).authenticate("ana", "long enough")
+    assert user is not None and user.role == "admin" and user.can_change
