@@ -63,8 +63,11 @@ def create_console_app(settings: Settings, client: Client | None = None) -> Fast
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         start, end = _period(None, None)  # the period every page opens on: computed before anyone asks
-        reports.warm(sorted(await asyncio.to_thread(registry.published)), start, end)
+        published_now = await asyncio.to_thread(registry.published)
+        reports.warm(sorted(published_now), start, end)
+        checking = asyncio.create_task(asyncio.to_thread(_check_all, settings.journeys_dir, published_now))
         yield
+        checking.cancel()
 
     app = FastAPI(title="omnicart console", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.users = ConsoleUsers(engine)
@@ -271,6 +274,12 @@ def create_console_app(settings: Settings, client: Client | None = None) -> Fast
                     timeline=timeline_text, lines=lines, error=error)
 
     return app
+
+
+def _check_all(journeys_dir: Path, published: dict[str, Published]) -> None:
+    """Check every published journey's file once, so the first view of each finds the answer kept."""
+    for name, item in published.items():
+        check_source(journeys_dir, name, journey_source(journeys_dir, item.bundle))
 
 
 def _local(target: str) -> str:

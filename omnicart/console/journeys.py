@@ -8,6 +8,7 @@ import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 
 from ruamel.yaml import YAML
@@ -47,7 +48,7 @@ def journey_summaries(
     return [JourneySummary(item, reports.get(name, since, until)) for name, item in published]
 
 
-@dataclass
+@dataclass(frozen=True)
 class CheckedSource:
     """A journey file's text, numbered, with each problem on the line it is about."""
 
@@ -76,7 +77,22 @@ def journey_source(journeys_dir: Path, bundle: JourneyBundle) -> str:
 
 def check_source(journeys_dir: Path, name: str, text: str) -> CheckedSource:
     """Validate edited YAML exactly as ``omnicart publish`` does: with the folder's templates and
-    policies, in a copy of the folder so nothing on disk changes until it is published."""
+    policies, in a copy of the folder so nothing on disk changes until it is published.
+
+    Checking takes a good part of a page's budget (templates parsed, conditions compiled) and every
+    view of a journey checks the same text: the answer is kept for the same text and the same
+    templates and policies on disk (by their modification times)."""
+    return _checked(journeys_dir, name, text, _folder_signature(journeys_dir))
+
+
+def _folder_signature(journeys_dir: Path) -> tuple[tuple[str, int], ...]:
+    """What the check reads besides the text: the templates' and policies' files and their times."""
+    files = [*(journeys_dir / "templates").glob("*"), *journeys_dir.glob("policies.*")]
+    return tuple(sorted((str(path), path.stat().st_mtime_ns) for path in files if path.is_file()))
+
+
+@lru_cache(maxsize=64)
+def _checked(journeys_dir: Path, name: str, text: str, _signature: tuple[tuple[str, int], ...]) -> CheckedSource:
     with tempfile.TemporaryDirectory(prefix="omnicart-console-") as scratch:
         folder = Path(scratch)
         templates = journeys_dir / "templates"
