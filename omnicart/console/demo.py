@@ -46,7 +46,8 @@ class Demo:
 
 def demo_events(customers: int, start: datetime, days: int = 30, seed: int = 12) -> list[Event]:
     """A month of a shop: each customer signs up, most browse, many start a checkout, some buy
-    (some after opening or clicking the first reminder, which the timeline names by its step)."""
+    (some after opening or clicking the first reminder, which the timeline names by its step); some
+    last ordered two months ago, so the win-back journey starts for them during the month."""
     pick = random.Random(seed)
     events: list[Event] = []
     for number in range(customers):
@@ -62,6 +63,11 @@ def _customer_events(pick: random.Random, customer: str, start: datetime, days: 
                             "timestamp": at.isoformat(), "source": source, "properties": properties})
 
     joined = start + timedelta(minutes=pick.randrange(days * 24 * 60 // 2))
+    if pick.random() < 0.3:  # an earlier customer whose last order was two months ago: win_back's audience
+        before = start - timedelta(days=60) + timedelta(minutes=pick.randrange(days * 24 * 60))
+        sku, name, price = pick.choice(PRODUCTS)
+        yield event("order_placed", before, "web", order_id=f"old_{customer}", total=price, currency="GBP",
+                    items=[{"sku": sku, "name": name, "quantity": 1, "price": price}])
     yield event("customer_updated", joined, "api", email=f"{customer}@example.com", first_name=customer.title(),
                 timezone=pick.choice(ZONES), consent={"email": True, "sms": pick.random() < 0.5, "push": False})
     seen = joined + timedelta(hours=pick.randrange(1, 72))
