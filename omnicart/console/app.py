@@ -259,7 +259,7 @@ def create_console_app(settings: Settings, client: Client | None = None) -> Fast
     @app.post("/preview", response_class=HTMLResponse)
     async def run_preview(
         request: Request, session: PostDep, timeline_text: Annotated[str, Form(alias="timeline")],
-        journey: Annotated[str, Form()] = "",
+        journey: Annotated[str, Form()] = "", sample: Annotated[str, Form()] = "",
     ) -> Response:
         samples = sample_timelines(SAMPLE_EVENTS)
         bundles = [item.bundle for item in registry.published().values()]
@@ -270,7 +270,7 @@ def create_console_app(settings: Settings, client: Client | None = None) -> Fast
         except TimelineError as exc:
             lines, error = None, str(exc)
         return page(request, "preview.html", session, status=200 if error is None else 422,
-                    journeys=sorted(registry.published()), journey=journey, samples=samples, sample="",
+                    journeys=sorted(registry.published()), journey=journey, samples=samples, sample=sample,
                     timeline=timeline_text, lines=lines, error=error)
 
     return app
