@@ -424,7 +424,73 @@ def _add_connector_commands() -> None:
     app.add_typer(connectors_app, name="connectors")
 
 
+@app.command()
+def console(
+    temporal: Annotated[
+        bool, typer.Option(help="Connect to Temporal (TEMPORAL_ADDRESS) to show customers' runs.")
+    ] = True,
+) -> None:
+    """Run the marketer's console on OMNICART_CONSOLE_ADDRESS (loopback by default)."""
+    import asyncio
+
+    from omnicart.console.server import console_server, console_url
+    from omnicart.settings import get_settings
+    from omnicart.storage import get_engine, require_current
+
+    settings = get_settings()
+    require_current(get_engine(settings.database()))
+
+    async def run() -> None:
+        client = None
+        if temporal:
+            from omnicart.temporal import connect
+
+            try:
+                client = await connect(settings)
+            except Exception as exc:  # the console still shows everything but runs without Temporal
+                typer.echo(f"Temporal is not reachable ({type(exc).__name__}): customers' runs will not show", err=True)
+        server = console_server(settings, client)
+        typer.echo(f"Console      {console_url(settings)}")
+        await server.serve()
+
+    asyncio.run(run())
+
+
+users_app = typer.Typer(help="The console's users: who may log in, and what they may change.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+
+@users_app.command("create")
+def users_create(
+    username: Annotated[str, typer.Argument(help="The name to log in with.")],
+    role: Annotated[str, typer.Option(help="admin, editor (may publish and pause) or viewer (read only).")] = "viewer",
+    password: Annotated[
+        str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True, envvar="OMNICART_NEW_USER_PASSWORD",
+                          help="Asked for when not given (or set OMNICART_NEW_USER_PASSWORD).")
+    ] = "",
+) -> None:
+    """Create a console user (the first admin, then everyone else)."""
+    from omnicart.console.users import ROLES, ConsoleUsers, UserExists
+    from omnicart.settings import get_settings
+    from omnicart.storage import get_engine, require_current
+
+    chosen = next((choice for choice in ROLES if choice == role), None)
+    if chosen is None:
+        raise typer.BadParameter(f"--role is one of {', '.join(ROLES)}")
+    if len(password) < 8:
+        raise typer.BadParameter("the password needs at least 8 characters")
+    engine = get_engine(get_settings().database())
+    require_current(engine)
+    try:
+        ConsoleUsers(engine).create(username, password, chosen)
+    except UserExists as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"created {username} ({chosen})")
+
+
 _add_connector_commands()
+
 
 if __name__ == "__main__":
     app()

@@ -35,6 +35,7 @@ from rich.table import Table
 from rich.text import Text
 from temporalio.client import Client
 
+from omnicart.console.server import console_host_port, console_server, console_url
 from omnicart.observability import MetricsAddressInUse, configure_tracing, metrics_runtime
 from omnicart.security.keys import DEV_KEY_FILE, configured_keys, new_key_spec
 from omnicart.settings import Settings, get_settings
@@ -298,6 +299,7 @@ async def _run(settings: Settings, dev: DevSettings, console: Console) -> None:
     check_port_free(settings.api_host, settings.api_port, "the ingest API", "use --port or OMNICART_API_PORT")
     check_port_free(LOOPBACK, dev.temporal_port, "Temporal", "set OMNICART_DEV_TEMPORAL_PORT")
     check_port_free(LOOPBACK, dev.ui_port, "the Temporal UI", "set OMNICART_DEV_UI_PORT")
+    check_port_free(*console_host_port(settings), "the console", "set OMNICART_CONSOLE_ADDRESS")
     configure_tracing("omnicart-dev")
     if settings.metrics_address:
         try:  # here, so that a busy port is a clear message rather than a connect that never succeeds
@@ -329,22 +331,25 @@ async def _run(settings: Settings, dev: DevSettings, console: Console) -> None:
                 lifespan="on",
             )
         )
+        console_app = console_server(settings, client)
         worker = asyncio.create_task(run_worker(client, settings, stop), name="worker")
         api = asyncio.create_task(server.serve(), name="api")
+        console_task = asyncio.create_task(console_app.serve(), name="console")
         stopping = asyncio.create_task(stop.wait(), name="stop")
         while not server.started and not any(task.done() for task in (worker, api, stopping)):
             await asyncio.sleep(0.05)
         if server.started:
             _print_banner(console, settings, temporal)
-        temporal_died = await _watch(temporal, {worker, api, stopping}, console)
-        ended_alone = [task.get_name() for task in (worker, api) if task.done() and not stop.is_set()]
+        temporal_died = await _watch(temporal, {worker, api, console_task, stopping}, console)
+        ended_alone = [task.get_name() for task in (worker, api, console_task) if task.done() and not stop.is_set()]
         if temporal_died:
             ended_alone.append("Temporal dev server")
         console.print("Stopping the API and the worker, then the Temporal dev server…")
         server.should_exit = True
+        console_app.should_exit = True
         publishing.cancel()
         stop.set()
-        done, pending = await asyncio.wait({worker, api}, timeout=SHUTDOWN_TIMEOUT)
+        done, pending = await asyncio.wait({worker, api, console_task}, timeout=SHUTDOWN_TIMEOUT)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
@@ -435,6 +440,7 @@ def _print_banner(console: Console, settings: Settings, temporal: TemporalDevSer
     table = Table.grid(padding=(0, 2))
     table.add_row("Ingest API", f"{api}/v1/events")
     table.add_row("API docs", f"{api}/docs")
+    table.add_row("Console", f"{console_url(settings)} (log in as a user of `omnicart users create`)")
     table.add_row("Temporal UI", temporal.ui_url)
     table.add_row("Temporal", temporal.address)
     if temporal.codec_endpoint:

@@ -142,6 +142,10 @@ class Settings(BaseSettings):
     # from its own task queue, rate-limited by the Temporal server across every worker.
     send_rates: dict[str, float] = Field(default_factory=dict)
 
+    # The marketer's console (omnicart.console): its own listener, loopback unless said otherwise.
+    console_address: str = Field(default="127.0.0.1:8090", description="host:port of the console.")
+    console_secure_cookies: bool = Field(default=False, description="Mark session cookies Secure (behind HTTPS).")
+
     def database(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'omnicart.db'}"
 

@@ -84,6 +84,7 @@ class Dev:
         self.data_dir = data_dir
         self.api_port, self.temporal_port, self.ui_port = free_port(), free_port(), free_port()
         self.metrics_port = free_port()
+        self.console_port = free_port()
         self.output = data_dir / "dev-output.txt"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -98,6 +99,7 @@ class Dev:
             "OMNICART_DEV_TEMPORAL_PORT": str(self.temporal_port),
             "OMNICART_DEV_UI_PORT": str(self.ui_port),
             "OMNICART_METRICS_ADDRESS": f"127.0.0.1:{self.metrics_port}",
+            "OMNICART_CONSOLE_ADDRESS": f"127.0.0.1:{self.console_port}",
             "OMNICART_TASK_QUEUE": f"dev-test-{uuid.uuid4()}",
             "COLUMNS": "200",
             "PYTHONUNBUFFERED": "1",
@@ -178,6 +180,8 @@ def test_dev_serves_the_api_and_ctrl_c_stops_everything_keeping_state_for_the_ne
     worker_metrics_url = f"http://127.0.0.1:{dev.metrics_port}/metrics"
     worker_metrics = httpx.get(worker_metrics_url, timeout=10).text
     api_metrics = httpx.get(f"http://127.0.0.1:{dev.api_port}/metrics", timeout=10).text
+    console_url = f"http://127.0.0.1:{dev.console_port}"
+    console_login = httpx.get(f"{console_url}/", timeout=10, follow_redirects=True)
     key_file = dev.data_dir / "encryption-keys.txt"
     key = key_file.read_text()
     code = dev.interrupt()
@@ -187,17 +191,18 @@ def test_dev_serves_the_api_and_ctrl_c_stops_everything_keeping_state_for_the_ne
     assert docs.status_code == 200
     assert ui_uses_the_codec, "the Temporal UI should decrypt through the codec server"
     assert decoded.status_code == 200 and decoded.json() == {"payloads": []}
+    assert console_login.status_code == 200 and "Log in to the omnicart console" in console_login.text
     output = dev.text()
     assert code == 0, output
     shown_urls = (f"http://127.0.0.1:{dev.api_port}/docs", f"http://127.0.0.1:{dev.ui_port}", codec_endpoint,
-                  f"http://127.0.0.1:{dev.api_port}/metrics", worker_metrics_url)
+                  f"http://127.0.0.1:{dev.api_port}/metrics", worker_metrics_url, console_url)
     assert "temporal_request_total" in worker_metrics, "the worker's SDK metrics should be served"
     assert "omnicart_events_accepted_total 1.0" in api_metrics
     for shown in (*shown_urls, "outbox.jsonl"):
         assert shown in output
     assert "Traceback" not in output
     assert processes_mentioning(database) == [], "the Temporal dev server outlived omnicart dev"
-    assert not listening(dev.temporal_port) and not listening(dev.api_port)
+    assert not listening(dev.temporal_port) and not listening(dev.api_port) and not listening(dev.console_port)
 
     # A second run finds the customer's workflow from the first: the dev server keeps state on disk.
     dev.start()

@@ -27,6 +27,7 @@ TABLE_MODULES = (
     "omnicart.consent.history",
     "omnicart.connectors.quarantine",
     "omnicart.connectors.shopify_inventory",
+    "omnicart.console.users",
 )
 
 
