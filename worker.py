@@ -21,6 +21,7 @@ from activities.date_triggers import DateTriggerActivities
 from activities.journeys import JourneyActivities
 from activities.quarantine import QuarantineActivities
 from activities.send import SendActivities
+from omnicart.api.unsubscribe import warn_about_public_defaults
 from omnicart.channels.registry import build_senders
 from omnicart.date_schedule import ensure_schedule
 from omnicart.journey.model import JourneyBundle
@@ -88,6 +89,7 @@ async def run_worker(client: Client, settings: Settings, stop: asyncio.Event | N
     (``omnicart dev`` included), date-based journeys reach every customer whose day comes.
     """
     worker = build_worker(client, settings)
+    warn_about_public_defaults(settings, "worker")
     await ensure_schedule(client, settings.task_queue, timedelta(minutes=settings.date_trigger_interval_minutes))
     retention = (
         asyncio.create_task(keep_applying_retention(settings, stop), name="retention")

@@ -36,6 +36,8 @@ from omnicart.api.customers import customers_router
 from omnicart.api.event_log import EventLog
 from omnicart.api.ingest import ForwardingFailed, Ingest, IngestResult, JourneySource, TemporalUnavailable
 from omnicart.api.stats import stats_router
+from omnicart.api.unsubscribe import warn_about_public_defaults
+from omnicart.api.webhook_inbox import InboxDrainer
 from omnicart.customers.profiles import CustomerProfiles
 from omnicart.events import Event, describe_error
 from omnicart.journey.model import DATE_REACHED
@@ -115,7 +117,15 @@ def create_app(
         if getattr(app.state, "ingest", None) is None:
             temporal = await connect(settings, lazy=True, serve_metrics=True)
             prepare(temporal)
-        yield
+        warn_about_public_defaults(settings, "api")
+        # Provider webhooks stored while Temporal was unreachable are applied once it is back.
+        stop_draining = asyncio.Event()
+        drainer = asyncio.create_task(InboxDrainer(app.state).run(stop_draining))
+        try:
+            yield
+        finally:
+            stop_draining.set()
+            await drainer
 
     app = FastAPI(
         title="omnicart ingest API",

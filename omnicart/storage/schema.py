@@ -23,6 +23,7 @@ TABLE_MODULES = (
     "omnicart.customers.profiles",
     "omnicart.analytics.store",
     "omnicart.catalog.tables",
+    "omnicart.api.webhook_inbox",
 )
 
 
