@@ -35,6 +35,7 @@ from omnicart.analytics.store import message_outcomes
 from omnicart.api import twilio_webhooks
 from omnicart.api.app import create_app
 from omnicart.api.unsubscribe import warn_about_public_defaults
+from omnicart.api.webhook_inbox import webhook_inbox
 from omnicart.channels.base import PermanentChannelError, ProviderConfigurationError
 from omnicart.channels.fcm import FcmPushSender
 from omnicart.channels.sendgrid_email import SendGridEmailSender
@@ -203,6 +204,11 @@ async def test_5_a_stop_and_a_delivery_report_during_a_temporal_outage_land_afte
             await asyncio.sleep(0.1)
     kinds = {(incoming.event.type, incoming.event.properties.get("granted")) for incoming in received}
     assert kinds == {("consent_changed", False), ("message_delivered", None)}
+    with get_engine(settings.database()).connect() as connection:
+        stored = connection.execute(select(webhook_inbox.c.applied_at, webhook_inbox.c.body)).all()
+    assert len(stored) == 2 and all(row.applied_at is not None and row.body == b"" for row in stored), (
+        "applied once, and the phone number in the body is not kept"
+    )
 
 
 async def _signalled_or_none(dev_env: WorkflowEnvironment, customer_id: str) -> list[Any]:

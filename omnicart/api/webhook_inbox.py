@@ -14,9 +14,9 @@ Applying is idempotent: the events a webhook becomes carry ids derived from the 
 and the analytics outcomes are keyed the same way. A row applied twice (a crash between applying
 and marking it) therefore changes nothing the second time.
 
-The stored body is the verified request as it came (it holds phone numbers and email addresses,
-like the message ledger's recipients); nothing of it is logged, only the row id and the provider.
-Applied rows keep ``applied_at`` and are deleted with the other personal data by retention.
+The stored body is the verified request as it came (it holds phone numbers and email addresses);
+nothing of it is logged, only the row id and the provider, and it is emptied as soon as the request
+is applied: an applied row keeps only its provider, kind and times.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ webhook_inbox = Table(
     Column("kind", String(32), nullable=False, comment="Which webhook: which applier reads the body."),
     Column("received_at", DateTime(timezone=True), nullable=False),
     Column("query", Text, nullable=False, comment="The URL's query string (Twilio's status callback carries ours)."),
-    Column("body", LargeBinary, nullable=False, comment="The verified request body, as received."),
+    Column("body", LargeBinary, nullable=False, comment="The verified request body; emptied once applied."),
     Column("applied_at", DateTime(timezone=True), comment="When it reached the journeys; NULL while pending."),
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text, comment="The last failure to apply it (no personal data)."),
@@ -135,7 +135,7 @@ class WebhookInbox:
             connection.execute(
                 update(webhook_inbox)
                 .where(webhook_inbox.c.id == item_id)
-                .values(applied_at=datetime.now(UTC), last_error=None)
+                .values(applied_at=datetime.now(UTC), last_error=None, body=b"")  # personal data: not kept
             )
 
     def mark_failed(self, item_id: int, error: str) -> None:

@@ -26,7 +26,7 @@ def upgrade() -> None:
     sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('query', sa.Text(), nullable=False,
               comment="The URL's query string (Twilio's status callback carries ours)."),
-    sa.Column('body', sa.LargeBinary(), nullable=False, comment='The verified request body, as received.'),
+    sa.Column('body', sa.LargeBinary(), nullable=False, comment='The verified request body; emptied once applied.'),
     sa.Column('applied_at', sa.DateTime(timezone=True), nullable=True,
               comment='When it reached the journeys; NULL while pending.'),
     sa.Column('attempts', sa.Integer(), nullable=False),
