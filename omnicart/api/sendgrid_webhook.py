@@ -1,10 +1,13 @@
 """SendGrid's Event Webhook: what happens to an email after we sent it, back into the journeys.
 
 SendGrid signs each POST with ECDSA P-256 over ``timestamp + body``; we verify it with the SDK's
-``EventWebhook`` helper against the public key from ``OMNICART_SENDGRID_WEBHOOK_PUBLIC_KEY``. Forged
+``EventWebhook`` helper (after refusing a body over ``MAX_BODY_BYTES`` and a timestamp that is not a
+finite number) against the public key from ``OMNICART_SENDGRID_WEBHOOK_PUBLIC_KEY``. Forged
 or unsigned requests get 401/403 and change nothing. A replay is refused when its signed timestamp
 is more than ``MAX_AGE`` old; a replay inside that window repeats ``sg_event_id``, and our event id
 is derived from it, so the ingest side ignores it and the ledger's evidence does not change.
+Once verified, a request is stored in the webhook inbox and answered at once; it is applied then,
+or after a Temporal outage (``omnicart.api.webhook_inbox``).
 
 Every event that names one of our messages (``custom_args.message_id``) is recorded in the message
 ledger as evidence that SendGrid accepted it (this is what settles a send left in doubt by a
@@ -12,10 +15,12 @@ crash); the ones journeys care about become our events:
 
 ============================  ====================================================
 delivered                     ``message_delivered``
-open                          ``message_opened``
+open                          ``message_opened`` (not for ``sg_machine_open``)
 click                         ``message_clicked`` (with ``url``)
-bounce                        ``message_bounced`` (with SendGrid's bounce type)
-dropped                       ``message_failed`` (with SendGrid's reason)
+bounce                        ``message_bounced`` (with SendGrid's bounce type);
+                              ``message_failed`` for ``type: blocked``
+dropped                       ``message_failed`` (with SendGrid's reason); see
+                              :func:`to_events` for suppressed addresses
 spamreport, unsubscribe,      ``consent_changed`` (email, granted false)
 group_unsubscribe
 group_resubscribe             ``consent_changed`` (email, granted true)

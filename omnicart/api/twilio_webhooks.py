@@ -6,16 +6,21 @@ before they read anything; a forged or unsigned request gets 403 and changes not
 signature carries no timestamp, so a replay is neutralised by the event ids instead: they derive
 from Twilio's ``MessageSid`` (plus the status), and the ingest side ignores an id it has seen.
 
+Once verified, a request is stored in the webhook inbox and answered at once; it is applied then,
+or after a Temporal outage (``omnicart.api.webhook_inbox``: Twilio does not retry a 5xx).
+
 * ``POST /webhooks/twilio/status`` is the status callback URL the SMS sender gives Twilio, with our
   ``message_id`` in its query string. ``delivered`` becomes ``message_delivered``; ``undelivered``
-  and ``failed`` become ``message_failed``. Every callback for a known message is also recorded in
+  and ``failed`` become ``message_failed`` with the 30xxx ``reason``, or ``message_bounced`` (the
+  number is marked undeliverable) for 30005 and 30006. Every callback for a known message is also recorded in
   the message ledger as evidence that Twilio accepted it (this settles a send left in doubt by a
   crash).
 * ``POST /webhooks/twilio/inbound`` is the number's (or Messaging Service's) incoming-message URL.
   A body that is exactly an opt-out keyword (STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT, OPTOUT,
   REVOKE; any case, surrounding blanks ignored) becomes ``consent_changed`` sms ``granted: false``
   for every customer we have messaged at that number (a phone can be shared); START, UNSTOP and YES
-  give consent back. The answer is an empty TwiML ``<Response/>``: Twilio's own opt-out handling
+  give consent back. With Advanced Opt-Out, Twilio's ``OptOutType`` decides instead (custom keywords
+  included), see :func:`consent_keyword`. The answer is an empty TwiML ``<Response/>``: Twilio's own opt-out handling
   sends the confirmation text.
 
 Both also record what became of the message for analytics (``omnicart.analytics.outcomes``):
