@@ -24,6 +24,8 @@ LOAD_JOURNEYS_ACTIVITY = "load_journeys"
 RECORD_ANALYTICS_ACTIVITY = "record_analytics"
 ANALYTICS_PATCH = "record-analytics"
 """Runs started before analytics existed replay without recording (``workflow.patched``)."""
+LATE_FAILURE_PATCH = "late-failure-fallback"
+"""Runs started before it replay without falling back on failures reported after acceptance."""
 
 STATE_BYTES_BUDGET = 512 * 1024
 """How large a customer's state may be when it is carried to the next run (continue-as-new).

@@ -1,6 +1,6 @@
 """Record the workflow histories the replay test guards (run when a workflow change is intended).
 
-    .venv/bin/python -m tests.record_histories [--edge-cases-only | --analytics-only]
+    .venv/bin/python -m tests.record_histories [--edge-cases-only | --analytics-only | --late-fallback-only]
 
 A changed workflow that running journeys replay must go through ``workflow.patched`` (or a new
 workflow type); the replay test proves it does by replaying these saved histories. Re-record only
@@ -178,6 +178,27 @@ async def _record_win_back(env: WorkflowEnvironment, task_queue: str) -> None:
     await _save(env.client, "win_back", "split_holdout_and_analytics", customer)
 
 
+async def _record_late_fallback(env: WorkflowEnvironment, task_queue: str, channel: RecordingChannel) -> None:
+    """Twilio accepts the cart SMS, then reports it undelivered (30006, a landline): the number is
+    marked and the step falls back to its email (``LATE_FAILURE_PATCH``)."""
+    bundle = [flagship()]
+    start = aligned_start(await env.get_current_time())
+    customer = "cus_sms_bounced_later_falls_back_to_email"
+    await send_event(env.client, task_queue, _event(customer, 0, "customer_updated", start - DAY, profile()), bundle)
+    await send_event(env.client, task_queue, _event(customer, 1, "checkout_started", start, cart()), bundle)
+    texts: list[SendRequest] = []
+    while not texts:  # the report comes soon after the SMS went out, before the last-chance email
+        await env.sleep(HOUR)
+        texts = [r for r in channel.requests if r.customer_id == customer and r.channel == "sms"]
+    bounced: dict[str, object] = {
+        "channel": "sms", "message_id": texts[0].message_id, "status": "undelivered", "error_code": "30006"
+    }
+    now = await env.get_current_time()
+    await send_event(env.client, task_queue, _event(customer, 2, "message_bounced", now, bounced), [])
+    await env.sleep(start + 4 * DAY - await env.get_current_time())
+    await _save(env.client, "abandoned_cart", "sms_bounced_later_falls_back_to_email", customer)
+
+
 async def _until_held(channel: ScriptedChannel, requests: int) -> None:
     while len(channel.requests) < requests:
         await asyncio.sleep(0.05)
@@ -203,6 +224,11 @@ async def main() -> None:
                 async with customer_worker(env.client, [channel.send_message],
                                            quarantine=QuarantineLog(get_engine(url))) as task_queue:
                     await _record_win_back(env, task_queue)
+            return
+        if "--late-fallback-only" in sys.argv:
+            accepting = RecordingChannel()
+            async with customer_worker(env.client, [accepting.send_message]) as task_queue:
+                await _record_late_fallback(env, task_queue, accepting)
             return
         if "--edge-cases-only" not in sys.argv:
             plain = RecordingChannel()

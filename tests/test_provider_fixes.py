@@ -41,11 +41,13 @@ from omnicart.channels.fcm import FcmPushSender
 from omnicart.channels.sendgrid_email import SendGridEmailSender
 from omnicart.channels.twilio_sms import TwilioSmsSender
 from omnicart.engine import interpreter
+from omnicart.engine.interpreter import SendCommand
 from omnicart.engine.state import CustomerState
 from omnicart.events import Event
+from omnicart.journey.loader import load_journey
 from omnicart.journey.model import EmailTemplate
 from omnicart.ledger import LedgerStatus, MessageLedger
-from omnicart.messages import SendRequest
+from omnicart.messages import SendRequest, SendResult
 from omnicart.settings import Settings
 from omnicart.storage import get_engine, upgrade
 from omnicart.temporal import connect
@@ -53,6 +55,8 @@ from tests.providers.fcm_server import FcmServer
 from tests.providers.sendgrid_server import SendGridServer, tracked_links, validate_mail
 from tests.providers.twilio_server import Reply as TwilioReply
 from tests.providers.twilio_server import TwilioServer
+from tests.support.bundles import JOURNEYS
+from tests.support.timelines import cart
 from tests.test_api import closed_port, serving, signalled
 from tests.test_fcm_push import push
 from tests.test_send_activity import Harness
@@ -141,6 +145,62 @@ async def test_4_a_drop_for_a_suppressed_address_updates_consent_or_the_address(
     # The drop itself still reaches the journey as a failure of the message (bounce or failed).
     assert api.ingest.events[-1].type in ("message_failed", "message_bounced")
     assert api.ingest.events[-1].properties["message_id"] == MESSAGE_ID
+
+
+def journey_waiting_for_a_report(tmp_path: Path, first: str, then: str) -> tuple[CustomerState, SendCommand]:
+    """A customer whose journey sent one message on ``first`` (accepted by the provider), with a
+    fallback on ``then``: the state a late bounce, drop or undelivered report finds."""
+    templates = {"email": "cart_reminder_1", "sms": "cart_reminder_sms"}
+    path = tmp_path / f"{first}_then_{then}.yaml"
+    path.write_text(
+        f"name: {first}_then_{then}\ndescription: One reminder, on the next channel when the first cannot reach.\n"
+        "trigger:\n  event: checkout_started\n  key: cart_id\n"
+        f"steps:\n  - id: reminder\n    send:\n      channel: {first}\n      template: {templates[first]}\n"
+        f"      fallback:\n        - channel: {then}\n          template: {templates[then]}\n"
+    )
+    bundle = load_journey(path, JOURNEYS / "templates")
+    state = customer_after([])
+    out = interpreter.handle_event(state, _event("evt_cart", "checkout_started", cart()), [bundle], NOW)
+    [sent] = out.sends
+    interpreter.handle_send_result(
+        state, SendResult(message_id=sent.message_id, channel=sent.channel, outcome="sent", provider="p"), NOW
+    )
+    return state, sent
+
+
+def _event(event_id: str, event_type: str, properties: dict[str, Any]) -> Event:
+    return Event.model_validate({"id": event_id, "type": event_type, "customer_id": "cus_42",
+                                 "timestamp": NOW.isoformat(), "source": "web", "properties": properties})
+
+
+def fallbacks_after(state: CustomerState, events: list[Event], *, late_fallback: bool = True) -> list[str]:
+    """The channels the journey sends on once these reports reached it."""
+    sends = []
+    for event in events:
+        sends += interpreter.handle_event(state, event, [], NOW, safe=True, late_fallback=late_fallback).sends
+    return [send.channel for send in sends]
+
+
+async def test_4_a_drop_for_an_unsubscribed_address_starts_the_steps_fallback(tmp_path: Path) -> None:
+    state, email_send = journey_waiting_for_a_report(tmp_path, "email", "sms")
+    sendgrid_api = Api(tmp_path, Signer())
+    sendgrid_api.sent_message(email_send.message_id)
+
+    await sendgrid_api.post_events([sg_event("dropped", "ev-d", email_send.message_id, reason="Bounced Address")])
+    assert sendgrid_api.ingest is not None
+    reports = sendgrid_api.ingest.events
+
+    assert fallbacks_after(state, reports) == ["sms"], "the email never left SendGrid: the SMS goes instead"
+    assert fallbacks_after(state, reports) == [], "a repeated report changes nothing"
+    [skip] = [a for a in state.journal if a.action == "skip"]
+    assert skip.channel == "email" and skip.reason == "email_failed"
+
+
+async def test_4_runs_started_before_the_patch_do_not_fall_back_late(tmp_path: Path) -> None:
+    state, email_send = journey_waiting_for_a_report(tmp_path, "email", "sms")
+    report = _event("sg_x", "message_bounced", {"channel": "email", "message_id": email_send.message_id})
+
+    assert fallbacks_after(state, [report], late_fallback=False) == []
 
 
 # --- 5. a webhook received while Temporal is down is applied after the outage ----------------------
@@ -249,6 +309,23 @@ class RecordingIngest:
     async def submit(self, events: list[Event]) -> dict[str, int]:
         self.events.extend(events)
         return {"accepted": len(events), "duplicates": 0}
+
+
+async def test_6_an_sms_to_a_landline_falls_back_to_email_after_twilios_report(
+    tmp_path: Path, twilio: TwilioServer
+) -> None:
+    state, sms_send = journey_waiting_for_a_report(tmp_path, "sms", "email")
+    ingest = RecordingIngest()
+    app, ledger = twilio_app(tmp_path, ingest)
+    sms_sent(ledger, "cus_42", sms_send.message_id)
+    delivery = await TwilioSmsSender(make_settings(twilio)).send(sms(message_id=sms_send.message_id))
+    callback = twilio.status_callback(str(delivery.provider_message_id), "undelivered", error_code=30006)
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://internal") as http:
+        await post_form(http, callback.url, callback.params, callback.signature)
+
+    assert fallbacks_after(state, ingest.events) == ["email"]
+    assert state.profile.undeliverable == {"sms": PHONE}
 
 
 @pytest.mark.parametrize(

@@ -90,3 +90,11 @@ def test_the_saved_history_of_the_win_back_split_records_analytics_on_sends_and_
     assert all(send["analytics"] for send in sends)  # the rows so far ride along
     stored = [json.loads(a.input.payloads[0].data) for a in scheduled if a.activity_type.name == "record_analytics"]
     assert "convert" in [row["action"] for batch in stored for row in batch]
+
+
+def test_the_late_fallback_history_sends_the_steps_email_after_the_sms_bounced() -> None:
+    """Recorded with ``LATE_FAILURE_PATCH``: Twilio's 30006 report, after acceptance, starts the fallback."""
+    late = _kinds("sms_bounced_later_falls_back_to_email")
+    assert EventType.EVENT_TYPE_MARKER_RECORDED in late
+    # first email, analytics, the SMS, its fallback email after the report, the last-chance email
+    assert late.count(EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED) == 5

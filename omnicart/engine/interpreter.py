@@ -63,6 +63,13 @@ from omnicart.messages import SendRequest, SendResult
 MAX_INSTANT_STEPS = 100
 TOUCHES = 10  # a goal window remembers this many of its run's messages, for attribution
 
+LATE_FAILURES = frozenset({"message_bounced", "message_failed"})
+"""Reports, after a provider accepted a message, that it did not reach the customer."""
+LATE_REPORTING_CHANNELS = frozenset({"email", "sms"})
+"""Channels whose providers report delivery after acceptance (SendGrid events, Twilio callbacks)."""
+ACCEPTED_KEPT = 20
+"""How many accepted sends a customer's state remembers for a late failure report."""
+
 INTERNAL_ERROR = "internal_error"
 """The exit reason of a run whose wait could not be handled (the failure is in ``state.quarantine``)."""
 
@@ -211,7 +218,13 @@ def describe_failure(error: BaseException) -> str:
 
 
 def handle_event(
-    state: CustomerState, event: Event, journeys: list[JourneyBundle], now: datetime, *, safe: bool = False
+    state: CustomerState,
+    event: Event,
+    journeys: list[JourneyBundle],
+    now: datetime,
+    *,
+    safe: bool = False,
+    late_fallback: bool = True,
 ) -> Output:
     """Apply one event: profile and carts, engagement, goals, exits, awaited events, then triggers.
 
@@ -222,17 +235,21 @@ def handle_event(
     (``state.quarantine``, replayable with :func:`replay_quarantined`) instead of raising: the
     customer's other journeys go on. The workflow always runs safe; ``omnicart simulate`` runs fast
     and replays a customer safe only when something failed, which gives the same result.
+
+    With ``late_fallback``, a ``message_bounced`` or ``message_failed`` about a message the provider
+    had accepted (an email bounce or drop, an SMS undelivered) starts the step's fallback, as a
+    failure at send time does. The workflow turns it off for runs started before it existed.
     """
     due = next_wakeup(state)
     out = handle_timers(state, now, safe=safe) if due is not None and due <= now else Output()
     if event.id in state.seen:
         return out
     if not safe:
-        out.extend(_apply_event(state, event, journeys, now))
+        out.extend(_apply_event(state, event, journeys, now, late_fallback))
         return out
     checkpoint = state.checkpoint()
     try:
-        out.extend(_apply_event(state, event, journeys, now))
+        out.extend(_apply_event(state, event, journeys, now, late_fallback))
     except Exception as error:
         state.restore(checkpoint)
         _remember_seen(state, event.id)  # a redelivery must not fail again; a replay forgets this
@@ -243,7 +260,7 @@ def handle_event(
     return out
 
 
-def replay_quarantined(state: CustomerState, now: datetime) -> Output:
+def replay_quarantined(state: CustomerState, now: datetime, *, late_fallback: bool = True) -> Output:
     """Try every quarantined event again (after a fix was deployed), in the order they came.
 
     Each is handled safely, so one that still fails goes back into quarantine with its new error.
@@ -259,7 +276,7 @@ def replay_quarantined(state: CustomerState, now: datetime) -> Output:
         assert entry.event is not None
         if entry.event.id in state.seen:
             state.seen.remove(entry.event.id)
-        out.extend(handle_event(state, entry.event, entry.journeys, now, safe=True))
+        out.extend(handle_event(state, entry.event, entry.journeys, now, safe=True, late_fallback=late_fallback))
     return out
 
 
@@ -277,11 +294,15 @@ def _remember_seen(state: CustomerState, event_id: str) -> None:
     del state.seen[:-SEEN_EVENT_IDS]
 
 
-def _apply_event(state: CustomerState, event: Event, journeys: list[JourneyBundle], now: datetime) -> Output:
+def _apply_event(
+    state: CustomerState, event: Event, journeys: list[JourneyBundle], now: datetime, late_fallback: bool = True
+) -> Output:
     _remember_seen(state, event.id)
     new = Output()
     ctx_event = event.context()
     _learn(state, event, ctx_event)
+    if late_fallback and event.type in LATE_FAILURES:
+        _fall_back_late(state, event, now, new)
     for run in state.runs:
         if event.timestamp >= run.started_at:
             run.events.append(ctx_event)
@@ -330,11 +351,7 @@ def _apply_send_result(state: CustomerState, result: SendResult, now: datetime) 
     if result.dead_push_tokens:
         profile.push_tokens = [t for t in profile.push_tokens if t not in result.dead_push_tokens]
     if result.outcome == "failed":
-        # A reserved place under a frequency cap goes back, and no conversion is credited to it: the
-        # customer never got this message.
-        state.sent = [mark for mark in state.sent if mark.message_id != result.message_id]
-        for watch in state.goals:
-            watch.touches = [touch for touch in watch.touches if touch[0] != result.message_id]
+        _never_received(state, result.message_id)
         if result.revoke_consent:
             profile.consent[result.channel] = False
             profile.updated_at[f"consent.{result.channel}"] = now
@@ -343,10 +360,33 @@ def _apply_send_result(state: CustomerState, result: SendResult, now: datetime) 
             if address:
                 profile.undeliverable[result.channel] = ",".join(address)
         _fall_back(state, pending, now, out)
+    elif pending.channel in LATE_REPORTING_CHANNELS:
+        state.accepted.append(pending)
+        del state.accepted[:-ACCEPTED_KEPT]
     # Only now: the fallback above may still need the journey the failed send came from.
     _forget_unused_bundles(state)
     _journal(state, out)
     return out
+
+
+def _never_received(state: CustomerState, message_id: str) -> None:
+    """A reserved place under a frequency cap goes back, and no conversion is credited to the
+    message: the customer never got it."""
+    state.sent = [mark for mark in state.sent if mark.message_id != message_id]
+    for watch in state.goals:
+        watch.touches = [touch for touch in watch.touches if touch[0] != message_id]
+
+
+def _fall_back_late(state: CustomerState, event: Event, now: datetime, out: Output) -> None:
+    """A provider reported, after accepting it, that a message did not reach the customer: the
+    step's next channel is tried (once per message; a second report finds nothing to do)."""
+    message_id = event.properties.get("message_id")
+    for index, accepted in enumerate(state.accepted):
+        if accepted.message_id == message_id and accepted.channel == event.properties.get("channel"):
+            del state.accepted[index]
+            _never_received(state, accepted.message_id)
+            _fall_back(state, accepted, now, out)
+            return
 
 
 def handle_sent(state: CustomerState, message_id: str) -> None:
@@ -1041,6 +1081,7 @@ def _forget_unused_bundles(state: CustomerState) -> None:
     used = {run.version for run in state.runs}
     used.update(watch.version for watch in state.goals)
     used.update(pending.version for pending in state.pending)
+    used.update(accepted.version for accepted in state.accepted)
     used.update(deferred.pending.version for deferred in state.deferred)
     for version in [v for v in state.bundles if v not in used]:
         del state.bundles[version]

@@ -222,6 +222,9 @@ class CustomerState:
     bundles: dict[str, JourneyBundle] = field(default_factory=dict)
     goals: list[GoalWatch] = field(default_factory=list)
     pending: list[PendingSend] = field(default_factory=list)
+    # Sends a provider accepted but may still report undelivered (email, sms), newest last, so that a
+    # bounce or drop reported later by its webhook can still start the step's fallback.
+    accepted: list[PendingSend] = field(default_factory=list)
     deferred: list[Deferred] = field(default_factory=list)
     seen: list[str] = field(default_factory=list)
     recent: list[dict[str, Any]] = field(default_factory=list)
@@ -291,6 +294,7 @@ class CustomerState:
             sent=list(self.sent),
             unrecorded=list(self.unrecorded),
             pending=list(self.pending),
+            accepted=list(self.accepted),
             deferred=list(self.deferred),
             seen=list(self.seen),
             recent=list(self.recent),
