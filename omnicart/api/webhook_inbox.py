@@ -45,6 +45,7 @@ from sqlalchemy import (
     update,
 )
 
+from omnicart.api.ingest import ForwardingFailed
 from omnicart.storage import metadata, utc
 
 log = logging.getLogger(__name__)
@@ -233,5 +234,8 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def _reason(exc: BaseException) -> str:
-    detail = getattr(exc, "detail", None) or str(exc)
-    return f"{type(exc).__name__}: {detail}"[:300]
+    """Why applying failed, for the log and ``last_error``: our own texts only, which hold no personal
+    data; another error's text could quote a workflow id (a customer id may be an email address)."""
+    if isinstance(exc, TemporalNotReady | ForwardingFailed):
+        return f"{type(exc).__name__}: {exc}"[:300]
+    return type(exc).__name__
