@@ -32,7 +32,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.send import RETRYABLE_ERROR_TYPE
 from omnicart.analytics.store import message_outcomes
-from omnicart.api import twilio_webhooks
+from omnicart.api import channel_health, twilio_webhooks
 from omnicart.api.app import create_app
 from omnicart.api.unsubscribe import warn_about_public_defaults
 from omnicart.api.webhook_inbox import webhook_inbox
@@ -59,6 +59,7 @@ from tests.support.bundles import JOURNEYS
 from tests.support.timelines import cart
 from tests.test_api import closed_port, serving, signalled
 from tests.test_fcm_push import push
+from tests.test_send_activity import API_KEY as ACTIVITY_KEY
 from tests.test_send_activity import Harness
 from tests.test_send_activity import request as email_request
 from tests.test_sendgrid import API_KEY, settings_for
@@ -369,6 +370,20 @@ async def test_7_a_refused_api_key_stops_the_channel_loudly_and_the_message_wait
     assert not entry.invalid_address and not entry.revoke_consent
     stopped = [r for r in caplog.records if r.levelno == logging.ERROR and "channel stopped" in r.getMessage()]
     assert stopped and EMAIL not in stopped[0].getMessage()
+
+    # The API's health probe goes red, naming the channel, until the waiting email goes out.
+    app = FastAPI()
+    app.include_router(channel_health.router)
+    app.state.ledger = harness.ledger
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://internal") as http:
+        red = await http.get("/healthz/channels")
+        with SendGridServer(ACTIVITY_KEY) as fixed:  # the operator fixed the key: the next attempt goes out
+            await Harness(tmp_path, fixed).send(email_request())
+        green = await http.get("/healthz/channels")
+    assert red.status_code == 503
+    assert red.json()["stopped"]["email"]["provider"] == "sendgrid" and red.json()["stopped"]["email"]["waiting"] == 1
+    assert EMAIL not in red.text
+    assert (green.status_code, green.json()) == (200, {"stopped": {}})
 
 
 async def test_7_twilio_blames_the_number_only_for_number_errors(twilio: TwilioServer) -> None:

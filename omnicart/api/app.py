@@ -31,7 +31,7 @@ from temporalio.client import Client
 from omnicart import limits
 from omnicart.analytics.outcomes import outcomes_of
 from omnicart.analytics.store import record_outcomes
-from omnicart.api import sendgrid_webhook, twilio_webhooks, unsubscribe
+from omnicart.api import channel_health, sendgrid_webhook, twilio_webhooks, unsubscribe
 from omnicart.api.customers import customers_router
 from omnicart.api.event_log import EventLog
 from omnicart.api.ingest import ForwardingFailed, Ingest, IngestResult, JourneySource, TemporalUnavailable
@@ -147,6 +147,7 @@ def create_app(
     app.include_router(sendgrid_webhook.router)
     app.include_router(unsubscribe.router)
     app.include_router(twilio_webhooks.router)
+    app.include_router(channel_health.router)
     app.include_router(forget_router(_require_token))
     app.include_router(customers_router(_require_token, CustomerProfiles(engine, settings.signing_secret)))
     app.include_router(stats_router(_require_token, engine))

@@ -66,6 +66,8 @@ class RetryableChannelError(Exception):
         self.maybe_delivered = maybe_delivered
 
 
+CONFIGURATION_ERROR_PREFIX = "provider configuration refused: "
+"""How a configuration error's text begins, in the ledger too: ``GET /healthz/channels`` finds it."""
 CONFIGURATION_RETRY_AFTER = 300.0
 """Seconds between attempts while a provider refuses our configuration: an operator must act first."""
 
@@ -81,7 +83,7 @@ class ProviderConfigurationError(RetryableChannelError):
     """
 
     def __init__(self, provider: str, message: str, retry_after: float = CONFIGURATION_RETRY_AFTER) -> None:
-        super().__init__(message, retry_after=retry_after)
+        super().__init__(f"{CONFIGURATION_ERROR_PREFIX}{message}", retry_after=retry_after)
         self.provider = provider
 
 
