@@ -23,6 +23,7 @@ from activities.journeys import JourneyActivities
 from activities.quarantine import QuarantineActivities
 from activities.restock import FanoutActivities
 from activities.send import SendActivities
+from omnicart.api.unsubscribe import warn_about_public_defaults
 from omnicart.catalog.outbox import FanoutStarter, keep_starting_fanouts
 from omnicart.channels.registry import build_senders
 from omnicart.date_schedule import ensure_schedule
@@ -114,6 +115,7 @@ async def run_worker(client: Client, settings: Settings, stop: asyncio.Event | N
     it sweeps the fan-out outbox, starting restock and price-drop fan-outs ingest could not start.
     """
     main, *paced = build_workers(client, settings)
+    warn_about_public_defaults(settings, "worker")
     await ensure_schedule(client, settings.task_queue, timedelta(minutes=settings.date_trigger_interval_minutes),
                           timedelta(days=settings.date_trigger_max_catch_up_days))
     retention = (

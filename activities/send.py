@@ -39,6 +39,7 @@ from omnicart.channels.base import (
     ChannelSender,
     Delivery,
     PermanentChannelError,
+    ProviderConfigurationError,
     RenderedMessage,
     RetryableChannelError,
     SupportsLookup,
@@ -241,6 +242,9 @@ class SendActivities:
         except RetryableChannelError as exc:
             mark = self.ledger.mark_in_doubt if exc.maybe_delivered else self.ledger.mark_deferred
             await asyncio.to_thread(mark, request.message_id, str(exc))
+            if isinstance(exc, ProviderConfigurationError):
+                _channel_stopped(request, exc)
+                raise _retry(exc) from None
             log.warning(
                 "send %s (customer %s) will be retried: %s",
                 request.message_id, customer_ref(request.customer_id), redact(exc),
@@ -369,6 +373,24 @@ async def _heartbeat_until(work: asyncio.Task[SendResult]) -> None:
     while not work.done():
         activity.heartbeat()
         await asyncio.sleep(HEARTBEAT_EVERY.total_seconds())
+
+
+def _channel_stopped(request: SendRequest, exc: ProviderConfigurationError) -> None:
+    """Make a provider's refusal of our configuration loud: every message of the channel waits.
+
+    An ERROR log line (no personal data: the text names settings and codes) and the counter
+    ``omnicart_channel_configuration_errors{channel, provider}``, for an operator's alert; the
+    message itself is retried slowly, neither failed nor moved to another channel.
+    """
+    activity.logger.error(
+        "%s channel stopped: %s refused our configuration; message %s waits: %s",
+        request.channel, exc.provider, request.message_id, redact(exc),
+    )
+    activity.metric_meter().create_counter(
+        "omnicart_channel_configuration_errors",
+        "Send attempts refused by a provider because of our own configuration (credentials, sender, project)",
+        "attempts",
+    ).add(1, {"channel": request.channel, "provider": exc.provider})
 
 
 def _retry(exc: RetryableChannelError) -> ApplicationError:

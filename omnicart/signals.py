@@ -31,6 +31,8 @@ recorded this patch; one an older worker handled replays as that worker read it 
 PACING_PATCH = "paced-send-queues"
 """Runs started before pacing existed schedule every send on the workflow's own queue
 (``workflow.patched``); see ``omnicart/pacing.py``."""
+LATE_FAILURE_PATCH = "late-failure-fallback"
+"""Runs started before it replay without falling back on failures reported after acceptance."""
 
 STATE_BYTES_BUDGET = 512 * 1024
 """How large a customer's state may be when it is carried to the next run (continue-as-new).

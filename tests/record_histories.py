@@ -1,7 +1,8 @@
 """Record the workflow histories the replay test guards (run when a workflow change is intended).
 
     .venv/bin/python -m tests.record_histories [--edge-cases-only | --analytics-only | --topics-only |
-                                                --pacing-only | --date-triggers-only NAME]
+                                                --pacing-only | --late-fallback-only |
+                                                --date-triggers-only NAME]
 
 A changed workflow that running journeys replay must go through ``workflow.patched`` (or a new
 workflow type); the replay test proves it does by replaying these saved histories. Re-record only
@@ -230,6 +231,8 @@ async def _record_date_triggers(env: WorkflowEnvironment, name: str) -> None:
     path = HISTORIES / f"date_triggers-{name}.json"
     path.write_text(history.to_json())
     print(f"recorded {path.name}: {len(history.events)} events")
+
+
 async def _record_topic_opt_out(env: WorkflowEnvironment, task_queue: str) -> None:
     """After the first reminder the customer unticks the journey's topic in the preference centre:
     every later touch is skipped (``topic_opt_out``)."""
@@ -244,6 +247,8 @@ async def _record_topic_opt_out(env: WorkflowEnvironment, task_queue: str) -> No
     await send_event(env.client, task_queue, _event(customer, 2, "consent_changed", start + 2 * HOUR, opt_out), bundle)
     await env.sleep(start + 4 * DAY - await env.get_current_time())
     await _save(env.client, "abandoned_cart", "topic_opt_out_after_first_reminder", customer)
+
+
 async def _record_paced(env: WorkflowEnvironment, task_queue: str) -> None:
     """The flagship when SMS and email are paced: the events name each channel's send queue, and the
     sends are scheduled there (behind ``workflow.patched``), where a rate-limited worker polls."""
@@ -257,6 +262,27 @@ async def _record_paced(env: WorkflowEnvironment, task_queue: str) -> None:
                                          send_queues=queues) for e in events])
     await env.sleep(start + 4 * DAY - await env.get_current_time())
     await _save(env.client, "abandoned_cart", "paced_send_queues", customer)
+
+
+async def _record_late_fallback(env: WorkflowEnvironment, task_queue: str, channel: RecordingChannel) -> None:
+    """Twilio accepts the cart SMS, then reports it undelivered (30006, a landline): the number is
+    marked and the step falls back to its email (``LATE_FAILURE_PATCH``)."""
+    bundle = [flagship()]
+    start = aligned_start(await env.get_current_time())
+    customer = "cus_sms_bounced_later_falls_back_to_email"
+    await send_event(env.client, task_queue, _event(customer, 0, "customer_updated", start - DAY, profile()), bundle)
+    await send_event(env.client, task_queue, _event(customer, 1, "checkout_started", start, cart()), bundle)
+    texts: list[SendRequest] = []
+    while not texts:  # the report comes soon after the SMS went out, before the last-chance email
+        await env.sleep(HOUR)
+        texts = [r for r in channel.requests if r.customer_id == customer and r.channel == "sms"]
+    bounced: dict[str, object] = {
+        "channel": "sms", "message_id": texts[0].message_id, "status": "undelivered", "error_code": "30006"
+    }
+    now = await env.get_current_time()
+    await send_event(env.client, task_queue, _event(customer, 2, "message_bounced", now, bounced), [])
+    await env.sleep(start + 4 * DAY - await env.get_current_time())
+    await _save(env.client, "abandoned_cart", "sms_bounced_later_falls_back_to_email", customer)
 
 
 async def _until_held(channel: ScriptedChannel, requests: int) -> None:
@@ -299,6 +325,11 @@ async def main() -> None:
         if "--topics-only" in sys.argv:
             async with customer_worker(env.client, [RecordingChannel().send_message]) as task_queue:
                 await _record_topic_opt_out(env, task_queue)
+            return
+        if "--late-fallback-only" in sys.argv:
+            accepting = RecordingChannel()
+            async with customer_worker(env.client, [accepting.send_message]) as task_queue:
+                await _record_late_fallback(env, task_queue, accepting)
             return
         if "--edge-cases-only" not in sys.argv:
             plain = RecordingChannel()

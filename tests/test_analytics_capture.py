@@ -68,7 +68,8 @@ async def test_opens_by_apple_mails_proxy_are_stored_apart_and_a_redelivered_web
         for _ in range(2):  # SendGrid redelivers a batch it thinks failed
             body, headers = providers.sendgrid_signed(events)
             response = await http.post("/webhooks/sendgrid", content=body, headers=headers)
-            assert response.status_code == 200 and response.json()["forwarded"] == 3, response.text
+            # The machine open reaches no journey (engagement.opened counts people): 2 forwarded.
+            assert response.status_code == 200 and response.json()["forwarded"] == 2, response.text
         # The shop's own link tracking reports a click through the events API.
         click = envelope(customer, "message_clicked", {"channel": "email", "message_id": message_id})
         for _ in range(2):

@@ -137,7 +137,8 @@ async def test_unregistered_and_invalid_tokens_are_reported_dead(fcm: FcmServer,
 
     delivery = await FcmPushSender(settings).send(push("live", "gone", "garbage", "other-app"))
 
-    assert sorted(delivery.dead_push_tokens) == ["garbage", "gone", "other-app"]
+    # A sender-id mismatch is our project's problem, not the token's: that token is kept.
+    assert sorted(delivery.dead_push_tokens) == ["garbage", "gone"]
     assert delivery.provider_message_id is not None
 
 

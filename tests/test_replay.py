@@ -123,3 +123,11 @@ def test_the_paced_history_schedules_each_paced_channels_sends_on_its_own_queue(
         and event.activity_task_scheduled_event_attributes.activity_type.name == "send_message"
     ]
     assert queues and all(queue.rsplit("-send-", 1)[-1] in ("email", "sms") for queue in queues), queues
+
+
+def test_the_late_fallback_history_sends_the_steps_email_after_the_sms_bounced() -> None:
+    """Recorded with ``LATE_FAILURE_PATCH``: Twilio's 30006 report, after acceptance, starts the fallback."""
+    late = _kinds("sms_bounced_later_falls_back_to_email")
+    assert EventType.EVENT_TYPE_MARKER_RECORDED in late
+    # first email, analytics, the SMS, its fallback email after the report, the last-chance email
+    assert late.count(EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED) == 5

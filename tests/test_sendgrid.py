@@ -11,7 +11,12 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from omnicart.channels.base import PermanentChannelError, RenderedMessage, RetryableChannelError
+from omnicart.channels.base import (
+    PermanentChannelError,
+    ProviderConfigurationError,
+    RenderedMessage,
+    RetryableChannelError,
+)
 from omnicart.channels.registry import build_senders
 from omnicart.channels.sendgrid_email import SendGridEmailSender
 from omnicart.settings import Settings
@@ -164,12 +169,14 @@ async def test_invalid_address_is_permanent_and_marks_the_address(sendgrid: Send
     assert sendgrid.accepted == []
 
 
-async def test_403_is_permanent_without_blaming_the_address(sendgrid: SendGridServer) -> None:
+async def test_403_is_our_configuration_so_the_message_waits_without_blaming_the_address(
+    sendgrid: SendGridServer,
+) -> None:
     sendgrid.script(Reply.forbidden())
-    with pytest.raises(PermanentChannelError) as caught:
+    with pytest.raises(ProviderConfigurationError) as caught:
         await SendGridEmailSender(settings_for(sendgrid)).send(message())
     assert "403" in str(caught.value)
-    assert not caught.value.invalid_address
+    assert caught.value.retry_after == 300
 
 
 async def test_rejected_api_key_delays_rather_than_drops(sendgrid: SendGridServer) -> None:

@@ -164,7 +164,7 @@ async def test_signed_events_become_our_events_and_ledger_evidence(api: Api) -> 
         sg_event("open", "ev-open", useragent="Mozilla/5.0"),
         sg_event("click", "ev-click", url="https://shop.example.com/cart/restore/cart_8842"),
         sg_event("bounce", "ev-bounce", type="bounce", bounce_classification="Invalid Address"),
-        sg_event("dropped", "ev-drop", reason="Bounced Address"),
+        sg_event("dropped", "ev-drop", reason="Invalid SMTPAPI header"),
         sg_event("spamreport", "ev-spam"),
         sg_event("unsubscribe", "ev-unsub"),
         sg_event("group_unsubscribe", "ev-gunsub", asm_group_id=321),
@@ -381,7 +381,7 @@ async def test_outcomes_are_stored_once_with_privacy_proxy_opens_apart(api: Api)
         sg_event("open", "ev-proxy", sg_machine_open=True, useragent="Mozilla/5.0"),
         sg_event("open", "ev-person", sg_machine_open=False, useragent="Mozilla/5.0"),
         sg_event("click", "ev-click", url="https://shop.example.com/cart"),
-        sg_event("dropped", "ev-drop", reason="Bounced Address"),
+        sg_event("dropped", "ev-drop", reason="Invalid SMTPAPI header"),
         sg_event("spamreport", "ev-spam"),
         sg_event("open", "ev-other", message_id="msg_unknown"),  # not ours: no outcome
     ]

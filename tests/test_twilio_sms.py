@@ -13,7 +13,12 @@ import pytest
 from pydantic import SecretStr
 from twilio.http.http_client import TwilioHttpClient
 
-from omnicart.channels.base import PermanentChannelError, RenderedMessage, RetryableChannelError
+from omnicart.channels.base import (
+    PermanentChannelError,
+    ProviderConfigurationError,
+    RenderedMessage,
+    RetryableChannelError,
+)
 from omnicart.channels.twilio_sms import TwilioSmsSender
 from omnicart.settings import Settings
 from tests.providers.twilio_server import Reply, TwilioServer
@@ -133,7 +138,7 @@ async def test_unsubscribed_recipient_revokes_consent_without_leaking_the_number
     assert PHONE not in str(caught.value) and PHONE[1:] not in str(caught.value)
 
 
-@pytest.mark.parametrize("code", [21211, 21614, 21612])
+@pytest.mark.parametrize("code", [21211, 21614, 21265, 21266, 21268])
 async def test_invalid_numbers_mark_the_address(twilio: TwilioServer, code: int) -> None:
     twilio.script(Reply.error(400, code, f"The 'To' number {PHONE} is not a valid phone number."))
 
@@ -144,7 +149,7 @@ async def test_invalid_numbers_mark_the_address(twilio: TwilioServer, code: int)
 
 
 async def test_other_client_errors_are_permanent_without_touching_the_profile(twilio: TwilioServer) -> None:
-    twilio.script(Reply.error(400, 21606, "The 'From' phone number provided is not a valid message-capable number"))
+    twilio.script(Reply.error(400, 21612, f"The 'To' and 'From' {PHONE} cannot be connected at this time"))
 
     with pytest.raises(PermanentChannelError) as caught:
         await TwilioSmsSender(make_settings(twilio)).send(sms())
@@ -152,10 +157,11 @@ async def test_other_client_errors_are_permanent_without_touching_the_profile(tw
     assert not caught.value.invalid_address and not caught.value.revoke_consent
 
 
-async def test_wrong_credentials_are_permanent(twilio: TwilioServer) -> None:
+async def test_wrong_credentials_stop_the_channel_and_the_message_waits(twilio: TwilioServer) -> None:
     settings = make_settings(twilio, twilio_auth_token=SecretStr("not-the-token"))
-    with pytest.raises(PermanentChannelError, match="401"):
+    with pytest.raises(ProviderConfigurationError, match="20003") as caught:
         await TwilioSmsSender(settings).send(sms())
+    assert caught.value.retry_after == 300
     assert twilio.messages == []
 
 

@@ -34,6 +34,7 @@ from omnicart.signals import (
     CUSTOMER_WORKFLOW,
     EVENT_SIGNAL,
     FORGET_SIGNAL,
+    LATE_FAILURE_PATCH,
     LOAD_JOURNEYS_ACTIVITY,
     PACING_PATCH,
     QUARANTINE_QUERY,
@@ -69,6 +70,7 @@ class CustomerWorkflow:
         # Analytics: journey actions wait in ``state.unrecorded`` until an activity stores them. A send
         # carries them for free; only when none is due soon does ``record_analytics`` run on its own.
         self._analytics = False  # decided in run(): histories from before analytics replay without it
+        self._late_fallback = False  # decided in run(), likewise (LATE_FAILURE_PATCH)
         self._record_within = timedelta(seconds=input.record_within_seconds)
         self._carried: dict[str, set[int]] = {}  # in flight, by the send or flush carrying them: their seqs
         self._unrecorded_since: datetime | None = None
@@ -114,13 +116,16 @@ class CustomerWorkflow:
                 bundles, missing = await self._journeys_for(list(entry.journey_refs))
                 if not missing:
                     entry.journeys, entry.journey_refs = bundles, []
-        self._carry_out(interpreter.replay_quarantined(self._state, workflow.now()))
+        self._carry_out(
+            interpreter.replay_quarantined(self._state, workflow.now(), late_fallback=self._late_fallback)
+        )
         return self.quarantine()
 
     @workflow.run
     async def run(self, input: CustomerWorkflowInput) -> None:
         state = self._state
         self._analytics = input.record_analytics and workflow.patched(ANALYTICS_PATCH)
+        self._late_fallback = workflow.patched(LATE_FAILURE_PATCH)
         if state.unrecorded:
             self._unrecorded_since = workflow.now()
         # Sends still in flight when the previous run continued-as-new: the same message ids go out
@@ -138,7 +143,11 @@ class CustomerWorkflow:
                 if journeys is None:
                     continue  # quarantined: a version the registry does not have
                 event = self._as_handled_then(incoming.event)
-                self._carry_out(interpreter.handle_event(state, event, journeys, workflow.now(), safe=True))
+                self._carry_out(
+                    interpreter.handle_event(
+                        state, event, journeys, workflow.now(), safe=True, late_fallback=self._late_fallback
+                    )
+                )
             self._record_quarantine()
             self._record_analytics()
             if self._should_continue_as_new(input):

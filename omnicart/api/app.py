@@ -31,11 +31,13 @@ from temporalio.client import Client
 from omnicart import limits
 from omnicart.analytics.outcomes import outcomes_of
 from omnicart.analytics.store import record_outcomes
-from omnicart.api import sendgrid_webhook, twilio_webhooks, unsubscribe, whatsapp_webhooks
+from omnicart.api import channel_health, sendgrid_webhook, twilio_webhooks, unsubscribe, whatsapp_webhooks
 from omnicart.api.customers import customers_router
 from omnicart.api.event_log import EventLog
 from omnicart.api.ingest import ForwardingFailed, Ingest, IngestResult, JourneySource, TemporalUnavailable
 from omnicart.api.stats import stats_router
+from omnicart.api.unsubscribe import warn_about_public_defaults
+from omnicart.api.webhook_inbox import InboxDrainer
 from omnicart.connectors.api import connectors_router
 from omnicart.consent import preferences
 from omnicart.consent.api import consent_router
@@ -120,7 +122,15 @@ def create_app(
         if getattr(app.state, "ingest", None) is None:
             temporal = await connect(settings, lazy=True, serve_metrics=True)
             prepare(temporal)
-        yield
+        warn_about_public_defaults(settings, "api")
+        # Provider webhooks stored while Temporal was unreachable are applied once it is back.
+        stop_draining = asyncio.Event()
+        drainer = asyncio.create_task(InboxDrainer(app.state).run(stop_draining))
+        try:
+            yield
+        finally:
+            stop_draining.set()
+            await drainer
 
     app = FastAPI(
         title="omnicart ingest API",
@@ -143,6 +153,7 @@ def create_app(
     app.include_router(unsubscribe.router)
     app.include_router(twilio_webhooks.router)
     app.include_router(whatsapp_webhooks.router)
+    app.include_router(channel_health.router)
     app.include_router(forget_router(_require_token))
     app.include_router(customers_router(_require_token, CustomerProfiles(engine, settings.signing_secret)))
     app.include_router(stats_router(_require_token, engine))

@@ -1,10 +1,13 @@
 """SendGrid's Event Webhook: what happens to an email after we sent it, back into the journeys.
 
 SendGrid signs each POST with ECDSA P-256 over ``timestamp + body``; we verify it with the SDK's
-``EventWebhook`` helper against the public key from ``OMNICART_SENDGRID_WEBHOOK_PUBLIC_KEY``. Forged
+``EventWebhook`` helper (after refusing a body over ``MAX_BODY_BYTES`` and a timestamp that is not a
+finite number) against the public key from ``OMNICART_SENDGRID_WEBHOOK_PUBLIC_KEY``. Forged
 or unsigned requests get 401/403 and change nothing. A replay is refused when its signed timestamp
 is more than ``MAX_AGE`` old; a replay inside that window repeats ``sg_event_id``, and our event id
 is derived from it, so the ingest side ignores it and the ledger's evidence does not change.
+Once verified, a request is stored in the webhook inbox and answered at once; it is applied then,
+or after a Temporal outage (``omnicart.api.webhook_inbox``).
 
 Every event that names one of our messages (``custom_args.message_id``) is recorded in the message
 ledger as evidence that SendGrid accepted it (this is what settles a send left in doubt by a
@@ -12,10 +15,12 @@ crash); the ones journeys care about become our events:
 
 ============================  ====================================================
 delivered                     ``message_delivered``
-open                          ``message_opened``
+open                          ``message_opened`` (not for ``sg_machine_open``)
 click                         ``message_clicked`` (with ``url``)
-bounce                        ``message_bounced`` (with SendGrid's bounce type)
-dropped                       ``message_failed`` (with SendGrid's reason)
+bounce                        ``message_bounced`` (with SendGrid's bounce type);
+                              ``message_failed`` for ``type: blocked``
+dropped                       ``message_failed`` (with SendGrid's reason); see
+                              :func:`to_events` for suppressed addresses
 spamreport, unsubscribe,      ``consent_changed`` (email, granted false)
 group_unsubscribe
 group_resubscribe             ``consent_changed`` (email, granted true)
@@ -37,10 +42,11 @@ import asyncio
 import binascii
 import json
 import logging
+import math
 import time
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ValidationError
@@ -49,6 +55,7 @@ from sendgrid.helpers.eventwebhook import EventWebhook, EventWebhookHeader
 from omnicart.analytics.outcomes import from_sendgrid
 from omnicart.analytics.rows import MessageOutcomeRow
 from omnicart.analytics.store import record_outcomes
+from omnicart.api.webhook_inbox import InboxItem, TemporalNotReady, applier, read_body, receive
 from omnicart.consent.provenance import provenance
 from omnicart.events import Event
 from omnicart.ledger import MessageLedger
@@ -76,33 +83,50 @@ CONSENT_EVENTS = {
 }
 
 
+# SendGrid's reasons for dropping a message to an address it suppresses.
+DROPPED_BOUNCED = frozenset({"Bounced Address"})
+DROPPED_OPTED_OUT = {"Unsubscribed Address": "unsubscribed", "Spam Reporting Address": "spamreport"}
+CONSENT_SUFFIX = "_consent"
+EVENTS_KIND = "sendgrid_events"
+MAX_BODY_BYTES = 1024 * 1024
+"""SendGrid posts a batch every 30 seconds or once it holds 768 KB of events, whichever comes first
+(https://www.twilio.com/docs/sendgrid/for-developers/tracking-events/getting-started-event-webhook):
+anything much larger is not SendGrid, and is refused (413) before it is read further or verified."""
+
+
 class WebhookSummary(BaseModel):
-    """What we did with a webhook call (no personal data)."""
+    """What we did with a webhook call (no personal data); ``stored`` when it waits to be applied."""
 
     received: int
     forwarded: int
     unknown_messages: int
     ignored: int
+    stored: bool = False
 
 
-@router.post("/webhooks/sendgrid", response_model=WebhookSummary)
+@router.post("/webhooks/sendgrid", response_model=WebhookSummary, response_model_exclude_defaults=True)
 async def sendgrid_events(request: Request) -> WebhookSummary:
+    """Verify, store (``omnicart.api.webhook_inbox``), answer; applied at once or when Temporal is back."""
     settings: Settings = getattr(request.app.state, "settings", None) or get_settings()
-    body = await request.body()
+    body = await read_body(request, MAX_BODY_BYTES)
     _verify(settings, request, body)
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        raise HTTPException(status_code=400, detail="body is not JSON") from None
-    if not isinstance(payload, list) or not all(isinstance(item, dict) for item in payload):
-        raise HTTPException(status_code=400, detail="body must be a JSON array of event objects")
+    payload = _events_of(body)
+    applied, summary = await receive(request.app.state, "sendgrid", EVENTS_KIND, "", body)
+    if applied:
+        return cast(WebhookSummary, summary)
+    return WebhookSummary(received=len(payload), forwarded=0, unknown_messages=0, ignored=0, stored=True)
 
-    ledger: MessageLedger = request.app.state.ledger
+
+@applier(EVENTS_KIND)
+async def apply_events(state: Any, item: InboxItem) -> WebhookSummary:
+    """What a stored batch of SendGrid events changes: journey events, ledger evidence, outcomes."""
+    payload = _events_of(item.body)
+    ledger: MessageLedger = state.ledger
     events: list[Event] = []
     unknown = 0
     known: set[str] = set()
-    for index, item in enumerate(payload):
-        message_id = _arg(item, "message_id")
+    for index, event_item in enumerate(payload):
+        message_id = _arg(event_item, "message_id")
         entry = await asyncio.to_thread(ledger.find, message_id) if message_id else None
         if entry is not None:
             known.add(entry.message_id)
@@ -110,48 +134,70 @@ async def sendgrid_events(request: Request) -> WebhookSummary:
             unknown += 1
             log.info(
                 "sendgrid event %r (#%d) for unknown message %s: accepted",
-                item.get("event"),
+                event_item.get("event"),
                 index,
                 message_id,
             )
         try:
-            event = to_event(item, known_customer=entry.customer_id if entry else None, known=entry is not None)
+            found = to_events(event_item, known_customer=entry.customer_id if entry else None, known=entry is not None)
         except ValueError as exc:  # pydantic's ValidationError included
             log.warning("sendgrid event #%d ignored: %s", index, _describe(exc))
             continue
-        if event is not None:
-            events.append(event)
+        events.extend(found)
 
     if events:
-        ingest = getattr(request.app.state, "ingest", None)
+        ingest = getattr(state, "ingest", None)
         if ingest is None:
-            raise HTTPException(status_code=503, detail="not ready yet", headers={"Retry-After": "5"})
+            raise TemporalNotReady("the API is not connected to Temporal yet")
         await ingest.submit(events)
-    # Evidence after forwarding: a call that fails above is retried by SendGrid as a whole.
-    for item in payload:
-        message_id, kind = _arg(item, "message_id"), item.get("event")
+    # Evidence after forwarding: a row that fails above stays pending and is applied again whole.
+    for event_item in payload:
+        message_id, kind = _arg(event_item, "message_id"), event_item.get("event")
         if message_id and isinstance(kind, str):
             await asyncio.to_thread(ledger.record_event, message_id, kind)
     await asyncio.to_thread(record_outcomes, ledger.engine, _outcomes(payload, known))
+    handled = len({event.id.removesuffix(CONSENT_SUFFIX) for event in events})
     return WebhookSummary(
         received=len(payload),
-        forwarded=len(events),
+        forwarded=handled,
         unknown_messages=unknown,
-        ignored=len(payload) - len(events),
+        ignored=len(payload) - handled,
     )
 
 
-def to_event(item: dict[str, Any], *, known_customer: str | None = None, known: bool = True) -> Event | None:
-    """Our event for one SendGrid event, or None when journeys have no use for it (processed, ...).
+def _events_of(body: bytes) -> list[dict[str, Any]]:
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        raise HTTPException(status_code=400, detail="body is not JSON") from None
+    if not isinstance(payload, list) or not all(isinstance(item, dict) for item in payload):
+        raise HTTPException(status_code=400, detail="body must be a JSON array of event objects")
+    return payload
+
+
+def to_events(item: dict[str, Any], *, known_customer: str | None = None, known: bool = True) -> list[Event]:
+    """Our events for one SendGrid event: none when journeys have no use for it (processed, ...).
 
     ``known`` says whether the ledger knows the message; engagement with an unknown message is
     dropped, opt-outs are kept. Raises ``ValueError`` when the event lacks what we need.
+
+    * A ``bounce`` of ``type: "blocked"`` is a temporary block (the receiving server refused us for
+      now, often over reputation), not a bad address: ``message_failed`` with ``bounce_type``, and
+      the address stays deliverable (https://www.twilio.com/docs/sendgrid/for-developers/tracking-events/event#delivery-events).
+    * An ``open`` that SendGrid marks ``sg_machine_open`` (Apple Mail Privacy Protection fetched the
+      pixel, no person opened it) reaches no journey, so ``engagement.opened`` counts people only;
+      it is stored apart as a machine open (``omnicart report``'s machine opens), see ``_outcomes``.
+    * A ``dropped`` for an address SendGrid suppresses says why: ``Unsubscribed Address`` and
+      ``Spam Reporting Address`` also withdraw email consent, ``Bounced Address`` is a bounce (the
+      address is marked undeliverable); each is a failure of the message, so the step falls back.
     """
     kind = item.get("event")
     if kind not in MESSAGE_EVENTS and kind not in CONSENT_EVENTS:
-        return None
+        return []
     if kind in MESSAGE_EVENTS and not known:
-        return None
+        return []
+    if kind == "open" and item.get("sg_machine_open") is True:
+        return []  # a proxy, not a person: counted apart, as a machine open, by analytics only
     sg_event_id = item.get("sg_event_id")
     if not isinstance(sg_event_id, str) or not sg_event_id:
         raise ValueError(f"{kind} event without sg_event_id")
@@ -165,6 +211,8 @@ def to_event(item: dict[str, Any], *, known_customer: str | None = None, known: 
         properties["message_id"] = message_id
     if journey:
         properties["journey"] = journey
+    timestamp = _timestamp(item.get("timestamp")).isoformat()
+    also: list[Event] = []
     if kind in CONSENT_EVENTS:
         properties["granted"] = CONSENT_EVENTS[kind]
         properties["via"] = f"sendgrid_{kind}"
@@ -180,14 +228,31 @@ def to_event(item: dict[str, Any], *, known_customer: str | None = None, known: 
             for key in ("type", "bounce_classification"):
                 if isinstance(item.get(key), str):
                     properties["bounce_type" if key == "type" else key] = item[key]
+            if item.get("type") == "blocked":
+                event_type = "message_failed"
         if kind == "dropped" and isinstance(item.get("reason"), str):
-            properties["reason"] = item["reason"]
+            reason = item["reason"]
+            properties["reason"] = reason
+            if reason in DROPPED_BOUNCED:
+                event_type = "message_bounced"
+            elif reason in DROPPED_OPTED_OUT:
+                via = f"sendgrid_dropped_{DROPPED_OPTED_OUT[reason]}"
+                consent: dict[str, Any] = {"channel": "email", "granted": False, "via": via}
+                if message_id:
+                    consent["message_id"] = message_id
+                consent_id = f"sg_{sg_event_id}{CONSENT_SUFFIX}"
+                also.append(_event(consent_id, "consent_changed", customer_id, timestamp, consent))
+    # The consent change first: the fallback the failure starts must already see it.
+    return [*also, _event(f"sg_{sg_event_id}", event_type, customer_id, timestamp, properties)]
+
+
+def _event(event_id: str, event_type: str, customer_id: str, timestamp: str, properties: dict[str, Any]) -> Event:
     return Event.parse(
         {
-            "id": f"sg_{sg_event_id}",
+            "id": event_id,
             "type": event_type,
             "customer_id": customer_id,
-            "timestamp": _timestamp(item.get("timestamp")).isoformat(),
+            "timestamp": timestamp,
             "source": "email",
             "properties": properties,
         }
@@ -218,7 +283,9 @@ def _verify(settings: Settings, request: Request, body: bytes) -> None:
     try:
         signed_at = float(timestamp)
     except ValueError:
-        raise HTTPException(status_code=403, detail="the signature timestamp is not a Unix time") from None
+        signed_at = math.nan
+    if not math.isfinite(signed_at):  # "nan" and "inf" parse as floats, and nan passes any age check
+        raise HTTPException(status_code=403, detail="the signature timestamp is not a Unix time")
     if abs(time.time() - signed_at) > MAX_AGE:
         raise HTTPException(status_code=403, detail="the signature timestamp is too old (replayed?)")
     verifier = _verifier(settings.sendgrid_webhook_public_key)

@@ -43,6 +43,36 @@ router = APIRouter(tags=["unsubscribe"])
 _SIGNATURE_BYTES = 16  # 128-bit HMAC tag: unguessable, and short enough for a tidy link
 
 
+PUBLIC_DEFAULT_SECRET = Settings.model_fields["signing_secret"].default.get_secret_value()
+"""The signing secret's default, published in this repository: anyone could mint links with it."""
+
+
+def warn_about_public_defaults(settings: Settings, process: str) -> list[str]:
+    """Log (loudly, at start-up of the API and the worker) settings that are unsafe in production.
+
+    * The default ``OMNICART_SIGNING_SECRET`` is public: anyone can mint an unsubscribe link for any
+      customer (and discount codes). ``omnicart dev`` may use it; nothing public should.
+    * A plain-HTTP ``OMNICART_PUBLIC_URL`` leaves the one-click ``List-Unsubscribe-Post`` header out
+      of emails (RFC 8058 requires HTTPS), see ``omnicart.channels.sendgrid_email``.
+
+    Returns the warnings, for tests and for callers that want to refuse instead.
+    """
+    warnings = []
+    if settings.signing_secret.get_secret_value() == PUBLIC_DEFAULT_SECRET:
+        warnings.append(
+            "OMNICART_SIGNING_SECRET is the public default: anyone can forge unsubscribe links and "
+            "discount codes; set a long random secret before exposing this service"
+        )
+    if not settings.public_url.startswith("https://"):
+        warnings.append(
+            "OMNICART_PUBLIC_URL is not HTTPS: emails go without one-click unsubscribe (RFC 8058) "
+            "and providers call webhooks in clear text"
+        )
+    for warning in warnings:
+        log.warning("%s start-up: %s", process, warning)
+    return warnings
+
+
 @dataclass(frozen=True)
 class UnsubscribeToken:
     customer_id: str

@@ -2,6 +2,8 @@
 
 Both routes check ``X-Twilio-Signature`` exactly as the SMS webhooks do (the same function), so a
 forged request changes nothing; event ids derive from Twilio's ``MessageSid``, so a replay is ignored.
+Like them, a verified request is stored in the webhook inbox and answered at once, and applied then
+or after a Temporal outage (``omnicart.api.webhook_inbox``: Twilio does not retry a 5xx).
 
 * ``POST /webhooks/twilio/whatsapp/status`` is the status callback URL the WhatsApp sender gives
   Twilio. ``delivered`` and ``read`` become ``message_delivered``; ``failed`` and ``undelivered``
@@ -26,8 +28,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import unicodedata
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
+from typing import Any, cast
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from twilio.twiml.messaging_response import MessagingResponse
@@ -36,12 +39,15 @@ from omnicart.analytics.outcomes import outcome
 from omnicart.analytics.store import record_outcomes
 from omnicart.api.twilio_webhooks import (
     StatusCallbackResult,
+    _form,
     _ingest,
     _verified_params,
     forward_delivery,
     status_of,
 )
+from omnicart.api.webhook_inbox import InboxItem, applier, receive
 from omnicart.channels.twilio_whatsapp import PREFIX, STATUS_CALLBACK_PATH, classify_whatsapp_error
+from omnicart.consent.provenance import provenance
 from omnicart.customers.profiles import CustomerProfiles
 from omnicart.events import Event
 from omnicart.ledger import MessageLedger
@@ -54,6 +60,8 @@ router = APIRouter(tags=["webhooks"])
 
 STATUS_PATH = STATUS_CALLBACK_PATH
 INBOUND_PATH = "/webhooks/twilio/whatsapp/inbound"
+STATUS_KIND = "whatsapp_status"
+INBOUND_KIND = "whatsapp_inbound"
 
 DELIVERY_EVENTS = {
     "delivered": "message_delivered",
@@ -92,11 +100,27 @@ def opt_out_language(body: str) -> str | None:
 
 @router.post(STATUS_PATH, response_model=StatusCallbackResult)
 async def whatsapp_status(request: Request) -> StatusCallbackResult:
-    """A WhatsApp status callback: delivered / read / failed / undelivered become journey events."""
-    params = await _verified_params(request)
+    """A WhatsApp status callback: stored, then applied (delivered / read / failed / undelivered
+    become journey events)."""
+    params, body = await _verified_params(request)
+    _, status = status_of(params)
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    applied, result = await receive(request.app.state, "twilio", STATUS_KIND, query, body)
+    if applied:
+        return cast(StatusCallbackResult, result)
+    return StatusCallbackResult(
+        message_id=request.query_params.get("message_id"), status=status, known=False, stored=True
+    )
+
+
+@applier(STATUS_KIND)
+async def apply_whatsapp_status(state: Any, item: InboxItem) -> StatusCallbackResult:
+    """What a stored WhatsApp status callback changes: a journey event (with ``fallback`` when the
+    error is final for the message), ledger evidence, an outcome."""
+    params = _form(item.body)
     sid, status = status_of(params)
-    message_id = request.query_params.get("message_id")
-    ledger: MessageLedger = request.app.state.ledger
+    message_id = dict(parse_qsl(item.query)).get("message_id")
+    ledger: MessageLedger = state.ledger
     entry = await asyncio.to_thread(ledger.find, message_id) if message_id else None
     if entry is None:
         log.info("whatsapp status %r for unknown message %s (%s): accepted", status, message_id, sid)
@@ -115,7 +139,7 @@ async def whatsapp_status(request: Request) -> StatusCallbackResult:
         if event_type == "message_failed":
             fallback, invalid_address = classify_whatsapp_error(int(code) if code and code.isdigit() else None)
             properties.update(error_code=code or None, fallback=fallback, invalid_address=invalid_address)
-        await forward_delivery(request, entry, f"twilio_{sid}_{status}", event_type, properties)
+        await forward_delivery(state, entry, f"twilio_{sid}_{status}", event_type, properties, item.received_at)
         log.info("whatsapp status %r (error %s) for message %s -> %s", status, code, entry.message_id,
                  event_type)
     await asyncio.to_thread(ledger.record_event, entry.message_id, status)
@@ -124,18 +148,29 @@ async def whatsapp_status(request: Request) -> StatusCallbackResult:
 
 @router.post(INBOUND_PATH)
 async def whatsapp_inbound(request: Request) -> Response:
-    """A WhatsApp message from a customer: opens the window; an opt-out keyword revokes WhatsApp consent."""
-    params = await _verified_params(request)
+    """A WhatsApp message from a customer: stored, then applied (opens the window; an opt-out keyword
+    revokes WhatsApp consent). The confirmation is the answer itself, so it goes out at once."""
+    params, body = await _verified_params(request)
     sid = params.get("MessageSid") or params.get("SmsMessageSid") or ""
     sender = (params.get("From") or "").removeprefix(PREFIX)
     if not sid or not sender:
         raise HTTPException(status_code=400, detail="an inbound message needs MessageSid and From")
+    await receive(request.app.state, "twilio", INBOUND_KIND, "", body)
+    return _reply(opt_out_language(params.get("Body") or ""))
+
+
+@applier(INBOUND_KIND)
+async def apply_whatsapp_inbound(state: Any, item: InboxItem) -> None:
+    """Each customer at that number: ``message_received`` (and ``consent_changed`` for an opt-out)."""
+    params = _form(item.body)
+    sid = params.get("MessageSid") or params.get("SmsMessageSid") or ""
+    sender = (params.get("From") or "").removeprefix(PREFIX)
     language = opt_out_language(params.get("Body") or "")
-    customer_ids = await asyncio.to_thread(_customers_at, request, sender)
+    customer_ids = await asyncio.to_thread(_customers_at, state, sender)
     if not customer_ids:
         log.info("whatsapp inbound %s from a number we do not know: accepted", sid)
-        return _reply(language)
-    now = datetime.now(UTC).isoformat()
+        return
+    at = item.received_at.isoformat()
     events = []
     for customer_id in customer_ids:
         if language is not None:  # before the message itself, which may resume a journey that would answer
@@ -145,9 +180,10 @@ async def whatsapp_inbound(request: Request) -> Response:
                         "id": f"twilio_{sid}_consent_{customer_id}",
                         "type": "consent_changed",
                         "customer_id": customer_id,
-                        "timestamp": now,
+                        "timestamp": at,
                         "source": "whatsapp",
-                        "properties": {"channel": "whatsapp", "granted": False, "via": "whatsapp_keyword"},
+                        "properties": {"channel": "whatsapp", "granted": False, "via": "whatsapp_keyword",
+                                       **provenance("sms_keyword", message_sid=sid, language=language)},
                     }
                 )
             )
@@ -157,28 +193,27 @@ async def whatsapp_inbound(request: Request) -> Response:
                     "id": f"twilio_{sid}_received_{customer_id}",
                     "type": "message_received",
                     "customer_id": customer_id,
-                    "timestamp": now,
+                    "timestamp": at,
                     "source": "whatsapp",
                     "properties": {"channel": "whatsapp", "provider_message_id": sid},
                 }
             )
         )
-    await _ingest(request).submit(events)
+    await _ingest(state).submit(events)
     if language is not None:
-        await asyncio.to_thread(_record_unsubscribes, request, sender, sid)
+        await asyncio.to_thread(_record_unsubscribes, state, sender, sid, item.received_at)
     log.info(
         "whatsapp inbound %s%s for customers %s",
         sid,
         " (opt-out)" if language is not None else "",
         ", ".join(customer_ref(customer_id) for customer_id in customer_ids),
     )
-    return _reply(language)
 
 
-def _customers_at(request: Request, phone: str) -> list[str]:
+def _customers_at(state: Any, phone: str) -> list[str]:
     """Everyone we messaged on WhatsApp at this number, then everyone whose profile has it."""
-    ledger: MessageLedger = request.app.state.ledger
-    settings: Settings = getattr(request.app.state, "settings", None) or get_settings()
+    ledger: MessageLedger = state.ledger
+    settings: Settings = getattr(state, "settings", None) or get_settings()
     found = list(ledger.last_messages_to("whatsapp", phone))
     for profile in CustomerProfiles(ledger.engine, settings.signing_secret).find_by_phone(phone):
         if profile.customer_id and profile.customer_id not in found:
@@ -186,12 +221,11 @@ def _customers_at(request: Request, phone: str) -> list[str]:
     return found
 
 
-def _record_unsubscribes(request: Request, phone: str, sid: str) -> None:
+def _record_unsubscribes(state: Any, phone: str, sid: str, at: datetime) -> None:
     """The opt-out answers the last WhatsApp message each customer got at that number (analytics)."""
-    ledger: MessageLedger = request.app.state.ledger
-    now = datetime.now(UTC)
+    ledger: MessageLedger = state.ledger
     stopped = [
-        outcome(message_id, "unsubscribed", now, f"twilio_{sid}", channel="whatsapp")
+        outcome(message_id, "unsubscribed", at, f"twilio_{sid}", channel="whatsapp")
         for message_id in ledger.last_messages_to("whatsapp", phone).values()
     ]
     record_outcomes(ledger.engine, stopped)

@@ -68,6 +68,27 @@ class RetryableChannelError(Exception):
         self.maybe_delivered = maybe_delivered
 
 
+CONFIGURATION_ERROR_PREFIX = "provider configuration refused: "
+"""How a configuration error's text begins, in the ledger too: ``GET /healthz/channels`` finds it."""
+CONFIGURATION_RETRY_AFTER = 300.0
+"""Seconds between attempts while a provider refuses our configuration: an operator must act first."""
+
+
+class ProviderConfigurationError(RetryableChannelError):
+    """The provider refused *our* configuration (credentials, sender, project), not the customer.
+
+    Every message on the channel would fail the same way until an operator fixes a setting, so it
+    is neither blamed on the customer (no address marked, no consent changed) nor treated as a
+    failure of this one message (no fallback to another channel, nothing dropped): the message
+    waits and is retried slowly, and the send activity makes the stop loud (an ERROR log line and
+    the ``omnicart_channel_configuration_errors`` metric, see ``activities/send.py``).
+    """
+
+    def __init__(self, provider: str, message: str, retry_after: float = CONFIGURATION_RETRY_AFTER) -> None:
+        super().__init__(f"{CONFIGURATION_ERROR_PREFIX}{message}", retry_after=retry_after)
+        self.provider = provider
+
+
 class PermanentChannelError(Exception):
     """Retrying cannot help: invalid address, unsubscribed recipient, rejected request."""
 

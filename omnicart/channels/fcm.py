@@ -8,9 +8,14 @@ concurrently. The outcome is per device and is folded into one answer for the jo
   only transiently is not retried, because retrying the whole send would push the devices that
   already accepted a second time);
 * no device accepted and some failure was transient (429, 5xx, timeout) -> retry the send;
-* every token is dead (``UNREGISTERED``, a token rejected as invalid, ``SENDER_ID_MISMATCH``) ->
+* every token is dead (``UNREGISTERED``, a token rejected as invalid) ->
   :class:`DeadPushTokens`, a permanent error with ``invalid_address`` so the step falls back to the
-  next channel.
+  next channel;
+* no device accepted and FCM refused *our* configuration (``SENDER_ID_MISMATCH``: the tokens belong
+  to another Firebase project, i.e. a wrong ``OMNICART_FCM_PROJECT_ID``; ``403 PERMISSION_DENIED``:
+  the service account may not send) -> ``ProviderConfigurationError``: the tokens are kept (a wrong
+  project id must not delete every customer's tokens), the channel stops loudly and messages wait.
+  See https://firebase.google.com/docs/reference/fcm/rest/v1/ErrorCode.
 
 The OAuth2 access token comes from a service-account file through google-auth's JWT-bearer grant
 (``token_uri`` in the file; tests point it at a local server). google-auth is synchronous, so the
@@ -20,6 +25,7 @@ refresh runs in a worker thread, once at a time, and only when the token has exp
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -32,6 +38,7 @@ from google.oauth2 import service_account
 from omnicart.channels.base import (
     Delivery,
     PermanentChannelError,
+    ProviderConfigurationError,
     RenderedMessage,
     RetryableChannelError,
     parse_retry_after,
@@ -43,8 +50,12 @@ from omnicart.settings import Settings
 log = logging.getLogger(__name__)
 
 FCM_SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
+MAX_PAYLOAD_BYTES = 4096
+"""FCM's limit on a message's notification and data (https://firebase.google.com/docs/cloud-messaging/concept-options)."""
 # FcmError codes meaning "this token will never receive from this project again".
-DEAD_TOKEN_CODES = frozenset({"UNREGISTERED", "SENDER_ID_MISMATCH"})
+DEAD_TOKEN_CODES = frozenset({"UNREGISTERED"})
+# FcmError codes and statuses that mean our project or credentials are wrong, not the device.
+CONFIGURATION_CODES = frozenset({"SENDER_ID_MISMATCH", "THIRD_PARTY_AUTH_ERROR"})
 
 
 class DeadPushTokens(PermanentChannelError):
@@ -59,7 +70,7 @@ class _Outcome:
     """What FCM said about one device token."""
 
     token: str
-    kind: Literal["ok", "dead", "retry", "unauthenticated", "rejected"]
+    kind: Literal["ok", "dead", "retry", "unauthenticated", "rejected", "configuration"]
     name: str | None = None
     detail: str = ""
     retry_after: float | None = None
@@ -132,6 +143,11 @@ class FcmPushSender:
             data["url"] = message.url
             if message.url.startswith("https://"):  # FCM rejects a web push link that is not HTTPS
                 payload["webpush"] = {"fcm_options": {"link": message.url}}
+        size = len(json.dumps({"notification": notification, "data": data}, separators=(",", ":")).encode())
+        if size > MAX_PAYLOAD_BYTES:  # FCM would refuse it for every device: say why, once
+            raise PermanentChannelError(
+                f"push message {message.message_id} is {size} bytes; FCM takes at most {MAX_PAYLOAD_BYTES}"
+            )
         return payload
 
     async def _push_all(
@@ -176,6 +192,7 @@ class FcmPushSender:
         dead = [o.token for o in outcomes if o.kind == "dead"]
         transient = [o for o in outcomes if o.kind in ("retry", "unauthenticated")]
         rejected = [o for o in outcomes if o.kind == "rejected"]
+        configuration = [o for o in outcomes if o.kind == "configuration"]
         counts = ", ".join(
             f"{len(group)} {label}"
             for label, group in (
@@ -183,6 +200,7 @@ class FcmPushSender:
                 ("dead", dead),
                 ("transient", transient),
                 ("rejected", rejected),
+                ("refused our configuration", configuration),
             )
         )
         if accepted:
@@ -190,6 +208,12 @@ class FcmPushSender:
             return Delivery(provider=self.provider, provider_message_id=accepted[0].name, dead_push_tokens=dead)
         log.warning("fcm push %s for customer %s not delivered: %s",
                     message.message_id, customer_ref(message.customer_id), counts)
+        if configuration:
+            raise ProviderConfigurationError(
+                self.provider,
+                f"FCM refused push {message.message_id}: {configuration[0].detail} "
+                "(check OMNICART_FCM_PROJECT_ID and the service account's permissions)",
+            )
         if rejected:
             raise PermanentChannelError(f"FCM rejected push {message.message_id}: {rejected[0].detail}")
         if transient:
@@ -238,6 +262,8 @@ def classify_fcm_error(token: str, response: httpx.Response) -> _Outcome:
     fcm_codes = "/".join(sorted(c for c in codes if c)) or "-"
     detail = f"HTTP {response.status_code} {status or '-'} {fcm_codes}: {text}"
     code = response.status_code
+    if codes & CONFIGURATION_CODES or (code == 403 and status == "PERMISSION_DENIED"):
+        return _Outcome(token, "configuration", detail=detail)
     if codes & DEAD_TOKEN_CODES:
         return _Outcome(token, "dead", detail=detail)
     if (
@@ -250,7 +276,7 @@ def classify_fcm_error(token: str, response: httpx.Response) -> _Outcome:
         return _Outcome(
             token, "retry", detail=detail, retry_after=parse_retry_after(response.headers.get("Retry-After"))
         )
-    if code == 401 and "THIRD_PARTY_AUTH_ERROR" not in codes:
+    if code == 401:
         return _Outcome(token, "unauthenticated", detail=detail)
     return _Outcome(token, "rejected", detail=detail)
 

@@ -12,9 +12,16 @@ Failures are classified for the send activity. The SDK (``python_http_client``) 
 so we classify by ``status_code``, not by class:
 
 * 429 (honouring ``Retry-After`` or SendGrid's ``X-RateLimit-Reset``), 408 and every 5xx: retry.
-* 401 (the API key was rejected): retry, slowly. Every email would fail the same way until an
-  operator fixes the key; dropping them, or falling back to SMS for everyone, would be worse.
-* 400, 403 and other 4xx: permanent; a 400 about the recipient's address also marks it invalid.
+* 401 (the API key was rejected) and 403 (the key lacks the ``mail.send`` scope, or the sender
+  identity is not verified): a ``ProviderConfigurationError``, retried slowly and loudly. Every
+  email would fail the same way until an operator fixes a setting; blaming the customer, dropping
+  the message, or falling back to SMS for everyone would be worse. Twilio's 20003 is treated alike.
+* 400 and other 4xx: permanent; a 400 about the recipient's address also marks it invalid.
+
+The one-click ``List-Unsubscribe-Post`` header (RFC 8058) is sent only when the link is HTTPS, as
+the RFC requires; with a plain-HTTP ``OMNICART_PUBLIC_URL`` the sender warns at start-up and sends
+``List-Unsubscribe`` alone. The unsubscribe anchor carries ``clicktrack="off"`` so that SendGrid's
+click tracking neither rewrites it nor reports unsubscribing as a click.
 * No connection: retry, nothing was sent. No answer after the request went out (read timeout,
   connection dropped): retry *in doubt*, because SendGrid may have accepted it.
 
@@ -52,11 +59,13 @@ from sendgrid.helpers.mail import (
 from omnicart.channels.base import (
     Delivery,
     PermanentChannelError,
+    ProviderConfigurationError,
     RenderedMessage,
     RetryableChannelError,
     mask_address,
     parse_retry_after,
 )
+from omnicart.channels.categories import message_categories
 from omnicart.observability import provider_span
 from omnicart.security.pseudonym import customer_ref
 from omnicart.settings import Settings
@@ -70,8 +79,6 @@ logging.getLogger("python_http_client").setLevel(logging.INFO)
 SENDGRID_TIMEOUT = 20.0
 """Seconds to wait for SendGrid; below the send activity's start-to-close timeout on purpose."""
 
-UNAUTHORIZED_RETRY_AFTER = 300.0
-MAX_CATEGORIES = 10  # SendGrid's limit per message
 
 _BODY_TAG = re.compile(r"<body[^>]*>", re.IGNORECASE)
 
@@ -89,6 +96,8 @@ class SendGridEmailSender:
         self._client = SendGridAPIClient(
             api_key=settings.sendgrid_api_key.get_secret_value(), host=settings.sendgrid_host
         )
+        one_click_allowed(settings)  # warns at start-up when one-click unsubscribe cannot be offered
+
 
     async def send(self, message: RenderedMessage) -> Delivery:
         if len(message.to) != 1:
@@ -96,7 +105,10 @@ class SendGridEmailSender:
                 f"an email goes to exactly one address, message {message.message_id} has {len(message.to)}",
                 invalid_address=not message.to,
             )
-        body = self.request_body(message)
+        try:
+            body = self.request_body(message)
+        except ValueError as exc:  # categories SendGrid would refuse (the journey validator stops most)
+            raise PermanentChannelError(f"email {message.message_id} cannot be sent: {exc}") from None
         try:
             with provider_span(self.provider, "send", message.message_id, message.channel):
                 response = await asyncio.to_thread(self._post, body)
@@ -139,14 +151,12 @@ class SendGridEmailSender:
             mail.template_id = message.sendgrid_template_id
             mail.dynamic_template_data = _template_data(message)
         mail.custom_arg = [CustomArg(key, value) for key, value in custom_args(message).items()]
-        categories = list(dict.fromkeys([*message.categories, message.journey]))[:MAX_CATEGORIES]
-        if categories:
-            mail.category = [Category(name) for name in categories]
+        mail.category = [Category(name) for name in message_categories(message.journey, message.categories)]
         if message.unsubscribe_url:
-            mail.header = [
-                Header("List-Unsubscribe", f"<{message.unsubscribe_url}>"),
-                Header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
-            ]
+            headers = [Header("List-Unsubscribe", f"<{message.unsubscribe_url}>")]
+            if message.unsubscribe_url.startswith("https://"):  # RFC 8058: one-click only over HTTPS
+                headers.append(Header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+            mail.header = headers
         if settings.unsubscribe_group_id is not None:
             mail.asm = Asm(GroupId(settings.unsubscribe_group_id))
         if settings.sendgrid_sandbox:
@@ -157,6 +167,23 @@ class SendGridEmailSender:
     def _post(self, body: dict[str, Any]) -> Any:
         # The SDK's fluent client, as its README shows, so that we can pass a timeout per call.
         return self._client.client.mail.send.post(request_body=body, timeout=self._timeout)
+
+
+def one_click_allowed(settings: Settings) -> bool:
+    """Whether one-click unsubscribe may be offered; warns (once per sender) when it may not.
+
+    RFC 8058 section 3.1: the ``List-Unsubscribe`` URI for a one-click POST must be HTTPS, and
+    mailbox providers ignore (or distrust) a one-click header over plain HTTP. With an unsubscribe
+    group (``OMNICART_UNSUBSCRIBE_GROUP_ID``) SendGrid adds its own ``List-Unsubscribe`` entry for
+    the group; ours stays in the header too, see docs/DELIVERY.md.
+    """
+    if settings.public_url.startswith("https://"):
+        return True
+    log.warning(
+        "OMNICART_PUBLIC_URL is not HTTPS: emails carry List-Unsubscribe without the one-click "
+        "List-Unsubscribe-Post header (RFC 8058 requires HTTPS); set an https:// public URL in production"
+    )
+    return False
 
 
 def custom_args(message: RenderedMessage) -> dict[str, str]:
@@ -200,13 +227,36 @@ def _with_preheader(html: str | None, preheader: str | None) -> str | None:
 
 def _with_unsubscribe_link(html: str | None, text: str | None, url: str) -> tuple[str | None, str | None]:
     """Every marketing email must let the reader opt out from the body too, not only the header."""
-    if html is not None and url not in html:
-        footer = f'<p style="font-size:12px"><a href="{_escape(url)}">Unsubscribe</a></p>'
+    if html is not None and url not in html and _escape(url) not in html:
+        footer = f'<p style="font-size:12px"><a clicktrack="off" href="{_escape(url)}">Unsubscribe</a></p>'
         closing = html.lower().rfind("</body>")
         html = html[:closing] + footer + html[closing:] if closing >= 0 else html + footer
+    elif html is not None:
+        html = _untracked(html, url)
     if text is not None and url not in text:
         text = f"{text.rstrip()}\n\nUnsubscribe: {url}\n"
     return html, text
+
+
+_ANCHOR = re.compile(r"<a\b[^>]*>", re.IGNORECASE)
+
+
+def _untracked(html: str, url: str) -> str:
+    """The template's own unsubscribe anchors, marked ``clicktrack="off"``.
+
+    SendGrid's click tracking rewrites every link unless its anchor has ``clicktrack="off"``
+    (https://www.twilio.com/docs/sendgrid/ui/account-and-settings/tracking#click-tracking); an
+    unsubscribe reported as a click would count as engagement and could steer a journey.
+    """
+    targets = {url, _escape(url)}
+
+    def mark(match: re.Match[str]) -> str:
+        tag = match.group(0)
+        if "clicktrack" in tag.lower() or not any(f'"{target}"' in tag or f"'{target}'" in tag for target in targets):
+            return tag
+        return '<a clicktrack="off"' + tag[2:]
+
+    return _ANCHOR.sub(mark, html)
 
 
 def _escape(value: str) -> str:
@@ -219,9 +269,10 @@ def _classify(exc: HTTPError, address: str) -> Exception:
     summary = f"SendGrid answered {status}" + (f": {detail}" if detail else "")
     if status == 429 or status == 408 or status >= 500:
         return RetryableChannelError(summary, retry_after=retry_after(exc.headers))
-    if status == 401:
-        log.error("SendGrid rejected the API key (401): emails wait until OMNICART_SENDGRID_API_KEY is fixed")
-        return RetryableChannelError(summary, retry_after=UNAUTHORIZED_RETRY_AFTER)
+    if status in (401, 403):
+        return ProviderConfigurationError(
+            "sendgrid", f"{summary} (check OMNICART_SENDGRID_API_KEY and the verified sender identity)"
+        )
     return PermanentChannelError(summary, invalid_address=status == 400 and _about_recipient(exc.body))
 
 

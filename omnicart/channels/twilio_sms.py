@@ -34,6 +34,7 @@ from urllib3.exceptions import NewConnectionError
 from omnicart.channels.base import (
     Delivery,
     PermanentChannelError,
+    ProviderConfigurationError,
     RenderedMessage,
     RetryableChannelError,
     parse_retry_after,
@@ -54,18 +55,38 @@ STATUS_CALLBACK_PATH = "/webhooks/twilio/status"
 # https://www.twilio.com/docs/api/errors: the recipient opted out of messages from this sender.
 UNSUBSCRIBED_RECIPIENT = 21610
 # Codes that mean "this phone number cannot receive SMS": the address, not the request, is wrong.
+# Twilio split some of these out of 21211/21614 in July 2024 ("Updates to the error code dictionary
+# to clarify number validation errors", twilio.com/en-us/changelog): 21265 (To is a short code),
+# 21266 (To and From are the same number), 21268 (a premium or information-service number).
 INVALID_NUMBER_CODES = frozenset(
     {
         21211,  # Invalid 'To' phone number
         21214,  # 'To' phone number cannot be reached
         21217,  # Phone number does not appear to be valid
+        21265,  # 'To' number cannot be a Short Code
+        21266,  # 'To' and 'From' number cannot be the same
+        21268,  # Premium numbers are not permitted
         21401,  # Invalid phone number
         21407,  # This phone number type does not support SMS
         21421,  # PhoneNumber is invalid
-        21612,  # The 'To' phone number is not currently reachable via SMS
         21614,  # 'To' number is not a valid mobile number
     }
 )
+# Codes about *our* account or sender, never the customer's number: the channel stops, loudly, and
+# messages wait (``ProviderConfigurationError``) until an operator fixes the setting.
+CONFIGURATION_CODES = frozenset(
+    {
+        20003,  # Authenticate: the account SID or auth token was refused
+        21267,  # Alphanumeric sender ID cannot be used on trial accounts (July 2024)
+        21606,  # The 'From' phone number is not a valid, SMS-capable number for this account
+        21659,  # 'From' is not a Twilio phone number or short code (July 2024)
+        21660,  # Mismatch between the 'From' number and the account (July 2024)
+        21661,  # 'From' number is not SMS-capable (July 2024)
+    }
+)
+# 21612: "the To and From cannot be connected right now": the pair, often our sender's type or
+# country, not the customer's number. Permanent for this message (the fallback runs), nothing marked.
+UNROUTABLE_PAIR = 21612
 TOO_MANY_REQUESTS = 20429
 
 _PHONE_LIKE = re.compile(r"\+?\d[\d \-().]{5,}\d")
@@ -218,7 +239,12 @@ class TwilioSmsSender:
 def classify_twilio_error(
     exc: TwilioRestException | TwilioServiceException, headers: Mapping[str, str] | None = None
 ) -> RetryableChannelError | PermanentChannelError:
-    """Map a Twilio API error to the channel contract (phone numbers redacted from the text)."""
+    """Map a Twilio API error to the channel contract (phone numbers redacted from the text).
+
+    The customer's number is blamed (``invalid_address``) only for codes about the number itself;
+    our credentials or sender (``CONFIGURATION_CODES``, any 401/403) stop the channel and keep the
+    message waiting, as a SendGrid 401/403 does; 21612 fails this message without marking anything.
+    """
     status = int(exc.status)
     code = int(exc.code) if exc.code is not None else None
     detail = exc.msg if isinstance(exc, TwilioRestException) else (exc.detail or exc.title)
@@ -227,6 +253,10 @@ def classify_twilio_error(
         return RetryableChannelError(text, retry_after=parse_retry_after(_header(headers, "Retry-After")))
     if status >= 500 or status == 408:
         return RetryableChannelError(text)
+    if code in CONFIGURATION_CODES or status in (401, 403):
+        return ProviderConfigurationError(
+            "twilio", f"{text} (check OMNICART_TWILIO_ACCOUNT_SID, _AUTH_TOKEN and the sender)"
+        )
     if code == UNSUBSCRIBED_RECIPIENT:
         return PermanentChannelError(text, revoke_consent=True)
     if code in INVALID_NUMBER_CODES:

@@ -69,8 +69,11 @@ TOUCHES = 10  # a goal window remembers this many of its run's messages, for att
 WHATSAPP_WINDOW = timedelta(hours=24)
 """WhatsApp's customer-service window: free-form text only this long after the customer's last message."""
 DELIVERY_REPORT_WAIT = timedelta(days=3)
-"""How long an accepted WhatsApp message waits for its delivery report before it is forgotten."""
+"""How long an accepted message waits for its delivery report before it is forgotten."""
 DELIVERING = 50
+LATE_REPORTING_CHANNELS = frozenset({"email", "sms", "whatsapp"})
+"""Channels whose providers report, after accepting a message, that it did not reach the customer
+(SendGrid events, Twilio status callbacks): their accepted sends wait in ``state.delivering``."""
 INBOUND = "message_received"
 """The event a customer's own message becomes (an inbound webhook): it opens WhatsApp's window."""
 
@@ -223,7 +226,13 @@ def describe_failure(error: BaseException) -> str:
 
 
 def handle_event(
-    state: CustomerState, event: Event, journeys: list[JourneyBundle], now: datetime, *, safe: bool = False
+    state: CustomerState,
+    event: Event,
+    journeys: list[JourneyBundle],
+    now: datetime,
+    *,
+    safe: bool = False,
+    late_fallback: bool = True,
 ) -> Output:
     """Apply one event: profile and carts, engagement, goals, exits, awaited events, then triggers.
 
@@ -234,17 +243,21 @@ def handle_event(
     (``state.quarantine``, replayable with :func:`replay_quarantined`) instead of raising: the
     customer's other journeys go on. The workflow always runs safe; ``omnicart simulate`` runs fast
     and replays a customer safe only when something failed, which gives the same result.
+
+    With ``late_fallback``, a ``message_bounced`` or ``message_failed`` about a message the provider
+    had accepted (an email bounce or drop, an SMS undelivered) starts the step's fallback, as a
+    failure at send time does. The workflow turns it off for runs started before it existed.
     """
     due = next_wakeup(state)
     out = handle_timers(state, now, safe=safe) if due is not None and due <= now else Output()
     if event.id in state.seen:
         return out
     if not safe:
-        out.extend(_apply_event(state, event, journeys, now))
+        out.extend(_apply_event(state, event, journeys, now, late_fallback))
         return out
     checkpoint = state.checkpoint()
     try:
-        out.extend(_apply_event(state, event, journeys, now))
+        out.extend(_apply_event(state, event, journeys, now, late_fallback))
     except Exception as error:
         state.restore(checkpoint)
         _remember_seen(state, event.id)  # a redelivery must not fail again; a replay forgets this
@@ -255,7 +268,7 @@ def handle_event(
     return out
 
 
-def replay_quarantined(state: CustomerState, now: datetime) -> Output:
+def replay_quarantined(state: CustomerState, now: datetime, *, late_fallback: bool = True) -> Output:
     """Try every quarantined event again (after a fix was deployed), in the order they came.
 
     Each is handled safely, so one that still fails goes back into quarantine with its new error.
@@ -271,7 +284,7 @@ def replay_quarantined(state: CustomerState, now: datetime) -> Output:
         assert entry.event is not None
         if entry.event.id in state.seen:
             state.seen.remove(entry.event.id)
-        out.extend(handle_event(state, entry.event, entry.journeys, now, safe=True))
+        out.extend(handle_event(state, entry.event, entry.journeys, now, safe=True, late_fallback=late_fallback))
     return out
 
 
@@ -289,12 +302,14 @@ def _remember_seen(state: CustomerState, event_id: str) -> None:
     del state.seen[:-SEEN_EVENT_IDS]
 
 
-def _apply_event(state: CustomerState, event: Event, journeys: list[JourneyBundle], now: datetime) -> Output:
+def _apply_event(
+    state: CustomerState, event: Event, journeys: list[JourneyBundle], now: datetime, late_fallback: bool = True
+) -> Output:
     _remember_seen(state, event.id)
     new = Output()
     ctx_event = event.context()
     _learn(state, event, ctx_event)
-    _delivery_report(state, event, now, new)
+    _delivery_report(state, event, now, new, late_fallback)
     for run in state.runs:
         if event.timestamp >= run.started_at:
             run.events.append(ctx_event)
@@ -343,11 +358,7 @@ def _apply_send_result(state: CustomerState, result: SendResult, now: datetime) 
     if result.dead_push_tokens:
         profile.push_tokens = [t for t in profile.push_tokens if t not in result.dead_push_tokens]
     if result.outcome == "failed":
-        # A reserved place under a frequency cap goes back, and no conversion is credited to it: the
-        # customer never got this message.
-        state.sent = [mark for mark in state.sent if mark.message_id != result.message_id]
-        for watch in state.goals:
-            watch.touches = [touch for touch in watch.touches if touch[0] != result.message_id]
+        _never_received(state, result.message_id)
         if result.revoke_consent:
             profile.consent[result.channel] = False
             profile.updated_at[f"consent.{result.channel}"] = now
@@ -356,7 +367,7 @@ def _apply_send_result(state: CustomerState, result: SendResult, now: datetime) 
             if address:
                 profile.undeliverable[result.channel] = ",".join(address)
         _fall_back(state, pending, now, out)
-    elif pending.channel == "whatsapp":  # accepted; WhatsApp may still refuse it (see ``Delivering``)
+    elif pending.channel in LATE_REPORTING_CHANNELS:  # accepted; the provider may still report it lost
         state.delivering = [d for d in state.delivering if d.accepted_at > now - DELIVERY_REPORT_WAIT]
         state.delivering.append(Delivering(now, pending))
         del state.delivering[:-DELIVERING]
@@ -366,35 +377,57 @@ def _apply_send_result(state: CustomerState, result: SendResult, now: datetime) 
     return out
 
 
+def _never_received(state: CustomerState, message_id: str) -> None:
+    """A reserved place under a frequency cap goes back, and no conversion is credited to the
+    message: the customer never got it."""
+    state.sent = [mark for mark in state.sent if mark.message_id != message_id]
+    for watch in state.goals:
+        watch.touches = [touch for touch in watch.touches if touch[0] != message_id]
+
+
 def handle_sent(state: CustomerState, message_id: str) -> None:
     """A send the channel accepted: nothing follows from it but forgetting it was pending."""
     if _settle(state, message_id) is not None:
         _forget_unused_bundles(state)
 
 
-def _delivery_report(state: CustomerState, event: Event, now: datetime, out: Output) -> None:
-    """A WhatsApp delivery report: a refusal the channel marks ``fallback`` moves to the step's next
-    channel, as a refusal at send time would. The report may overtake the send's own result (Twilio
-    calls back as soon as WhatsApp answers): the message is then still pending, and settled here."""
+def _delivery_report(state: CustomerState, event: Event, now: datetime, out: Output, late_fallback: bool) -> None:
+    """A delivery report about an accepted message: one that did not reach the customer moves to the
+    step's next channel, as a refusal at send time would (once per message: a second report finds
+    nothing to do).
+
+    WhatsApp refuses some messages only after Twilio accepted them (Meta holding back a marketing
+    template, 63049; free text outside the window, 63016): its webhook marks those ``fallback``, and
+    such a report may overtake the send's own result (the message is then still pending, and settled
+    here). An email bounce or drop, or an SMS undelivered, falls back too, in runs that recorded
+    ``LATE_FAILURE_PATCH`` (``late_fallback``); older histories replay without it.
+    """
     props = event.properties
-    if props.get("channel") != "whatsapp" or event.type not in ("message_delivered", "message_failed"):
+    channel = props.get("channel")
+    if channel not in LATE_REPORTING_CHANNELS or not event.type.startswith("message_"):
+        return
+    whatsapp = channel == "whatsapp"
+    lost = event.type == "message_bounced" or (
+        event.type == "message_failed" and (props.get("fallback") is True or not whatsapp))
+    if not whatsapp and not late_fallback:
         return
     message_id = props.get("message_id")
     state.delivering = [d for d in state.delivering if d.accepted_at > now - DELIVERY_REPORT_WAIT]
-    found = next((d for d in state.delivering if d.pending.message_id == message_id), None)
+    found = next((d for d in state.delivering
+                  if d.pending.message_id == message_id and d.pending.channel == channel), None)
     if found is not None:
+        if event.type not in ("message_delivered", "message_failed", "message_bounced"):
+            return  # an open or a click: the report that settles it is still to come
         state.delivering.remove(found)
         pending: PendingSend | None = found.pending
-    elif event.type == "message_failed" and props.get("fallback") is True:
+    elif whatsapp and lost:
         pending = _settle(state, str(message_id))
     else:
         return
-    if pending is None or event.type != "message_failed" or props.get("fallback") is not True:
+    if pending is None or not lost:
         return
-    state.sent = [mark for mark in state.sent if mark.message_id != message_id]
-    for watch in state.goals:
-        watch.touches = [touch for touch in watch.touches if touch[0] != message_id]
-    if props.get("invalid_address") is True and state.profile.phone:
+    _never_received(state, str(message_id))
+    if whatsapp and props.get("invalid_address") is True and state.profile.phone:
         state.profile.undeliverable["whatsapp"] = state.profile.phone
     _fall_back(state, pending, now, out)
 
@@ -1090,7 +1123,7 @@ def _end(state: CustomerState, run: RunState, at: datetime, reason: str, out: Ou
         out.cancel.extend(p.message_id for p in cancelled)
         state.pending = [p for p in state.pending if p.run_id != run.run_id]
         state.deferred = [d for d in state.deferred if d.pending.run_id != run.run_id]
-        # Nor does a WhatsApp refusal reported after the exit send its fallback.
+        # Nor does a refusal reported after the exit send its fallback.
         state.delivering = [d for d in state.delivering if d.pending.run_id != run.run_id]
     # A goal counted from a step the run never reached has no window to count in.
     state.goals = [watch for watch in state.goals if watch.counting or watch.run_id != run.run_id]

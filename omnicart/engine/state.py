@@ -131,11 +131,11 @@ class PendingSend:
 
 @dataclass(slots=True)
 class Delivering:
-    """A WhatsApp message the channel accepted whose delivery report is still owed.
+    """A message the provider accepted whose delivery report is still owed.
 
-    WhatsApp refuses some messages only after Twilio accepted them (Meta holding back a marketing
-    template, 63049; free text outside the window, 63016): the status callback is the first to
-    know, so the step's fallback must still be reachable from it.
+    Some messages are refused only after the provider accepted them (an email bounce or drop, an SMS
+    to a landline, WhatsApp holding back a marketing template): the webhook is the first to know,
+    so the step's fallback must still be reachable from it.
     """
 
     accepted_at: datetime
@@ -249,7 +249,9 @@ class CustomerState:
     sent: list[SentMark] = field(default_factory=list)  # what frequency caps count
     actions_total: int = 0  # numbers every action, so analytics rows have stable ids
     unrecorded: list[Action] = field(default_factory=list)  # analytics rows not yet stored
-    delivering: list[Delivering] = field(default_factory=list)  # WhatsApp sends awaiting their delivery report
+    # Sends a provider accepted but may still report lost (an email bounce, an SMS undelivered, WhatsApp
+    # holding a template back), newest last: the report can still start the step's fallback.
+    delivering: list[Delivering] = field(default_factory=list)
 
     def run(self, run_id: str) -> RunState | None:
         return next((run for run in self.runs if run.run_id == run_id), None)

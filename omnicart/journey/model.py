@@ -13,8 +13,9 @@ import json
 from functools import cached_property
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from omnicart.channels.categories import check_template_categories
 from omnicart.events import Channel
 from omnicart.journey.durations import DURATION_PATTERN, LOCAL_TIME_PATTERN
 
@@ -417,6 +418,12 @@ class EmailTemplate(_Strict):
     )
     locales: dict[LocaleTag, EmailTemplate] = Field(default_factory=dict, description=_LOCALES)
 
+
+    @field_validator("categories")
+    @classmethod
+    def _sendgrid_categories(cls, categories: list[str]) -> list[str]:
+        """SendGrid's category rules (``omnicart.channels.categories``): refused here, not dropped at send."""
+        return check_template_categories(categories)
 
 class SmsTemplate(_Strict):
     channel: Literal["sms"]

@@ -28,6 +28,7 @@ TABLE_MODULES = (
     "omnicart.connectors.quarantine",
     "omnicart.connectors.shopify_inventory",
     "omnicart.console.users",
+    "omnicart.api.webhook_inbox",
 )
 
 

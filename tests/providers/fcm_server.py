@@ -3,14 +3,17 @@
 The token endpoint implements the JWT-bearer grant google-auth uses for service accounts (RFC 7523):
 it checks the grant type and verifies the signed assertion with the service account's public key,
 its issuer, audience (Google's token URI) and scope, then issues a Bearer token. ``messages:send`` accepts
-only tokens it issued, checks the documented request shape, records every request, and answers
+only tokens it issued, checks the documented request shape (string data values, no reserved data
+keys, at most 4,096 bytes of notification and data), records every request, and answers
 per device token as scripted: success ``{"name": ...}``, ``UNREGISTERED`` (404), an invalid token
-(400 ``INVALID_ARGUMENT``), ``QUOTA_EXCEEDED`` (429 with ``Retry-After``), ``INTERNAL`` (500), or no
+(400 ``INVALID_ARGUMENT``), ``SENDER_ID_MISMATCH`` or ``PERMISSION_DENIED`` (403),
+``QUOTA_EXCEEDED`` (429 with ``Retry-After``), ``INTERNAL`` (500), or no
 answer at all.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 from typing import Any, Literal
 
@@ -25,7 +28,13 @@ JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 # Google's token endpoint wants its canonical URI as the assertion's audience, wherever it is served.
 GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
 
-Behaviour = Literal["ok", "unregistered", "invalid", "sender_mismatch", "rate_limited", "internal", "hang"]
+Behaviour = Literal[
+    "ok", "unregistered", "invalid", "sender_mismatch", "permission_denied", "rate_limited", "internal", "hang"
+]
+MAX_PAYLOAD_BYTES = 4096
+"""FCM's limit for a message's notification and data (https://firebase.google.com/docs/cloud-messaging/concept-options)."""
+RESERVED_DATA_KEYS = frozenset({"from", "notification", "message_type"})
+RESERVED_DATA_PREFIXES = ("google", "gcm")
 
 
 class FcmServer(LoopbackServer):
@@ -121,6 +130,14 @@ class FcmServer(LoopbackServer):
         data = message.get("data", {})
         if not all(isinstance(value, str) for value in data.values()):
             return _google_error(400, "INVALID_ARGUMENT", "Invalid value at 'message.data'", "INVALID_ARGUMENT")
+        reserved = [k for k in data if k in RESERVED_DATA_KEYS or k.lower().startswith(RESERVED_DATA_PREFIXES)]
+        if reserved:
+            return _google_error(
+                400, "INVALID_ARGUMENT", f"Invalid data payload key: {reserved[0]}", "INVALID_ARGUMENT"
+            )
+        payload = {key: message[key] for key in ("notification", "data") if key in message}
+        if len(json.dumps(payload, separators=(",", ":")).encode()) > MAX_PAYLOAD_BYTES:
+            return _google_error(400, "INVALID_ARGUMENT", "Message is too big", "INVALID_ARGUMENT")
         token = message.get("token")
         if not isinstance(token, str) or not token:
             return _google_error(400, "INVALID_ARGUMENT", "Recipient of the message is not set.", "INVALID_ARGUMENT")
@@ -139,6 +156,8 @@ class FcmServer(LoopbackServer):
             )
         if behaviour == "sender_mismatch":
             return _google_error(403, "PERMISSION_DENIED", "SenderId mismatch", "SENDER_ID_MISMATCH")
+        if behaviour == "permission_denied":
+            return _google_error(403, "PERMISSION_DENIED", "Permission 'cloudmessaging.messages.create' denied")
         if behaviour == "rate_limited":
             status, payload, _ = _google_error(429, "RESOURCE_EXHAUSTED", "Quota exceeded.", "QUOTA_EXCEEDED")
             return status, payload, {"Retry-After": self.retry_after}

@@ -3,7 +3,8 @@
 It checks what the real API checks before it accepts a message (the bearer key, a JSON body, a
 sender, at least one personalization with valid ``to`` addresses, a subject and content unless a
 template supplies them, text/plain before text/html, string ``custom_args``, at most 10
-categories, no reserved headers) and answers the way SendGrid does: ``202`` with ``X-Message-Id``,
+categories of 7-bit ASCII, no reserved headers, one-click ``List-Unsubscribe-Post`` only with an
+HTTPS link) and answers the way SendGrid does: ``202`` with ``X-Message-Id``,
 ``200`` with no id in sandbox mode, and ``{"errors": [{"message", "field", "help"}]}`` on 4xx. It
 records every request so that tests assert on what the SDK really put on the wire, and can be
 scripted to answer 400, 403, 429 with ``Retry-After``, 500, or to hang.
@@ -18,7 +19,7 @@ from typing import Any
 
 from tests.providers.loopback import Answer, Recorded, ScriptedLoopbackServer, ScriptedReply
 
-__all__ = ["MAIL_SEND", "Recorded", "Reply", "SendGridServer", "validate_mail"]
+__all__ = ["MAIL_SEND", "Recorded", "Reply", "SendGridServer", "tracked_links", "validate_mail"]
 
 MAIL_SEND = "/v3/mail/send"
 HELP = "https://docs.sendgrid.com/api-reference/mail-send/errors"
@@ -176,9 +177,33 @@ def validate_mail(body: dict[str, Any]) -> list[tuple[str, str | None]]:
         problems.append(("You may not have more than 10 categories per request.", "categories"))
     elif not all(isinstance(c, str) and 0 < len(c) <= 255 for c in categories):
         problems.append(("Each category must be a string of 1 to 255 characters.", "categories"))
+    elif not all(c.isascii() for c in categories):
+        problems.append(("Categories must be 7-bit ASCII.", "categories"))
     headers = body.get("headers", {})
     if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
         problems.append(("Headers must be a collection of string key/value pairs.", "headers"))
     elif any(name.lower() in RESERVED_HEADERS for name in headers):
         problems.append(("This header is reserved and may not be set.", "headers"))
+    elif "List-Unsubscribe-Post" in headers and not _https_only(headers.get("List-Unsubscribe", "")):
+        # RFC 8058 section 3.1, which mailbox providers enforce: one-click needs an HTTPS URI.
+        problems.append(("List-Unsubscribe-Post requires an https List-Unsubscribe URI (RFC 8058).", "headers"))
     return problems
+
+
+def _https_only(list_unsubscribe: str) -> bool:
+    uris = [part.strip().strip("<>") for part in list_unsubscribe.split(",") if part.strip()]
+    return any(uri.startswith("https://") for uri in uris)
+
+
+_ANCHOR = re.compile(r"<a\b[^>]*>", re.IGNORECASE)
+_HREF = re.compile(r"""href\s*=\s*["']([^"']*)["']""", re.IGNORECASE)
+
+
+def tracked_links(html: str) -> list[str]:
+    """The links SendGrid's click tracking would rewrite: every anchor without ``clicktrack="off"``."""
+    links = []
+    for tag in _ANCHOR.findall(html):
+        href = _HREF.search(tag)
+        if href and not re.search(r"""clicktrack\s*=\s*["']off["']""", tag, re.IGNORECASE):
+            links.append(href.group(1).replace("&amp;", "&"))
+    return links

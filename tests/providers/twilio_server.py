@@ -4,7 +4,10 @@ It speaks what the real SDK sends (form-encoded POST with HTTP basic auth, JSON 
 Message resource's fields and Twilio's error shape ``{code, message, more_info, status}``), records
 every request so tests can assert on what the SDK really put on the wire, and can be scripted to
 answer the way Twilio does when things go wrong: an error code, 429 with ``Retry-After``, 500, or
-no answer at all.
+no answer at all. After a message is created it can report what became of it, as Twilio does: a
+status callback (``delivered``, or ``undelivered``/``failed`` with a 30xxx error code) signed with
+the auth token and addressed to exactly the ``StatusCallback`` URL the sender gave
+(:meth:`TwilioServer.status_callback`); a message without one gets no callback.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from urllib.parse import urlsplit
 
 from tests.providers.loopback import Recorded, ScriptedLoopbackServer, ScriptedReply
 
-__all__ = ["API", "Recorded", "Reply", "TwilioServer"]
+__all__ = ["API", "Callback", "Recorded", "Reply", "TwilioServer"]
 
 API = "/2010-04-01"
 
@@ -56,6 +59,21 @@ def _error_body(status: int, code: int, message: str) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class Callback:
+    """A webhook request Twilio makes to us (a status callback, an inbound message), signed as Twilio
+    signs it (HMAC-SHA1 over the URL and the sorted form)."""
+
+    url: str
+    params: dict[str, str]
+    signature: str
+
+    @property
+    def path_and_query(self) -> str:
+        parts = urlsplit(self.url)
+        return f"{parts.path}?{parts.query}" if parts.query else parts.path
+
+
 class TwilioServer(ScriptedLoopbackServer[Reply]):
     """Start with ``with TwilioServer(sid, token) as twilio:``; ``twilio.url`` is the base URL.
 
@@ -72,6 +90,36 @@ class TwilioServer(ScriptedLoopbackServer[Reply]):
     def sent(self) -> list[Recorded]:
         """The message-creating requests received (whatever they were answered)."""
         return [r for r in self.requests if r.method == "POST" and r.path.endswith("/Messages.json")]
+
+    def status_callback(self, sid: str, status: str, error_code: int | None = None) -> Callback:
+        """The callback Twilio sends when message ``sid`` reaches ``status`` (30xxx codes for failures).
+
+        Raises ``LookupError`` when the message was created without a ``StatusCallback`` URL: then
+        Twilio tells nobody, and neither does this fake.
+        """
+        with self._lock:
+            message = next(m for m in self.messages if m["sid"] == sid)
+        url = message.get("_status_callback")
+        if not url:
+            raise LookupError(f"message {sid} has no StatusCallback URL: Twilio sends no callback")
+        params = {
+            "AccountSid": self.account_sid,
+            "ApiVersion": "2010-04-01",
+            "From": str(message["from"] or ""),
+            "MessageSid": sid,
+            "MessageStatus": status,
+            "SmsSid": sid,
+            "SmsStatus": status,
+            "To": str(message["to"]),
+        }
+        if message.get("messaging_service_sid"):
+            params["MessagingServiceSid"] = str(message["messaging_service_sid"])
+        if error_code is not None:
+            params["ErrorCode"] = str(error_code)
+        # https://www.twilio.com/docs/usage/security#validating-requests
+        payload = url + "".join(name + params[name] for name in sorted(params))
+        digest = hmac.new(self.auth_token.encode(), payload.encode(), hashlib.sha1).digest()
+        return Callback(url, params, base64.b64encode(digest).decode())
 
     def _answer(self, request: Recorded) -> tuple[int, dict[str, Any], dict[str, str]]:
         messages_path = f"{API}/Accounts/{self.account_sid}/Messages.json"
@@ -103,17 +151,22 @@ class TwilioServer(ScriptedLoopbackServer[Reply]):
             return 400, _error_body(400, 21602, "Message body is required."), {}
         if not sender and not service:
             return 400, _error_body(400, 21603, "A 'From' or 'MessagingServiceSid' parameter is required"), {}
+        callback = request.field("StatusCallback")
+        if callback is not None and not callback.startswith(("http://", "https://")):
+            return 400, _error_body(400, 21609, "Invalid StatusCallback url"), {}
         if len(body) > 1600:
             return (
                 400,
                 _error_body(400, 21617, "The concatenated message body exceeds the 1600 character limit."),
                 {},
             )
-        resource = self.message_resource(to, sender, body, service)
+        resource = self.message_resource(to, sender, body, service, callback)
         return 201, resource, {}
 
-    def message_resource(self, to: str, sender: str | None, body: str | None, service: str | None) -> dict[str, Any]:
-        """A new outbound Message resource as the API returns it (queued), recorded."""
+    def message_resource(
+        self, to: str, sender: str | None, body: str | None, service: str | None, callback: str | None = None
+    ) -> dict[str, Any]:
+        """A new outbound Message resource as the API returns it (queued), recorded with its StatusCallback."""
         sid = "SM" + secrets.token_hex(16)
         now = format_datetime(datetime.now(UTC))
         resource = {
@@ -126,7 +179,7 @@ class TwilioServer(ScriptedLoopbackServer[Reply]):
             "uri": f"{API}/Accounts/{self.account_sid}/Messages/{sid}.json",
         }
         with self._lock:
-            self.messages.append(resource)
+            self.messages.append({**resource, "_status_callback": callback})
         return resource
 
     def _list(self, request: Recorded) -> dict[str, Any]:
@@ -139,7 +192,9 @@ class TwilioServer(ScriptedLoopbackServer[Reply]):
 
         page_size = int(request.query.get("PageSize", ["50"])[0])
         with self._lock:
-            found = [m for m in reversed(self.messages) if wanted(m)][:page_size]
+            found = [
+                {k: v for k, v in m.items() if not k.startswith("_")} for m in reversed(self.messages) if wanted(m)
+            ][:page_size]
         uri = f"{API}/Accounts/{self.account_sid}/Messages.json"
         return {
             "end": max(len(found) - 1, 0),
@@ -166,20 +221,6 @@ class Content:
 
     category: str
     variables: frozenset[str]
-
-
-@dataclass(frozen=True)
-class Callback:
-    """A webhook request Twilio makes to us, signed as Twilio signs it (HMAC-SHA1 over URL + sorted form)."""
-
-    url: str
-    params: dict[str, str]
-    signature: str
-
-    @property
-    def path_and_query(self) -> str:
-        parts = urlsplit(self.url)
-        return f"{parts.path}?{parts.query}" if parts.query else parts.path
 
 
 class WhatsApp:
