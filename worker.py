@@ -17,6 +17,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.analytics import AnalyticsActivities
+from activities.catalog import CatalogActivities
 from activities.date_triggers import DateTriggerActivities
 from activities.journeys import JourneyActivities
 from activities.quarantine import QuarantineActivities
@@ -70,6 +71,7 @@ def build_worker(client: Client, settings: Settings) -> Worker:
             activities.send_message,
             QuarantineActivities(QuarantineLog(engine)).record_quarantine,
             JourneyActivities(versions).load_journeys,
+            CatalogActivities(engine).catalog_for_conditions,
             AnalyticsActivities(engine, settings.signing_secret).record_analytics,
             dates.plan_date_queries,
             dates.deliver_due_dates,

@@ -103,6 +103,11 @@ class Settings(BaseSettings):
     # Date-based triggers: how often the Temporal Schedule looks for customers due (omnicart.date_schedule).
     date_trigger_interval_minutes: float = Field(default=60.0, gt=0)
 
+    # In-store pick-up link a message prints next to a store that has the item (the template's
+    # catalog[sku].pickup.pickup_url), with {sku} and {store_id}, e.g.
+    # https://shop.example/pickup?sku={sku}&store={store_id}. Unset: the product's page.
+    pickup_url: str | None = None
+
     def database(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'omnicart.db'}"
 

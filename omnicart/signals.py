@@ -24,6 +24,10 @@ LOAD_JOURNEYS_ACTIVITY = "load_journeys"
 RECORD_ANALYTICS_ACTIVITY = "record_analytics"
 ANALYTICS_PATCH = "record-analytics"
 """Runs started before analytics existed replay without recording (``workflow.patched``)."""
+CATALOG_FOR_CONDITIONS_ACTIVITY = "catalog_for_conditions"
+CATALOG_PATCH = "catalog-for-conditions"
+"""Runs that reach a condition reading ``catalog`` ask the catalog first; histories from before
+replay without asking (``workflow.patched``)."""
 
 STATE_BYTES_BUDGET = 512 * 1024
 """How large a customer's state may be when it is carried to the next run (continue-as-new).

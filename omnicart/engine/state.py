@@ -233,6 +233,9 @@ class CustomerState:
     sent: list[SentMark] = field(default_factory=list)  # what frequency caps count
     actions_total: int = 0  # numbers every action, so analytics rows have stable ids
     unrecorded: list[Action] = field(default_factory=list)  # analytics rows not yet stored
+    # What the catalog said of the skus of this customer's carts when a condition last needed it
+    # (``catalog`` in conditions): fed in by the driver (``interpreter.learn_catalog``), never read here.
+    catalog: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def run(self, run_id: str) -> RunState | None:
         return next((run for run in self.runs if run.run_id == run_id), None)

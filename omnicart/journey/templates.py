@@ -306,6 +306,31 @@ def _sample_cart() -> dict[str, Any]:
     }
 
 
+def _sample_catalog() -> dict[str, Any]:
+    """What ``catalog`` holds at send time for the sample cart: one item low in stock and in a
+    store near the customer, one the catalog has never heard of."""
+    store = {
+        "store_id": "kadikoy",
+        "name": "Kadıköy",
+        "address": "Moda Cd. 12",
+        "distance_km": 1.2,
+        "quantity": 2,
+        "pickup_url": f"{_SHOP}/pickup?sku=LIN-SHIRT-SAND-M&store=kadikoy",
+    }
+    known = {
+        "sku": "LIN-SHIRT-SAND-M", "known": True, "name": "Linen Shirt — Sand, M",
+        "url": f"{_SHOP}/products/linen-shirt?variant=sand-m", "image_url": f"{_SHOP}/images/linen-shirt-sand.jpg",
+        "price": 59.0, "currency": "USD", "lowest_price_30d": 55.0, "in_stock": True,
+        "stock": {"total": 2, "online": 0, "stores": {"kadikoy": 2}}, "stores": [store], "pickup": store,
+    }
+    unknown = {
+        "sku": "CNV-WKND-OLV", "known": False, "name": None, "url": None, "image_url": None, "price": None,
+        "currency": None, "lowest_price_30d": None, "in_stock": True,
+        "stock": {"total": None, "online": None, "stores": {}}, "stores": [], "pickup": None,
+    }
+    return {"LIN-SHIRT-SAND-M": known, "CNV-WKND-OLV": unknown}
+
+
 def _sample_properties(event_type: str) -> dict[str, Any]:
     cart = _sample_cart()
     product = {
@@ -365,6 +390,7 @@ def sample_context(template: Template | None = None, trigger_event: str = "check
         },
         "journey": {"name": "abandoned_cart", "run_id": "run_sample", "step_id": "first_reminder"},
         "message": {"id": "msg_sample", "channel": channel},
+        "catalog": _sample_catalog(),
     }
     percent = template.discount_percent if isinstance(template, EmailTemplate) else None
     if template is None or percent:
