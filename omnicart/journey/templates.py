@@ -27,7 +27,7 @@ from omnicart.events import KNOWN_EVENT_TYPES
 from omnicart.journey.model import EmailTemplate, Template
 
 # The top-level names a template may use (docs/ARCHITECTURE.md, "Templates").
-CONTEXT_NAMES = ("customer", "cart", "trigger", "journey", "message", "discount", "unsubscribe_url")
+CONTEXT_NAMES = ("customer", "cart", "trigger", "journey", "message", "discount", "unsubscribe_url", "catalog")
 
 # Which template fields are Liquid, in the order a reader meets them; ``html`` is the only escaped one.
 _FIELDS: dict[str, tuple[str, ...]] = {
