@@ -486,13 +486,18 @@ def template_paths(template: Template) -> list[tuple[Any, ...]]:
     paths: list[tuple[Any, ...]] = []
     for _field, source, html in template_sources(template):
         for uses in _parse(source, html).analyze().globals.values():
-            paths.extend(tuple(use.segments) for use in uses)
+            paths.extend(_frozen(use.segments) for use in uses)
     paths = list(dict.fromkeys(paths))  # each path once, however often the template prints it
     _PATHS[id(template)] = (template, paths)
     return paths
 
 
 _PATHS: dict[int, tuple[Template, list[tuple[Any, ...]]]] = {}
+
+
+def _frozen(segments: Any) -> tuple[Any, ...]:
+    """A path as a tuple; a computed index (``catalog[item.sku]``) is a nested path, made a tuple too."""
+    return tuple(_frozen(segment) if isinstance(segment, list) else segment for segment in segments)
 
 
 # For the type checks of ``omnicart.journey.template_types``, which render and parse the same way.
