@@ -1,6 +1,6 @@
 """Record the workflow histories the replay test guards (run when a workflow change is intended).
 
-    .venv/bin/python -m tests.record_histories [--edge-cases-only | --analytics-only]
+    .venv/bin/python -m tests.record_histories [--edge-cases-only | --analytics-only | --stock-only]
 
 A changed workflow that running journeys replay must go through ``workflow.patched`` (or a new
 workflow type); the replay test proves it does by replaying these saved histories. Re-record only
@@ -8,8 +8,9 @@ for a deliberate, compatible change, and keep the old files next to the new ones
 
 Besides ordinary journeys, the histories cover what is easy to break: a permanent failure that
 falls back to another channel, an exit that cancels a send in flight, a poison event quarantined,
-and continue-as-new while a send is in flight; and the win-back journey's split, holdout and
-analytics recording (rows riding on sends, and the ``record_analytics`` batch of a conversion).
+and continue-as-new while a send is in flight; the win-back journey's split, holdout and
+analytics recording (rows riding on sends, and the ``record_analytics`` batch of a conversion); and
+the flagship's low-stock branch, which asks the catalog first (``--stock-only``).
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ import tempfile
 from datetime import timedelta
 from pathlib import Path
 
+from sqlalchemy import Engine
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from omnicart.catalog import apply_catalog_events
 from omnicart.events import Event
 from omnicart.journey.model import JourneyBundle
 from omnicart.journey.registry import JourneyRegistry
@@ -178,6 +181,25 @@ async def _record_win_back(env: WorkflowEnvironment, task_queue: str) -> None:
     await _save(env.client, "win_back", "split_holdout_and_analytics", customer)
 
 
+async def _record_low_stock(env: WorkflowEnvironment, task_queue: str, engine: Engine) -> None:
+    """The flagship's low-stock branch: the run asks the catalog (a local activity, behind the
+    ``catalog-for-conditions`` patch) just before it branches, and sends the "only 2 left" reminder."""
+    start = aligned_start(await env.get_current_time())
+    customer = "cus_low_stock_branch_asks_the_catalog"
+    items = cart()["items"]
+    apply_catalog_events(engine, [
+        Event.model_validate({"id": f"stock-{item['sku']}", "type": "inventory_changed", "timestamp": start - DAY,
+                              "source": "web", "properties": {"sku": item["sku"], "location": "online",
+                                                             "quantity": 2 if number == 0 else 40}})
+        for number, item in enumerate(items)
+    ])
+    bundle = [flagship()]
+    await send_event(env.client, task_queue, _event(customer, 0, "customer_updated", start - DAY, profile()), bundle)
+    await send_event(env.client, task_queue, _event(customer, 1, "checkout_started", start, cart()), bundle)
+    await env.sleep(start + 4 * DAY - await env.get_current_time())
+    await _save(env.client, "abandoned_cart", "low_stock_branch_asks_the_catalog", customer)
+
+
 async def _until_held(channel: ScriptedChannel, requests: int) -> None:
     while len(channel.requests) < requests:
         await asyncio.sleep(0.05)
@@ -203,6 +225,14 @@ async def main() -> None:
                 async with customer_worker(env.client, [channel.send_message],
                                            quarantine=QuarantineLog(get_engine(url))) as task_queue:
                     await _record_win_back(env, task_queue)
+            return
+        if "--stock-only" in sys.argv:
+            with tempfile.TemporaryDirectory() as scratch:
+                url = f"sqlite:///{Path(scratch) / 'catalog.db'}"
+                upgrade(url)
+                async with customer_worker(env.client, [RecordingChannel().send_message],
+                                           quarantine=QuarantineLog(get_engine(url))) as task_queue:
+                    await _record_low_stock(env, task_queue, get_engine(url))
             return
         if "--edge-cases-only" not in sys.argv:
             plain = RecordingChannel()
