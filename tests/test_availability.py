@@ -17,6 +17,7 @@ from omnicart.catalog.availability import (
     catalog_context,
     decide,
 )
+from omnicart.catalog.prices import lowest_price
 from omnicart.catalog.products import Product
 from omnicart.catalog.snapshot import CatalogTimeline, load_snapshot
 from omnicart.engine import interpreter
@@ -128,6 +129,7 @@ def test_the_preview_timeline_answers_as_the_database_does_at_each_moment(tmp_pa
     from_timeline = CatalogTimeline(events).snapshot(["a", "unknown"], T0)
     assert from_timeline.levels == from_database.levels == {"a": {"online": 4, "s1": 2}}
     assert from_timeline.lowest == from_database.lowest == {"a": 40.0}  # standing at the window's start
+    assert lowest_price(engine, "a", before=T0, currency="EUR") == 40.0  # the rule the catalog applies
     assert from_timeline.products["a"].price == from_database.products["a"].price == 50.0
     assert from_timeline.stores == from_database.stores
     earlier = CatalogTimeline(events).snapshot(["a"], T0 - 2 * timedelta(days=1))

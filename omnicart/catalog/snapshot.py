@@ -12,13 +12,13 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, func, select
 
 from omnicart.catalog.availability import CatalogSnapshot, Store
-from omnicart.catalog.prices import OMNIBUS_DAYS, lowest_in
+from omnicart.catalog.prices import OMNIBUS_DAYS
 from omnicart.catalog.products import Product
 from omnicart.catalog.stock import ONLINE
-from omnicart.catalog.tables import products, stock, stores
+from omnicart.catalog.tables import price_history, products, stock, stores
 from omnicart.events import Event
 from omnicart.storage import utc
 
@@ -47,12 +47,46 @@ def load_snapshot(engine: Engine, skus: list[str], now: datetime | None = None) 
             row.store_id: Store(row.store_id, row.name, row.address, row.latitude, row.longitude)
             for row in connection.execute(select(stores).where(stores.c.store_id.in_(store_ids)))
         } if store_ids else {}
-        lowest = {}
-        for sku, product in found.items():
-            price = lowest_in(connection, sku, at, currency=product.currency)
-            if price is not None:
-                lowest[sku] = price
+        lowest = _lowest_prices(connection, found, at)
     return CatalogSnapshot(products=found, levels=levels, lowest=lowest, stores=known_stores)
+
+
+def _lowest_prices(connection: Connection, found: dict[str, Product], before: datetime) -> dict[str, float]:
+    """``omnicart.catalog.prices.lowest_in`` for every product at once, in two queries: the lowest
+    price of the window, and the one standing when it opened (the latest before; ties: the
+    greatest event id), each in the product's own currency when it has one."""
+    if not found:
+        return {}
+    table = price_history.c
+    start = before - timedelta(days=OMNIBUS_DAYS)
+    skus = sorted(found)
+    prices: dict[str, list[float]] = {}
+
+    def mine(sku: str, currency: str | None) -> bool:
+        wanted = found[sku].currency
+        return wanted is None or currency == wanted
+
+    within = select(table.sku, table.currency, func.min(table.price).label("price")).where(
+        table.sku.in_(skus), table.at >= start, table.at < before
+    ).group_by(table.sku, table.currency)
+    for low in connection.execute(within):
+        if mine(low.sku, low.currency):
+            prices.setdefault(low.sku, []).append(float(low.price))
+    latest = select(table.sku, table.currency, func.max(table.at).label("at")).where(
+        table.sku.in_(skus), table.at < start
+    ).group_by(table.sku, table.currency).subquery()
+    standing = select(table.sku, table.currency, table.price, table.event_id, table.at).join(
+        latest, (table.sku == latest.c.sku) & (table.at == latest.c.at)
+        & ((table.currency == latest.c.currency) | (table.currency.is_(None) & latest.c.currency.is_(None)))
+    )
+    last: dict[str, tuple[datetime, str, float]] = {}
+    for row in connection.execute(standing):
+        candidate = (utc(row.at), row.event_id, float(row.price))
+        if mine(row.sku, row.currency) and (row.sku not in last or candidate[:2] > last[row.sku][:2]):
+            last[row.sku] = candidate  # the latest; of a tie, the greatest event id
+    for sku, (_, _, price) in last.items():
+        prices.setdefault(sku, []).append(price)
+    return {sku: min(found_prices) for sku, found_prices in prices.items()}
 
 
 class CatalogTimeline:
@@ -66,7 +100,7 @@ class CatalogTimeline:
         ordered = sorted(events, key=lambda event: (event.timestamp, event.id))
         self._details: dict[str, list[tuple[datetime, Event]]] = {}
         self._prices: dict[str, list[tuple[datetime, float, str | None]]] = {}
-        self._levels: dict[tuple[str, str], list[tuple[datetime, int]]] = {}
+        self._levels: dict[str, dict[str, list[tuple[datetime, int]]]] = {}  # sku -> location -> levels
         self._stores: dict[str, list[tuple[datetime, Store]]] = {}
         for event in ordered:
             props = event.properties
@@ -77,8 +111,8 @@ class CatalogTimeline:
                     (event.timestamp, float(props["price"]), props.get("currency"))
                 )
             elif event.type == "inventory_changed":
-                key = (props["sku"], props["location"])
-                self._levels.setdefault(key, []).append((event.timestamp, int(props["quantity"])))
+                by_location = self._levels.setdefault(props["sku"], {})
+                by_location.setdefault(props["location"], []).append((event.timestamp, int(props["quantity"])))
             elif event.type == "store_updated":
                 store = Store(props["store_id"], props.get("name"), props.get("address"),
                               props.get("latitude"), props.get("longitude"))
@@ -104,8 +138,8 @@ class CatalogTimeline:
                 low = self._lowest(sku, at, currency)
                 if low is not None:
                     lowest[sku] = low
-            for (level_sku, location), history in self._levels.items():
-                level = _as_of(history, at) if level_sku == sku else None
+            for location, history in self._levels.get(sku, {}).items():
+                level = _as_of(history, at)
                 if level is not None:
                     levels.setdefault(sku, {})[location] = level[1]
         store_ids = {location for by in levels.values() for location in by if location != ONLINE}

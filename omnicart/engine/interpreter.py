@@ -456,7 +456,23 @@ def learn_catalog(state: CustomerState, view: Mapping[str, dict[str, Any]]) -> N
 
 def _reads_catalog(journey: Journey, index: int, *, started: bool) -> bool:
     """Whether a run at step ``index`` may evaluate a condition reading ``catalog`` before it next
-    waits: from the trigger (``started``: step ``index`` runs first), or waking from a wait there."""
+    waits: from the trigger (``started``: step ``index`` runs first), or waking from a wait there.
+    A journey never changes, so the answer is kept with it (journeys are few, runs many)."""
+    known = _READS_CATALOG.get(id(journey))
+    if known is None or known[0] is not journey:
+        if len(_READS_CATALOG) >= 256:  # a worker deserialises journeys again and again: stay bounded
+            _READS_CATALOG.clear()
+        known = _READS_CATALOG[id(journey)] = (journey, {})
+    key = (index, started)
+    if key not in known[1]:
+        known[1][key] = _walk_for_catalog(journey, index, started=started)
+    return known[1][key]
+
+
+_READS_CATALOG: dict[int, tuple[Journey, dict[tuple[int, bool], bool]]] = {}
+
+
+def _walk_for_catalog(journey: Journey, index: int, *, started: bool) -> bool:
     seen: set[int] = set()
     todo = [index] if started else _successors(journey, index)
     while todo:
