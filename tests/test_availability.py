@@ -174,3 +174,12 @@ def test_a_send_skipped_out_of_stock_is_journalled_and_frees_its_cap_without_a_f
         ("skip", "first_reminder", "out_of_stock", send.message_id)]
     assert state.sent == [] and state.pending == []
     assert state.runs[0].engagement.get("sent") == 0
+
+
+def test_a_sku_the_catalog_never_heard_of_reads_the_same_whichever_way_it_is_built() -> None:
+    """The fast path for a catalog that knows none of a message's skus says what the full one says."""
+    context = _context("a")
+    fast = at_send("drop_items", context, CatalogSnapshot())
+    full = at_send("drop_items", context, CatalogSnapshot(levels={"other": {"online": 1}}))
+    assert fast is not None and full is not None
+    assert fast["catalog"] == full["catalog"] == catalog_context(CatalogSnapshot(), ["a"])

@@ -122,6 +122,8 @@ def at_send(
     """A message's context as it goes out: None to skip it, else sold-out items dropped (per
     ``policy``) and ``catalog`` added for the skus it still advertises. The send activity and
     ``omnicart simulate`` both call this, with the database's or the timeline's snapshot."""
+    if not snapshot.levels and not snapshot.products:  # the catalog knows none of them: all in stock
+        return {**context, "catalog": {sku: _unknown(sku) for sku in advertised_skus(context)}}
     decision = decide(policy, context, snapshot)
     if decision.skip:
         return None
@@ -178,6 +180,15 @@ def catalog_context(
             "pickup": stores[0] if stores else None,
         }
     return found
+
+
+def _unknown(sku: str) -> dict[str, Any]:
+    """``catalog[sku]`` of a sku no catalog event named (what :func:`catalog_context` says of it)."""
+    return {
+        "sku": sku, "known": False, "name": None, "url": None, "image_url": None, "price": None,
+        "currency": None, "lowest_price_30d": None, "in_stock": True,
+        "stock": {"total": None, "online": None, "stores": {}}, "stores": [], "pickup": None,
+    }
 
 
 def _store_line(
