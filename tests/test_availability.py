@@ -3,7 +3,9 @@ and how the interpreter takes a skip (no fallback, no cap used) and asks for the
 
 from __future__ import annotations
 
+import shutil
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,10 +25,11 @@ from omnicart.catalog.snapshot import CatalogTimeline, load_snapshot
 from omnicart.engine import interpreter
 from omnicart.engine.state import CustomerState
 from omnicart.events import Event
+from omnicart.journey.loader import load_files, named_files
 from omnicart.journey.model import JourneyBundle
 from omnicart.messages import SendResult
 from omnicart.storage import get_engine, upgrade
-from tests.support.bundles import flagship
+from tests.support.bundles import JOURNEYS, flagship
 
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
 
@@ -183,3 +186,15 @@ def test_a_sku_the_catalog_never_heard_of_reads_the_same_whichever_way_it_is_bui
     full = at_send("drop_items", context, CatalogSnapshot(levels={"other": {"online": 1}}))
     assert fast is not None and full is not None
     assert fast["catalog"] == full["catalog"] == catalog_context(CatalogSnapshot(), ["a"])
+
+
+def test_a_mistyped_if_out_of_stock_is_reported_at_its_file_line_and_column(tmp_path: Path) -> None:
+    shutil.copytree(JOURNEYS / "templates", tmp_path / "templates")
+    text = (JOURNEYS / "abandoned_cart.yaml").read_text()
+    text = text.replace("      template: cart_reminder_1\n", "      template: cart_reminder_1\n"
+                        "      if_out_of_stock: drop_item\n", 1)
+    path = tmp_path / "abandoned_cart.yaml"
+    path.write_text(text)
+    line = text.splitlines().index("      if_out_of_stock: drop_item") + 1
+    problems = [str(problem) for problem in load_files(named_files([path])).problems]
+    assert problems == [f"{path}:{line}:24: 'if_out_of_stock' cannot be 'drop_item' — did you mean 'drop_items'?"]
