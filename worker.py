@@ -18,6 +18,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.analytics import AnalyticsActivities
+from activities.catalog import CatalogActivities
 from activities.date_triggers import DateTriggerActivities
 from activities.journeys import JourneyActivities
 from activities.quarantine import QuarantineActivities
@@ -94,6 +95,7 @@ def build_workers(client: Client, settings: Settings) -> list[Worker]:
             activities.send_message,
             QuarantineActivities(QuarantineLog(engine)).record_quarantine,
             JourneyActivities(versions).load_journeys,
+            CatalogActivities(engine).catalog_for_conditions,
             AnalyticsActivities(engine, settings.signing_secret).record_analytics,
             *dates.activities(),
             fanout.fanout_stock_units,

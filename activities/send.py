@@ -10,6 +10,10 @@ Outcomes, as the workflow sees them:
 * ``SendResult(outcome="sent")``: the provider accepted it.
 * ``SendResult(outcome="already_sent")``: an earlier attempt did (or may have: ``error`` says
   "unconfirmed ..." when a crashed attempt could not be confirmed and was not repeated).
+* ``SendResult(outcome="skipped", skip_reason="out_of_stock")``: what the message advertises sold
+  out while the journey waited (re-read from the catalog just before sending; the step's
+  ``if_out_of_stock`` decides, ``omnicart.catalog.availability``). Settled in the ledger: a retry
+  reports the same skip and sends nothing.
 * ``SendResult(outcome="failed")``: permanently, for this channel; ``invalid_address`` /
   ``revoke_consent`` tell the journey what to change before it tries the step's fallback.
 * Raises ``ApplicationError`` (retryable, ``next_retry_delay`` = the provider's Retry-After) for
@@ -35,6 +39,13 @@ from omnicart.analytics.outcomes import CHANNEL_ACCEPTED, SEND_FAILED, outcome
 from omnicart.analytics.rows import MessageOutcomeRow
 from omnicart.analytics.store import record_actions, record_outcomes
 from omnicart.api.unsubscribe import unsubscribe_url
+from omnicart.catalog.availability import (
+    OUT_OF_STOCK,
+    CatalogSnapshot,
+    advertised_skus,
+    at_send,
+)
+from omnicart.catalog.snapshot import load_snapshot
 from omnicart.channels.base import (
     ChannelSender,
     Delivery,
@@ -150,6 +161,15 @@ class SendActivities:
         if previous is not None and previous.status in _SETTLED:
             return _settled(request, previous)
 
+        checked = await asyncio.to_thread(self._with_stock, request)
+        if checked is None:
+            skipped = await self._skip(request, sender, OUT_OF_STOCK)
+            if skipped is not None:
+                return skipped
+            # An earlier attempt decided to send and died mid-call: resolve it as sent before.
+            checked = request.model_copy(update={"context": {**request.context, "catalog": {}}})
+        request = checked
+
         try:
             message = await asyncio.to_thread(self._render, request)
         except UnknownVersion as exc:
@@ -174,6 +194,29 @@ class SendActivities:
             activity.logger.info("send %s cancelled before the provider call", request.message_id)
             raise asyncio.CancelledError
         return await self._deliver(request, sender, message)
+
+    # -- the catalog at send time -------------------------------------------------------------
+
+    def _with_stock(self, request: SendRequest) -> SendRequest | None:
+        """The request as it goes out now: sold-out items dropped (or None: skip it, per the step's
+        ``if_out_of_stock``), and the ``catalog`` its template may read, from the database now."""
+        skus = advertised_skus(request.context)
+        snapshot = load_snapshot(self.ledger.engine, skus) if skus else CatalogSnapshot()
+        context = at_send(request.if_out_of_stock, request.context, snapshot, pickup_url=self.settings.pickup_url)
+        return None if context is None else request.model_copy(update={"context": context})
+
+    async def _skip(self, request: SendRequest, sender: ChannelSender, reason: str) -> SendResult | None:
+        """Settle a message that is not to go out; None when an earlier attempt may have sent it."""
+        claim = await asyncio.to_thread(self.ledger.claim, request, sender.provider)
+        if claim.state is ClaimState.DONE:
+            return _settled(request, claim.entry)
+        if claim.state is ClaimState.IN_DOUBT:
+            return None
+        await asyncio.to_thread(self.ledger.mark_skipped, request.message_id, reason)
+        activity.logger.info(
+            "send %s (customer %s) skipped: %s", request.message_id, customer_ref(request.customer_id), reason
+        )
+        return _result(request, "skipped", sender.provider, skip_reason=reason)
 
     # -- rendering ---------------------------------------------------------------------------
 
@@ -339,7 +382,7 @@ class SendActivities:
         return _failed(request, sender.provider, error)
 
 
-_SETTLED = (LedgerStatus.SENT, LedgerStatus.FAILED, LedgerStatus.UNCONFIRMED)
+_SETTLED = (LedgerStatus.SENT, LedgerStatus.FAILED, LedgerStatus.UNCONFIRMED, LedgerStatus.SKIPPED)
 
 
 def _marketing(template: Any) -> bool:
@@ -402,6 +445,8 @@ def _retry(exc: RetryableChannelError) -> ApplicationError:
 
 def _settled(request: SendRequest, entry: LedgerEntry) -> SendResult:
     """What an earlier attempt's outcome means to the journey now."""
+    if entry.status == LedgerStatus.SKIPPED:
+        return _result(request, "skipped", entry.provider, skip_reason=entry.error)
     if entry.status == LedgerStatus.FAILED:
         return _result(
             request,

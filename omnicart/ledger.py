@@ -10,6 +10,7 @@ States::
     (none) ──claim──▶ sending ──▶ sent            provider accepted
                          │   └──▶ failed          permanent: the journey uses its fallback
                          │   └──▶ deferred ──claim──▶ sending   429/5xx/connection refused: send again
+                         │   └──▶ skipped         chose not to go out (what it advertises sold out)
                          └─(retry finds it)──▶ in doubt, resolved below
 
 **The in-doubt case.** A retry that finds ``sending`` means an earlier attempt died (worker killed,
@@ -125,6 +126,7 @@ class LedgerStatus(StrEnum):
     FAILED = "failed"
     DEFERRED = "deferred"
     UNCONFIRMED = "unconfirmed"
+    SKIPPED = "skipped"
 
 
 # A provider event for a row in one of these states proves the provider accepted the message.
@@ -328,6 +330,10 @@ class MessageLedger:
             revoke_consent=revoke_consent,
             invalid_address=invalid_address,
         )
+
+    def mark_skipped(self, message_id: str, reason: str) -> None:
+        """Settled without a provider call (e.g. ``out_of_stock``): a retry reports the skip again."""
+        self._set(message_id, (LedgerStatus.SENDING,), status=LedgerStatus.SKIPPED, error=reason)
 
     def mark_deferred(self, message_id: str, error: str) -> None:
         """The provider surely did not keep the message (429, 5xx, no connection): free to send again."""

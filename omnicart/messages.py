@@ -15,7 +15,7 @@ from temporalio.common import RetryPolicy
 
 from omnicart.analytics.rows import JourneyActionRow
 from omnicart.events import Channel
-from omnicart.journey.model import Template
+from omnicart.journey.model import DEFAULT_IF_OUT_OF_STOCK, OutOfStockPolicy, Template
 
 SEND_START_TO_CLOSE = timedelta(seconds=60)
 """Longer than any sender's own HTTP timeout (SendGrid: 20 s), so a live attempt records its outcome."""
@@ -81,6 +81,10 @@ class SendRequest(BaseModel):
     variant: str | None = Field(
         default=None, description="The run's split variant, if any: its links' utm_content ends in -<variant>."
     )
+    if_out_of_stock: OutOfStockPolicy = Field(
+        default=DEFAULT_IF_OUT_OF_STOCK,
+        description="The send step's choice when what the message advertises sold out (checked at send time).",
+    )
     analytics: list[JourneyActionRow] = Field(
         default_factory=list,
         description="The journey's analytics rows since its last report: the send activity stores them first, "
@@ -93,7 +97,7 @@ class SendRequest(BaseModel):
     )
 
 
-Outcome = Literal["sent", "already_sent", "failed"]
+Outcome = Literal["sent", "already_sent", "failed", "skipped"]
 
 
 class SendResult(BaseModel):
@@ -102,6 +106,8 @@ class SendResult(BaseModel):
     A retryable problem (timeout, 429, 5xx) never shows up here: the activity raises and Temporal
     retries it. ``failed`` means permanently failed for this channel, so the journey moves to the
     step's next fallback channel and applies the profile changes the provider taught us.
+    ``skipped`` means the send chose not to go out (``skip_reason``: what it advertises sold out):
+    no other channel would do better, so nothing follows.
     """
 
     message_id: str
@@ -114,3 +120,7 @@ class SendResult(BaseModel):
     invalid_address: bool = Field(default=False, description="The provider says the address cannot receive.")
     dead_push_tokens: list[str] = Field(default_factory=list, description="Tokens to drop from the profile.")
     segments: int | None = Field(default=None, description="SMS segments billed, when the channel is SMS.")
+    skip_reason: str | None = Field(
+        default=None,
+        description="Why a 'skipped' message did not go out (out_of_stock): no fallback is tried, no cap is used.",
+    )

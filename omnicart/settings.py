@@ -146,6 +146,11 @@ class Settings(BaseSettings):
     console_address: str = Field(default="127.0.0.1:8090", description="host:port of the console.")
     console_secure_cookies: bool = Field(default=False, description="Mark session cookies Secure (behind HTTPS).")
 
+    # In-store pick-up link a message prints next to a store that has the item (the template's
+    # catalog[sku].pickup.pickup_url), with {sku} and {store_id}, e.g.
+    # https://shop.example/pickup?sku={sku}&store={store_id}. Unset: the product's page.
+    pickup_url: str | None = None
+
     def database(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'omnicart.db'}"
 

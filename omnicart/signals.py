@@ -33,6 +33,10 @@ PACING_PATCH = "paced-send-queues"
 (``workflow.patched``); see ``omnicart/pacing.py``."""
 LATE_FAILURE_PATCH = "late-failure-fallback"
 """Runs started before it replay without falling back on failures reported after acceptance."""
+CATALOG_FOR_CONDITIONS_ACTIVITY = "catalog_for_conditions"
+CATALOG_PATCH = "catalog-for-conditions"
+"""Runs that reach a condition reading ``catalog`` ask the catalog first; histories from before
+replay without asking (``workflow.patched``)."""
 
 STATE_BYTES_BUDGET = 512 * 1024
 """How large a customer's state may be when it is carried to the next run (continue-as-new).

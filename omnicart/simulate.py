@@ -12,6 +12,11 @@ Two things only a preview needs: an open or a click in a timeline may name the `
 it is about instead of a ``message_id`` (which only a run of the journey can know), and
 ``imported_at`` previews a backfill: events older than it arrive all at once at that moment.
 
+Catalog and store events in the timeline (``inventory_changed``, ``product_updated``,
+``price_changed``, ``store_updated``: no customer) are the shop's catalog as it changes: every send is
+checked against the stock they set by then, with the send activity's own rule
+(``omnicart.catalog.availability.at_send``: skip, drop sold-out items, the ``catalog`` a template reads).
+
 Date-based triggers appear at their due moments: the customer's timeline gets the ``date_reached``
 event the schedule would deliver, computed by the schedule's own rule
 (``omnicart.engine.date_triggers.dues``) from what the timeline taught so far (last event of each
@@ -37,6 +42,9 @@ from typing import Any, TextIO
 
 from pydantic import ValidationError
 
+from omnicart.catalog.apply import is_catalog_event
+from omnicart.catalog.availability import OUT_OF_STOCK, CatalogSnapshot, advertised_skus, at_send, condition_view
+from omnicart.catalog.snapshot import CatalogTimeline
 from omnicart.customers.dates import dates_in
 from omnicart.engine import context, date_triggers, interpreter
 from omnicart.engine.interpreter import ENGAGEMENT
@@ -44,7 +52,7 @@ from omnicart.engine.localtime import zone
 from omnicart.engine.state import Action
 from omnicart.events import Event, describe_error, event_sort_key
 from omnicart.journey.catalog import triggered_by
-from omnicart.journey.model import DATE_REACHED, EmailTemplate, JourneyBundle, Template
+from omnicart.journey.model import DATE_REACHED, EmailTemplate, JourneyBundle, OutOfStockPolicy, Template
 from omnicart.journey.templates import RenderedParts, TemplateError, template_paths
 from omnicart.limits import InvalidJson, load_json
 from omnicart.locales import localized
@@ -64,6 +72,7 @@ def simulate(
     imported_at: datetime | None = None,
     contents: dict[str, RenderedParts] | None = None,
     steps: bool = False,
+    pickup_url: str | None = None,
 ) -> list[Action]:
     """Every action of the journeys (one bundle, or several) for these events, in time order.
 
@@ -81,10 +90,15 @@ def simulate(
     gc.disable()
     try:
         timelines: dict[str, list[Event]] = {}
+        shop: list[Event] = []  # catalog and store events: the stock every send is checked against
         for event in events:
-            timelines.setdefault(event.customer_id, []).append(event)
+            if is_catalog_event(event):
+                shop.append(event)
+            else:
+                timelines.setdefault(event.customer_id, []).append(event)
         bundles = (journeys,) if isinstance(journeys, JourneyBundle) else tuple(journeys)
-        options = _Options(bundles, imported_at, contents, steps=steps)
+        options = _Options(bundles, imported_at, contents, steps=steps, catalog=CatalogTimeline(shop),
+                           pickup_url=pickup_url)
         shards = _shards(list(timelines.items()), 1 if contents is not None else workers)
         if len(shards) == 1 or "fork" not in multiprocessing.get_all_start_methods():
             parts = [_run_shard(shard, options) for shard in shards]
@@ -105,6 +119,8 @@ class _Options:
     outcomes: dict[tuple[str, str, str], TemplateError | None] = field(default_factory=dict)
     triggered: dict[str, list[JourneyBundle]] = field(default_factory=dict)
     steps: bool = False
+    catalog: CatalogTimeline = field(default_factory=lambda: CatalogTimeline(()))
+    pickup_url: str | None = None
 
     def journeys_for(self, event_type: str) -> list[JourneyBundle]:
         """The journeys an event of this type is offered, as ingest would attach them."""
@@ -229,6 +245,7 @@ class _Player:
             else:
                 yield from self._drain(until=now)
             journeys = self.options.journeys_for(event.type)
+            self._learn_catalog(interpreter.catalog_wanted(self.state, now, event, journeys), now)
             out = interpreter.handle_event(self.state, self._linked(event), journeys, now, safe=self.safe)
             if self.dated and event.type == "customer_updated":
                 self.dates.update({found.name: found.value for found in dates_in(event.properties) if found.value})
@@ -242,11 +259,13 @@ class _Player:
             due = interpreter.next_wakeup(self.state)
             dated = self._next_date(until)
             if due is not None and (until is None or due < until) and (dated is None or due <= dated.timestamp):
+                self._learn_catalog(interpreter.catalog_wanted(self.state, due), due)
                 yield from self._settle(interpreter.handle_timers(self.state, due, safe=self.safe), due)
             elif dated is not None:
                 self.delivered.add(dated.id)
                 self.dated_events.append(dated)
                 now = dated.timestamp
+                self._learn_catalog(interpreter.catalog_wanted(self.state, now, dated, self.dated), now)
                 out = interpreter.handle_event(self.state, dated, self.dated, now, safe=self.safe)
                 yield from self._settle(out, now)
             else:
@@ -290,8 +309,15 @@ class _Player:
             yield from out.reached
         for command in out.sends:
             self.sent_by_step[command.step_id] = command
-            template = self.state.bundles[command.version].templates[command.template]
-            base = context.message(self.state, command.trigger, command.journey, command.run_id, command.step_id)
+            bundle = self.state.bundles[command.version]
+            template = bundle.templates[command.template]
+            message = context.message(self.state, command.trigger, command.journey, command.run_id, command.step_id)
+            base = self._at_send(message, interpreter.out_of_stock_policy(bundle, command.step_id), now)
+            if base is None:
+                result = SendResult(message_id=command.message_id, channel=command.channel, outcome="skipped",
+                                    provider="preview", skip_reason=OUT_OF_STOCK)
+                yield from self._settle(interpreter.handle_send_result(self.state, result, now, safe=self.safe), now)
+                continue
             variables = send_context(base, message_id=command.message_id, channel=command.channel,
                                      template=template, journey=base["journey"], **_stand_ins(template))
             failure = self._render(command, template, variables, _variant(out.actions, command.message_id))
@@ -302,6 +328,18 @@ class _Player:
                 yield from self._settle(interpreter.handle_send_result(self.state, result, now, safe=self.safe), now)
                 continue
             interpreter.handle_sent(self.state, command.message_id)
+
+    def _learn_catalog(self, skus: list[str], now: datetime) -> None:
+        """What the workflow's ``catalog_for_conditions`` activity would answer at ``now``."""
+        if skus:
+            interpreter.learn_catalog(self.state, condition_view(self.options.catalog.snapshot(skus, now), skus))
+
+    def _at_send(self, message: dict[str, Any], policy: OutOfStockPolicy, now: datetime) -> dict[str, Any] | None:
+        """The message as the send activity would make it at ``now``: checked against the stock of the
+        timeline's catalog events so far (None: skipped, out of stock), with its ``catalog``."""
+        skus = advertised_skus(message)
+        snapshot = self.options.catalog.snapshot(skus, now) if skus and self.options.catalog else CatalogSnapshot()
+        return at_send(policy, message, snapshot, pickup_url=self.options.pickup_url)
 
     def _render(
         self, command: interpreter.SendCommand, template: Template, variables: dict[str, Any], variant: str | None
@@ -426,6 +464,7 @@ def simulate_command(
     ``journey_paths`` are journey files or folders (a folder: every journey in it, with its policies).
     """
     from omnicart.journey.loader import load_files, named_files
+    from omnicart.settings import get_settings
 
     loaded = load_files(named_files(journey_paths))
     for problem in loaded.problems:
@@ -442,7 +481,8 @@ def simulate_command(
         return 1
     contents: dict[str, RenderedParts] | None = {} if show_content else None
     bundles = list(loaded.bundles.values())
-    for action in simulate(bundles, events, imported_at=imported_at, contents=contents):
+    pickup_url = get_settings().pickup_url
+    for action in simulate(bundles, events, imported_at=imported_at, contents=contents, pickup_url=pickup_url):
         line = action.as_json()
         rendered = contents.get(action.message_id or "") if contents is not None and action.action == "send" else None
         if rendered is not None:

@@ -1,7 +1,7 @@
 """Record the workflow histories the replay test guards (run when a workflow change is intended).
 
     .venv/bin/python -m tests.record_histories [--edge-cases-only | --analytics-only | --topics-only |
-                                                --pacing-only | --late-fallback-only |
+                                                --pacing-only | --late-fallback-only | --stock-only |
                                                 --date-triggers-only NAME]
 
 A changed workflow that running journeys replay must go through ``workflow.patched`` (or a new
@@ -13,8 +13,10 @@ falls back to another channel, an exit that cancels a send in flight, a poison e
 and continue-as-new while a send is in flight; and the win-back journey's split, holdout and
 analytics recording (rows riding on sends, and the ``record_analytics`` batch of a conversion); a
 customer opting out of a journey's topic half-way (``TOPIC_CONSENT_PATCH``); the flagship with
-paced channels, whose sends go to their own task queues (``PACING_PATCH``); and a run of the
-date-triggers schedule's workflow that delivers a birthday over two pages.
+paced channels, whose sends go to their own task queues (``PACING_PATCH``); an SMS bounced after
+acceptance falling back to email (``LATE_FAILURE_PATCH``); the flagship's low-stock branch, which
+asks the catalog first (``CATALOG_PATCH``); and a run of the date-triggers schedule's workflow that
+delivers a birthday over two pages.
 """
 
 from __future__ import annotations
@@ -25,12 +27,14 @@ import tempfile
 from datetime import timedelta
 from pathlib import Path
 
+from sqlalchemy import Engine
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from omnicart.catalog import apply_catalog_events
 from omnicart.events import Event
 from omnicart.journey.model import JourneyBundle
 from omnicart.journey.registry import JourneyRegistry
@@ -285,6 +289,25 @@ async def _record_late_fallback(env: WorkflowEnvironment, task_queue: str, chann
     await _save(env.client, "abandoned_cart", "sms_bounced_later_falls_back_to_email", customer)
 
 
+async def _record_low_stock(env: WorkflowEnvironment, task_queue: str, engine: Engine) -> None:
+    """The flagship's low-stock branch: the run asks the catalog (a local activity, behind the
+    ``catalog-for-conditions`` patch) just before it branches, and sends the "only 2 left" reminder."""
+    start = aligned_start(await env.get_current_time())
+    customer = "cus_low_stock_branch_asks_the_catalog"
+    items = cart()["items"]
+    apply_catalog_events(engine, [
+        Event.model_validate({"id": f"stock-{item['sku']}", "type": "inventory_changed", "timestamp": start - DAY,
+                              "source": "web", "properties": {"sku": item["sku"], "location": "online",
+                                                             "quantity": 2 if number == 0 else 40}})
+        for number, item in enumerate(items)
+    ])
+    bundle = [flagship()]
+    await send_event(env.client, task_queue, _event(customer, 0, "customer_updated", start - DAY, profile()), bundle)
+    await send_event(env.client, task_queue, _event(customer, 1, "checkout_started", start, cart()), bundle)
+    await env.sleep(start + 4 * DAY - await env.get_current_time())
+    await _save(env.client, "abandoned_cart", "low_stock_branch_asks_the_catalog", customer)
+
+
 async def _until_held(channel: ScriptedChannel, requests: int) -> None:
     while len(channel.requests) < requests:
         await asyncio.sleep(0.05)
@@ -330,6 +353,14 @@ async def main() -> None:
             accepting = RecordingChannel()
             async with customer_worker(env.client, [accepting.send_message]) as task_queue:
                 await _record_late_fallback(env, task_queue, accepting)
+            return
+        if "--stock-only" in sys.argv:
+            with tempfile.TemporaryDirectory() as scratch:
+                url = f"sqlite:///{Path(scratch) / 'catalog.db'}"
+                upgrade(url)
+                async with customer_worker(env.client, [RecordingChannel().send_message],
+                                           quarantine=QuarantineLog(get_engine(url))) as task_queue:
+                    await _record_low_stock(env, task_queue, get_engine(url))
             return
         if "--edge-cases-only" not in sys.argv:
             plain = RecordingChannel()

@@ -347,3 +347,18 @@ def test_the_simulated_report_previews_a_timeline(tmp_path: Path) -> None:
     assert report.exits.get("order_placed") == 1 and report.uncredited_conversions == 1
     first = next(group for group in report.groups if group.key == "first_reminder")
     assert (first.sent, first.machine_opened, first.opened) == (1, 1, 0)
+
+
+def test_a_message_skipped_out_of_stock_at_send_time_is_a_skip_not_a_send() -> None:
+    """The journal says send, then skip out_of_stock with the same message id: nobody got it."""
+    t = Timeline()
+    t.act("ann", "r1", "enter", hours(0))
+    t.act("ann", "r1", "send", hours(1), step="first_reminder", channel="email", message_id="m_ann")
+    t.act("ann", "r1", "skip", hours(1), step="first_reminder", channel="email", message_id="m_ann",
+          reason="out_of_stock")
+    t.act("bo", "r2", "enter", hours(0))
+    t.act("bo", "r2", "send", hours(1), step="first_reminder", channel="email", message_id="m_bo")
+    report = journey_report(JOURNEY, t.actions, [], by="step")
+    [group] = report.groups
+    assert (group.sent, group.skipped) == (1, {"out_of_stock": 1})
+    assert report.recipients == 1

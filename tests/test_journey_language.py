@@ -109,7 +109,8 @@ def test_the_shipped_bundles_carry_their_templates() -> None:
     assert sorted(result.bundles) == [
         "abandoned_cart", "back_in_stock", "birthday", "browse_abandonment", "price_drop", "win_back"]
     cart = result.bundles["abandoned_cart"]
-    assert sorted(cart.templates) == ["cart_last_chance", "cart_reminder_1", "cart_reminder_2", "cart_reminder_sms"]
+    assert sorted(cart.templates) == ["cart_last_chance", "cart_reminder_1", "cart_reminder_2",
+                                      "cart_reminder_low_stock", "cart_reminder_sms"]
     assert sorted(result.bundles["browse_abandonment"].templates) == ["browse_email", "browse_push"]
     assert len(cart.version) == 16
 

@@ -131,3 +131,25 @@ def test_the_late_fallback_history_sends_the_steps_email_after_the_sms_bounced()
     assert EventType.EVENT_TYPE_MARKER_RECORDED in late
     # first email, analytics, the SMS, its fallback email after the report, the last-chance email
     assert late.count(EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED) == 5
+
+
+def test_the_saved_history_of_the_low_stock_branch_asks_the_catalog_once_behind_its_patch() -> None:
+    """The catalog read came in through ``workflow.patched``: older flagship histories above replay
+    without it. In this one the run asks the catalog (a local activity: a marker) just before its
+    branch, once, with the cart's skus, and the answer (two left) chooses the low-stock reminder."""
+    path = Path(__file__).parent / "histories" / "abandoned_cart-low_stock_branch_asks_the_catalog.json"
+    history = WorkflowHistory.from_json("low_stock", path.read_text())
+    markers = [e.marker_recorded_event_attributes for e in history.events
+               if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED]
+    patches = [json.loads(m.details["patch-data"].payloads[0].data)["id"] for m in markers
+               if m.marker_name == "core_patch"]
+    assert "catalog-for-conditions" in patches
+    asked = [json.loads(m.details["result"].payloads[0].data) for m in markers
+             if m.marker_name == "core_local_activity"
+             and json.loads(m.details["data"].payloads[0].data)["activity_type"] == "catalog_for_conditions"]
+    assert [sorted(answer) for answer in asked] == [["SKU-1", "SKU-2"]]
+    assert asked[0]["SKU-1"]["stock"]["total"] == 2
+    sends = [json.loads(e.activity_task_scheduled_event_attributes.input.payloads[0].data)
+             for e in history.events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+             and e.activity_task_scheduled_event_attributes.activity_type.name == "send_message"]
+    assert sends[0]["template_name"] == "cart_reminder_low_stock"

@@ -31,6 +31,8 @@ from omnicart.journey.model import JourneyBundle
 from omnicart.messages import SEND_HEARTBEAT_TIMEOUT, SEND_RETRY_POLICY, SendRequest, SendResult
 from omnicart.signals import (
     ANALYTICS_PATCH,
+    CATALOG_FOR_CONDITIONS_ACTIVITY,
+    CATALOG_PATCH,
     CUSTOMER_WORKFLOW,
     EVENT_SIGNAL,
     FORGET_SIGNAL,
@@ -135,6 +137,7 @@ class CustomerWorkflow:
             await self._until_something_to_do(input)
             if self._forgotten:
                 return
+            await self._learn_catalog(interpreter.catalog_wanted(state, workflow.now()))
             self._carry_out(interpreter.handle_timers(state, workflow.now(), safe=True))
             while self._inbox:
                 incoming = self._inbox.pop(0)
@@ -143,6 +146,7 @@ class CustomerWorkflow:
                 if journeys is None:
                     continue  # quarantined: a version the registry does not have
                 event = self._as_handled_then(incoming.event)
+                await self._learn_catalog(interpreter.catalog_wanted(state, workflow.now(), event, journeys))
                 self._carry_out(
                     interpreter.handle_event(
                         state, event, journeys, workflow.now(), safe=True, late_fallback=self._late_fallback
@@ -163,6 +167,17 @@ class CustomerWorkflow:
                         registered_versions=sorted(self._registered & set(state.bundles)),
                     )
                 )
+
+    async def _learn_catalog(self, skus: list[str]) -> None:
+        """Ask the catalog for the stock a condition is about to read (a low-stock branch), and
+        give the answer to the interpreter as an input. Nothing to ask for most runs."""
+        if not skus or not workflow.patched(CATALOG_PATCH):
+            return
+        view = await workflow.execute_local_activity(
+            CATALOG_FOR_CONDITIONS_ACTIVITY, skus, result_type=dict[str, dict[str, Any]],
+            start_to_close_timeout=timedelta(seconds=30),
+        )
+        interpreter.learn_catalog(self._state, view)
 
     async def _until_something_to_do(self, input: CustomerWorkflowInput) -> None:
         """Sleep until an event arrives, the earliest deadline passes, or it is time to continue-as-new."""

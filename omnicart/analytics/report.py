@@ -124,7 +124,9 @@ def journey_report(
 
     enters = [row for row in rows if row.action == "enter"]
     exits = [row for row in rows if row.action == "exit"]
-    sends = [row for row in rows if row.action == "send"]
+    # A send skipped when it went out (out_of_stock: its skip names the message) reached nobody.
+    unsent = {row.message_id for row in rows if row.action == "skip" and row.message_id is not None}
+    sends = [row for row in rows if row.action == "send" and row.message_id not in unsent]
     converts = [row for row in rows if row.action == "convert"]
     entered_runs = {run_of(row) for row in enters}
     exited_runs = {run_of(row) for row in exits}

@@ -77,6 +77,7 @@ def conditions(
             "events": lambda: list(run.events) if run is not None else [],
             "engagement": lambda: engagement(run),
             "cart": lambda: cart(state, trigger),
+            "catalog": lambda: state.catalog,
         }
     )
 

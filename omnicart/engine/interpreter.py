@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -47,10 +48,12 @@ from omnicart.journey import conditions
 from omnicart.journey.durations import parse_duration, parse_local_time
 from omnicart.journey.model import (
     DATE_REACHED,
+    DEFAULT_IF_OUT_OF_STOCK,
     Fallback,
     FrequencyCap,
     Journey,
     JourneyBundle,
+    OutOfStockPolicy,
     SendSpec,
     SplitSpec,
     Step,
@@ -357,7 +360,9 @@ def _apply_send_result(state: CustomerState, result: SendResult, now: datetime) 
     profile = state.profile
     if result.dead_push_tokens:
         profile.push_tokens = [t for t in profile.push_tokens if t not in result.dead_push_tokens]
-    if result.outcome == "failed":
+    if result.outcome == "skipped":
+        _skipped_at_send(state, pending, result, now, out)
+    elif result.outcome == "failed":
         _never_received(state, result.message_id)
         if result.revoke_consent:
             profile.consent[result.channel] = False
@@ -383,6 +388,25 @@ def _never_received(state: CustomerState, message_id: str) -> None:
     state.sent = [mark for mark in state.sent if mark.message_id != message_id]
     for watch in state.goals:
         watch.touches = [touch for touch in watch.touches if touch[0] != message_id]
+
+
+def _skipped_at_send(state: CustomerState, pending: PendingSend, result: SendResult, now: datetime,
+                     out: Output) -> None:
+    """The send chose not to go out (what it advertises sold out while the run waited): journalled
+    as a skip with its reason. Its place under a frequency cap goes back and no conversion is
+    credited to it; no fallback is tried, since another channel would advertise the same items."""
+    _never_received(state, result.message_id)
+    run = state.run(pending.run_id)
+    if run is not None and run.engagement.get("sent", 0) > 0:
+        run.engagement["sent"] -= 1
+    journey = state.bundles[pending.version].journey
+    step = journey.steps[pending.step_index]
+    template = _options(step.send)[pending.option].template if step.send else None
+    out.actions.append(
+        _action(state, pending.journey, now, "skip", of=pending, step=_step_id(journey, pending.step_index),
+                channel=pending.channel, template=template, reason=result.skip_reason or "skipped_at_send",
+                message_id=result.message_id)
+    )
 
 
 def handle_sent(state: CustomerState, message_id: str) -> None:
@@ -472,6 +496,105 @@ def sends_in_flight(state: CustomerState) -> list[SendCommand]:
     return commands
 
 
+def catalog_wanted(
+    state: CustomerState, now: datetime, event: Event | None = None, journeys: Sequence[JourneyBundle] = ()
+) -> list[str]:
+    """The skus whose stock a condition may read when ``now``'s due timers (and ``event``, offered
+    ``journeys``) are handled: those of the carts of runs about to reach a branch or ``skip_if``
+    that reads ``catalog``. Empty for everything else, so only such journeys cost a catalog read.
+
+    The interpreter cannot read the database; its driver asks the catalog for these skus (the
+    workflow by an activity, ``omnicart simulate`` from its timeline) and hands the answer to
+    :func:`learn_catalog` before the input, so (definition, state, input) stays pure.
+    """
+    skus: list[str] = []
+    for run in state.runs:
+        journey = state.bundles[run.version].journey
+        awaited = journey.steps[run.step].wait_for if run.step < len(journey.steps) else None
+        due = run.wake_at is not None and run.wake_at <= now
+        resumed = event is not None and awaited is not None and awaited.event == event.type
+        if (due or resumed) and _reads_catalog(journey, run.step, started=False):
+            skus.extend(_skus(context.cart(state, run.trigger)))
+            if resumed and event is not None:
+                skus.extend(_skus(event.properties))
+    if event is not None:
+        for bundle in journeys:
+            if bundle.journey.trigger.event_type == event.type and _reads_catalog(bundle.journey, 0, started=True):
+                skus.extend(_skus(event.properties))
+    return list(dict.fromkeys(skus))
+
+
+def learn_catalog(state: CustomerState, view: Mapping[str, dict[str, Any]]) -> None:
+    """What the catalog says now of the skus :func:`catalog_wanted` named: ``catalog`` in conditions."""
+    state.catalog = dict(view)
+
+
+def _reads_catalog(journey: Journey, index: int, *, started: bool) -> bool:
+    """Whether a run at step ``index`` may evaluate a condition reading ``catalog`` before it next
+    waits: from the trigger (``started``: step ``index`` runs first), or waking from a wait there.
+    A journey never changes, so the answer is kept with it (journeys are few, runs many)."""
+    known = _READS_CATALOG.get(id(journey))
+    if known is None or known[0] is not journey:
+        if len(_READS_CATALOG) >= 256:  # a worker deserialises journeys again and again: stay bounded
+            _READS_CATALOG.clear()
+        known = _READS_CATALOG[id(journey)] = (journey, {})
+    key = (index, started)
+    if key not in known[1]:
+        known[1][key] = _walk_for_catalog(journey, index, started=started)
+    return known[1][key]
+
+
+_READS_CATALOG: dict[int, tuple[Journey, dict[tuple[int, bool], bool]]] = {}
+
+
+def _walk_for_catalog(journey: Journey, index: int, *, started: bool) -> bool:
+    seen: set[int] = set()
+    todo = [index] if started else _successors(journey, index)
+    while todo:
+        at = todo.pop()
+        if at in seen or at >= len(journey.steps):
+            continue
+        seen.add(at)
+        step = journey.steps[at]
+        if step.wait is not None or step.wait_for is not None:
+            continue
+        reads = [case.if_ for case in step.branch or []]
+        if step.send is not None:
+            reads.append(step.send.skip_if)
+        if any(expression is not None and _CATALOG.search(expression) for expression in reads):
+            return True
+        todo.extend(_successors(journey, at))
+    return False
+
+
+def _successors(journey: Journey, index: int) -> list[int]:
+    """Every step a run may go to from step ``index`` (a held send stays at ``index``)."""
+    step = journey.steps[index]
+    found = [index + 1] if step.exit is None else []
+    if step.send is not None:
+        found.append(index)
+    if step.goto is not None:
+        found.append(journey.step_index(step.goto))
+    if step.wait_for is not None:
+        found.extend(_target(journey, index, goto) for goto in (step.wait_for.on_timeout, step.wait_for.on_event))
+    for case in step.branch or []:
+        found.append(_target(journey, index, case.else_ if case.else_ is not None else case.goto))
+    if step.split is not None:
+        found.extend(_target(journey, index, variant.goto) for variant in step.split.variants.values())
+    return found
+
+
+_CATALOG = re.compile(r"(?<![\w.])catalog\b")
+
+
+def _skus(properties: Mapping[str, Any]) -> list[str]:
+    """The skus of a cart (or of a cart event's properties)."""
+    items = properties.get("items")
+    if not isinstance(items, list):
+        return []
+    return [item["sku"] for item in items if isinstance(item, dict) and isinstance(item.get("sku"), str)]
+
+
 def new_state(customer_id: str) -> CustomerState:
     return CustomerState(customer_id=customer_id)
 
@@ -503,7 +626,15 @@ def send_request(state: CustomerState, command: SendCommand, *, by_reference: bo
         context=message,
         variant=command.variant,
         free_form=command.free_form,
+        if_out_of_stock=out_of_stock_policy(bundle, command.step_id),
     )
+
+
+def out_of_stock_policy(bundle: JourneyBundle, step_id: str) -> OutOfStockPolicy:
+    """What a send step does when what its message advertises sold out (checked at send time)."""
+    step = bundle.journey.steps[bundle.journey.step_index(step_id)]
+    chosen = step.send.if_out_of_stock if step.send is not None else None
+    return chosen or DEFAULT_IF_OUT_OF_STOCK
 
 
 def _reads(template: Template, name: str) -> bool:

@@ -252,6 +252,9 @@ class CustomerState:
     # Sends a provider accepted but may still report lost (an email bounce, an SMS undelivered, WhatsApp
     # holding a template back), newest last: the report can still start the step's fallback.
     delivering: list[Delivering] = field(default_factory=list)
+    # What the catalog said of the skus of this customer's carts when a condition last needed it
+    # (``catalog`` in conditions): fed in by the driver (``interpreter.learn_catalog``), never read here.
+    catalog: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def run(self, run_id: str) -> RunState | None:
         return next((run for run in self.runs if run.run_id == run_id), None)

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import cel
 
 # The names a condition may use. Anything else is a mistake the validator reports.
-VARIABLES = ("customer", "trigger", "event", "events", "engagement", "cart")
+VARIABLES = ("customer", "trigger", "event", "events", "engagement", "cart", "catalog")
 # Fields with a fixed shape: a name outside these is a typo, not a custom property.
 ENGAGEMENT_KINDS = ("sent", "delivered", "opened", "clicked", "bounced", "failed")
 ENVELOPE_FIELDS = ("id", "type", "customer_id", "timestamp", "source", "properties")

@@ -198,6 +198,15 @@ class WaitSpec(_Strict):
         return self
 
 
+OutOfStockPolicy = Literal["skip", "drop_items", "send"]
+"""What a send does when what its message advertises sold out (``SendSpec.if_out_of_stock``)."""
+
+DEFAULT_IF_OUT_OF_STOCK: OutOfStockPolicy = "drop_items"
+"""A send step without ``if_out_of_stock``: sold-out items leave the message, which is skipped when
+nothing is left (``omnicart.catalog.availability`` decides). A sku the catalog has never heard of
+is in stock, so shops that send no catalog events see no change."""
+
+
 class Fallback(_Strict):
     """Another channel to try when the one before it has no consent, no address or fails for good."""
 
@@ -220,6 +229,13 @@ class SendSpec(_Strict):
         default=None,
         description="Skip (reason 'too_late') instead of sending when the message is due this much later "
         "than planned, e.g. after importing old events or an outage. Unset: never too late.",
+    )
+    if_out_of_stock: OutOfStockPolicy | None = Field(
+        default=None,
+        description="Checked by the send just before the message goes out, on the stock of the skus it "
+        "advertises (its cart's items, the trigger's sku): 'drop_items' (the default) leaves sold-out items out "
+        "and skips a message with nothing left (reason 'out_of_stock'); 'skip' skips it if any is sold out; "
+        "'send' sends it as it is. A sku the catalog has never heard of is in stock.",
     )
 
 

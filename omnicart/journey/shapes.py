@@ -130,6 +130,7 @@ def condition_roots(plan: TrackingPlan, trigger: str, event: str | None) -> dict
         "events": {"type": "array", "items": envelope(plan, None)},
         "engagement": engagement(),
         "cart": cart(plan),
+        "catalog": {"type": "object"},  # by sku: open, its keys are the skus of each cart
     }
 
 
@@ -143,6 +144,9 @@ def template_roots(plan: TrackingPlan, trigger: str) -> dict[str, Shape]:
         "message": _object(id=_TEXT, channel=_TEXT, locale=_TEXT),
         "discount": _object(code=_TEXT, percent={"type": "integer"}),
         "unsubscribe_url": _TEXT,
+        # By sku, what the catalog says at send time (omnicart.catalog.availability.catalog_context):
+        # open, since its keys are the skus of each message.
+        "catalog": {"type": "object"},
     }
 
 

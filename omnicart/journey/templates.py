@@ -27,7 +27,7 @@ from omnicart.journey.formatting import FILTERS, money
 from omnicart.journey.model import DEFAULT_LOCALE, EmailTemplate, Template
 
 # The top-level names a template may use (docs/ARCHITECTURE.md, "Templates").
-CONTEXT_NAMES = ("customer", "cart", "trigger", "journey", "message", "discount", "unsubscribe_url")
+CONTEXT_NAMES = ("customer", "cart", "trigger", "journey", "message", "discount", "unsubscribe_url", "catalog")
 
 # Which template fields are Liquid, in the order a reader meets them; ``html`` is the only escaped one.
 _FIELDS: dict[str, tuple[str, ...]] = {
@@ -308,6 +308,31 @@ def _sample_cart() -> dict[str, Any]:
     }
 
 
+def _sample_catalog() -> dict[str, Any]:
+    """What ``catalog`` holds at send time for the sample cart: one item low in stock and in a
+    store near the customer, one the catalog has never heard of."""
+    store = {
+        "store_id": "kadikoy",
+        "name": "Kadıköy",
+        "address": "Moda Cd. 12",
+        "distance_km": 1.2,
+        "quantity": 2,
+        "pickup_url": f"{_SHOP}/pickup?sku=LIN-SHIRT-SAND-M&store=kadikoy",
+    }
+    known = {
+        "sku": "LIN-SHIRT-SAND-M", "known": True, "name": "Linen Shirt — Sand, M",
+        "url": f"{_SHOP}/products/linen-shirt?variant=sand-m", "image_url": f"{_SHOP}/images/linen-shirt-sand.jpg",
+        "price": 59.0, "currency": "USD", "lowest_price_30d": 55.0, "in_stock": True,
+        "stock": {"total": 2, "online": 0, "stores": {"kadikoy": 2}}, "stores": [store], "pickup": store,
+    }
+    unknown = {
+        "sku": "CNV-WKND-OLV", "known": False, "name": None, "url": None, "image_url": None, "price": None,
+        "currency": None, "lowest_price_30d": None, "in_stock": True,
+        "stock": {"total": None, "online": None, "stores": {}}, "stores": [], "pickup": None,
+    }
+    return {"LIN-SHIRT-SAND-M": known, "CNV-WKND-OLV": unknown}
+
+
 def _sample_properties(event_type: str) -> dict[str, Any]:
     cart = _sample_cart()
     product = {
@@ -369,6 +394,7 @@ def sample_context(template: Template | None = None, trigger_event: str = "check
         },
         "journey": {"name": "abandoned_cart", "run_id": "run_sample", "step_id": "first_reminder"},
         "message": {"id": "msg_sample", "channel": channel, "locale": DEFAULT_LOCALE},
+        "catalog": _sample_catalog(),
     }
     percent = template.discount_percent if isinstance(template, EmailTemplate) else None
     if template is None or percent:
@@ -468,13 +494,18 @@ def template_paths(template: Template) -> list[tuple[Any, ...]]:
     paths: list[tuple[Any, ...]] = []
     for _field, source, html in template_sources(template):
         for uses in _parse(source, html).analyze().globals.values():
-            paths.extend(tuple(use.segments) for use in uses)
+            paths.extend(_frozen(use.segments) for use in uses)
     paths = list(dict.fromkeys(paths))  # each path once, however often the template prints it
     _PATHS[id(template)] = (template, paths)
     return paths
 
 
 _PATHS: dict[int, tuple[Template, list[tuple[Any, ...]]]] = {}
+
+
+def _frozen(segments: Any) -> tuple[Any, ...]:
+    """A path as a tuple; a computed index (``catalog[item.sku]``) is a nested path, made a tuple too."""
+    return tuple(_frozen(segment) if isinstance(segment, list) else segment for segment in segments)
 
 
 # For the type checks of ``omnicart.journey.template_types``, which render and parse the same way.

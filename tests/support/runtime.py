@@ -17,6 +17,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.analytics import AnalyticsActivities
+from activities.catalog import CatalogActivities
 from activities.journeys import JourneyActivities
 from activities.quarantine import QuarantineActivities
 from omnicart.analytics.store import record_actions
@@ -68,14 +69,15 @@ async def customer_worker(
         log = quarantine or QuarantineLog(_database(Path(scratch) / "quarantine.db"))
         recording = QuarantineActivities(log).record_quarantine
         loading = JourneyActivities(JourneyVersions(JourneyRegistry(log.engine))).load_journeys
+        stock = CatalogActivities(log.engine).catalog_for_conditions  # the catalog in the same database
         # Journey actions go to the same database (pass ``quarantine`` to read them), unless the test
         # brings its own record_analytics.
         names = {getattr(getattr(a, "__temporal_activity_definition", None), "name", None) for a in activities}
         analytics = [] if RECORD_ANALYTICS_ACTIVITY in names else [
             AnalyticsActivities(log.engine, get_settings().signing_secret).record_analytics]
         async with Worker(client, task_queue=task_queue, workflows=[CustomerWorkflow],
-                          activities=[*activities, recording, loading, *analytics], workflow_runner=workflow_runner(),
-                          **options):
+                          activities=[*activities, recording, loading, stock, *analytics],
+                          workflow_runner=workflow_runner(), **options):
             yield task_queue
 
 
