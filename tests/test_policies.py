@@ -314,7 +314,7 @@ def test_validate_checks_the_policies_of_a_folder_and_the_policies_file_alone(tm
     assert result.stderr.strip() == "1 policies file valid"
     result = CliRunner().invoke(app, ["validate", str(folder)])
     assert result.exit_code == 0
-    assert result.stderr.strip() == "6 journeys valid, 13 templates valid, 1 policies file valid"
+    assert result.stderr.strip() == "6 journeys valid, 14 templates valid, 1 policies file valid"
 
 
 def test_omnicart_schema_policies_accepts_the_shipped_file_and_rejects_mistakes() -> None:

@@ -101,10 +101,21 @@ def variable_uses(template: Template) -> dict[str, tuple[str, int, int]]:
                 segments = list(use.segments)
                 while len(segments) > 1 and segments[-1] in ("size", "first", "last"):
                     segments.pop()
-                path = ".".join(str(segment) for segment in segments)
+                path = _path(segments)
                 if path not in uses:
                     uses[path] = (field, *_line_column(source, use.span.index))
     return uses
+
+
+def _path(segments: list[Any]) -> str:
+    """A variable as the template writes it: ``catalog[item.sku].pickup`` (a nested lookup is a list)."""
+    text = ""
+    for segment in segments:
+        if isinstance(segment, (list, tuple)):
+            text += f"[{_path(list(segment))}]"
+        else:
+            text += f".{segment}" if text else str(segment)
+    return text
 
 
 def template_sources(template: Template) -> Iterator[tuple[str, str, bool]]:
