@@ -227,6 +227,7 @@ def test_registry_uses_sendgrid_for_email_only_when_a_key_is_set(tmp_path: Any) 
         "email": "outbox",
         "sms": "outbox",
         "push": "outbox",
+        "whatsapp": "outbox",
     }
     configured = build_senders(Settings(_env_file=None, data_dir=tmp_path, sendgrid_api_key=SecretStr(API_KEY)))
     assert isinstance(configured["email"], SendGridEmailSender)
