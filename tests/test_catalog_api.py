@@ -7,6 +7,7 @@ its signal in the customer's workflow; a catalog event must start no workflow at
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -170,3 +171,23 @@ async def test_when_the_catalog_cannot_be_written_the_producer_hears_503_and_its
     assert retried.json() == {"accepted": 1, "duplicates": 0}
     assert again.json() == {"accepted": 0, "duplicates": 1}
     assert stock_of(engine, "MUG-1") == {"online": 4}
+
+
+async def test_the_catalog_events_the_readme_shows_are_taken_and_fill_the_catalog(
+    tmp_path: Path, dev_env: WorkflowEnvironment, catalog: JourneyCatalog  # noqa: F811
+) -> None:
+    """The README's example is what a shop copies first: it must be accepted as written."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("### The catalog events a shop sends", 1)[1]
+    example = json.loads(section.split("```json", 1)[1].split("```", 1)[0])
+    settings = make_settings(tmp_path)
+    async with serving(create_app(settings, client=dev_env.client, catalog=catalog)) as http:
+        response = await post(http, example["events"])
+    assert response.status_code == 202, response.text
+    assert response.json() == {"accepted": 4, "duplicates": 0}
+    engine = get_engine(settings.database())
+    assert stock_of(engine, "BOOT-42") == {"kadikoy": 4}
+    [store] = stores_with_stock(engine, "BOOT-42", near=(40.99, 29.03))
+    assert (store.name, store.address) == ("Kadıköy", "Moda Cd. 12, İstanbul")
+    product = product_of(engine, "BOOT-42")
+    assert product is not None and product.price == 99.0

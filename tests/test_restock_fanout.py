@@ -384,7 +384,8 @@ async def test_the_production_worker_runs_the_fanout_and_the_back_in_stock_email
     dev_env: WorkflowEnvironment, tmp_path: Path
 ) -> None:
     """``worker.run_worker`` (what ``omnicart dev`` and production run) registers the fan-out, and the
-    shipped journey falls back from push and SMS to email for a customer who only agreed to email."""
+    shipped journey falls back from push and SMS to email for a customer who only agreed to email,
+    naming the store the restock reached."""
     settings = Settings(data_dir=tmp_path / "data", journeys_dir=JOURNEYS, task_queue=f"fanout-{uuid.uuid4()}")
     upgrade(settings.database())
     publish_folder(settings.database(), JOURNEYS)
@@ -397,7 +398,10 @@ async def test_the_production_worker_runs_the_fanout_and_the_back_in_stock_email
             async def post(*events: dict[str, Any]) -> None:
                 response = await http.post("/v1/events", json={"events": list(events)})
                 assert response.status_code == 202, response.text
-            await post(entity("product_updated", (now - timedelta(minutes=5)).isoformat(), sku="BOOT",
+            await post(entity("store_updated", (now - timedelta(minutes=5)).isoformat(), store_id="london_soho",
+                              name="Soho", address="12 Carnaby St, London", timezone="Europe/London",
+                              latitude=51.5129, longitude=-0.1389),
+                       entity("product_updated", (now - timedelta(minutes=5)).isoformat(), sku="BOOT",
                               name="Trail boot", price=120.0, currency="EUR", url="https://shop.example/p/boot"),
                        entity("inventory_changed", (now - timedelta(minutes=5)).isoformat(), sku="BOOT",
                               location="online", quantity=0))
@@ -417,6 +421,9 @@ async def test_the_production_worker_runs_the_fanout_and_the_back_in_stock_email
                                                                        "back_in_stock_email")
         assert line["subject"] == "Trail boot is back in stock"
         assert "€120.00" in line["html"]
+        # The store that has it, with its address and a pick-up link (the product page: no OMNICART_PICKUP_URL).
+        assert "In stock now at Soho, 12 Carnaby St, London" in line["html"]
+        assert 'href="https://shop.example/p/boot' in line["html"].split("In stock now at Soho", 1)[1]
     finally:
         stop.set()
         await worker

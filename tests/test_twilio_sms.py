@@ -138,7 +138,7 @@ async def test_unsubscribed_recipient_revokes_consent_without_leaking_the_number
     assert PHONE not in str(caught.value) and PHONE[1:] not in str(caught.value)
 
 
-@pytest.mark.parametrize("code", [21211, 21614, 21265, 21266, 21268])
+@pytest.mark.parametrize("code", [21211, 21614, 21265, 21266, 21268, 21635])
 async def test_invalid_numbers_mark_the_address(twilio: TwilioServer, code: int) -> None:
     twilio.script(Reply.error(400, code, f"The 'To' number {PHONE} is not a valid phone number."))
 

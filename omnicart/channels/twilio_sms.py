@@ -70,6 +70,7 @@ INVALID_NUMBER_CODES = frozenset(
         21407,  # This phone number type does not support SMS
         21421,  # PhoneNumber is invalid
         21614,  # 'To' number is not a valid mobile number
+        21635,  # 'To' number cannot be a landline (where Twilio does not try landlines)
     }
 )
 # Codes about *our* account or sender, never the customer's number: the channel stops, loudly, and
