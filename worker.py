@@ -18,6 +18,7 @@ from temporalio.worker import Worker
 
 from activities.analytics import AnalyticsActivities
 from activities.date_triggers import DateTriggerActivities
+from activities.identity import IdentityActivities
 from activities.journeys import JourneyActivities
 from activities.quarantine import QuarantineActivities
 from activities.send import SendActivities
@@ -72,6 +73,7 @@ def build_worker(client: Client, settings: Settings) -> Worker:
             JourneyActivities(versions).load_journeys,
             AnalyticsActivities(engine, settings.signing_secret).record_analytics,
             *dates.activities(),
+            IdentityActivities(client).hand_over,
         ],
         workflow_runner=workflow_runner(),
         # Sends heartbeat every second; the SDK passes one on at most this often, which bounds how

@@ -24,6 +24,7 @@ from omnicart.engine import context
 from omnicart.engine.localtime import next_local_time, quiet_until, zone
 from omnicart.engine.state import (
     CARTS,
+    HELD_TRIGGERS,
     JOURNAL,
     PROFILE_ATTRIBUTES,
     QUARANTINE,
@@ -34,6 +35,7 @@ from omnicart.engine.state import (
     CustomerState,
     Deferred,
     GoalWatch,
+    HeldTrigger,
     PendingSend,
     Quarantined,
     QuarantineKind,
@@ -272,6 +274,13 @@ def quarantine_event(state: CustomerState, event: Event, now: datetime, error: E
     return out
 
 
+def _hold(state: CustomerState, event: Event, journeys: list[JourneyBundle]) -> None:
+    """Keep an anonymous visitor's trigger, with its journeys, for when the visitor becomes known."""
+    if any(bundle.journey.enabled and not bundle.journey.trigger.is_date for bundle in journeys):
+        state.held.append(HeldTrigger(event, list(journeys)))
+        del state.held[:-HELD_TRIGGERS]
+
+
 def _remember_seen(state: CustomerState, event_id: str) -> None:
     state.seen.append(event_id)
     del state.seen[:-SEEN_EVENT_IDS]
@@ -290,6 +299,9 @@ def _apply_event(state: CustomerState, event: Event, journeys: list[JourneyBundl
     _apply_exits(state, event, ctx_event, now, new)
     _restart_clocks(state, event, now, new)
     _resume_waiting(state, event, ctx_event, now, new)
+    if state.is_anonymous:
+        _hold(state, event, journeys)
+        journeys = []  # nobody to send to yet: the known customer's state starts them (engine.merge)
     # The journey with the higher priority starts (and sends) first when one event triggers several.
     for bundle in sorted(journeys, key=lambda bundle: -bundle.journey.priority):
         _maybe_trigger(state, bundle, event, ctx_event, now, new)
@@ -656,6 +668,8 @@ def _maybe_trigger(
     )
     state.bundles.setdefault(bundle.version, bundle)
     state.runs.append(run)
+    if journey.name not in state.entered:
+        state.entered.append(journey.name)
     out.actions.append(_action(state, journey.name, now, "enter", of=run))
     if journey.goal is not None:
         # A goal counted from a later step (``after``) opens its window when the run gets there.

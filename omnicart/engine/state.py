@@ -30,6 +30,13 @@ PROFILE_ATTRIBUTES = 200
 """A profile keeps at most this many custom attributes (an event may carry 200 keys; many events with
 new names would otherwise grow the state without bound). Known attributes keep updating."""
 QUARANTINE = 20
+HELD_TRIGGERS = 20
+"""An anonymous visitor keeps at most this many journey triggers for when they become known."""
+MERGED = 200
+"""A customer remembers this many anonymous customers merged into it (a repeated merge is a no-op)."""
+
+ANONYMOUS_PREFIX = "anon:"
+"""The customer id of a visitor known only by an anonymous id: ``anon:`` and that id's keyed hash."""
 
 
 @dataclass(slots=True)
@@ -212,6 +219,18 @@ class Quarantined:
 
 
 @dataclass(slots=True)
+class HeldTrigger:
+    """An event an anonymous visitor's journeys would have started from, with those journeys.
+
+    Nobody can be reached at an anonymous id, so no run starts there; when the visitor becomes known
+    the known customer's state handles the event as if it had come in then (``engine.merge``).
+    """
+
+    event: Event
+    journeys: list[JourneyBundle] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class CustomerState:
     """The whole durable picture of one customer."""
 
@@ -233,6 +252,14 @@ class CustomerState:
     sent: list[SentMark] = field(default_factory=list)  # what frequency caps count
     actions_total: int = 0  # numbers every action, so analytics rows have stable ids
     unrecorded: list[Action] = field(default_factory=list)  # analytics rows not yet stored
+    held: list[HeldTrigger] = field(default_factory=list)  # an anonymous visitor's triggers, until known
+    merged: list[str] = field(default_factory=list)  # anonymous customers merged into this one
+    entered: list[str] = field(default_factory=list)  # every journey a run of this customer ever entered
+
+    @property
+    def is_anonymous(self) -> bool:
+        """A visitor known only by an anonymous id: nobody to send to, so journeys wait (``held``)."""
+        return self.customer_id.startswith(ANONYMOUS_PREFIX)
 
     def run(self, run_id: str) -> RunState | None:
         return next((run for run in self.runs if run.run_id == run_id), None)
@@ -296,6 +323,9 @@ class CustomerState:
             recent=list(self.recent),
             journal=list(self.journal),
             quarantine=list(self.quarantine),
+            held=list(self.held),
+            merged=list(self.merged),
+            entered=list(self.entered),
         )
 
     def restore(self, checkpoint: CustomerState) -> None:

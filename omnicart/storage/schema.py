@@ -24,6 +24,7 @@ TABLE_MODULES = (
     "omnicart.analytics.store",
     "omnicart.catalog.tables",
     "omnicart.date_coverage",
+    "omnicart.identity",
 )
 
 
