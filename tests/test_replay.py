@@ -108,7 +108,7 @@ def test_the_saved_histories_of_an_identity_merge_hand_over_once_and_merge_behin
     def patched(events: WorkflowHistory) -> bool:
         return any(e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
                    and e.marker_recorded_event_attributes.marker_name == "core_patch"
-                   and b"identity-merge" in e.marker_recorded_event_attributes.details["patch_data"].payloads[0].data
+                   and b"identity-merge" in e.marker_recorded_event_attributes.details["patch-data"].payloads[0].data
                    for e in events.events)
 
     visitor = history("identity_anonymous_visitor_hands_over")
