@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pydantic import SecretStr
-from sqlalchemy import Column, DateTime, Engine, String, Table, select, update
+from sqlalchemy import Column, Connection, DateTime, Engine, String, Table, delete, select, update
 
 from omnicart import limits
 from omnicart.engine.state import ANONYMOUS_PREFIX
@@ -123,3 +123,8 @@ class IdentityLinks:
                 select(identity_links.c.customer_id)
                 .where(identity_links.c.anonymous_ref == keyed_hash(anonymous_id, self.secret))
             ).scalar()
+
+
+def delete_links(connection: Connection, ref: str) -> int:
+    """Erase one customer's links (``ref`` as ``customer_ref`` makes it: ``omnicart forget``); how many went."""
+    return connection.execute(delete(identity_links).where(identity_links.c.customer_ref == ref)).rowcount

@@ -30,6 +30,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from omnicart.analytics.store import delete_customer_rows
 from omnicart.catalog.interest import delete_interest
 from omnicart.customers.profiles import delete_profile
+from omnicart.identity import delete_links
 from omnicart.ledger import message_ledger, message_recipients
 from omnicart.privacy.outbox_lines import drop_outbox_lines
 from omnicart.privacy.rows import Erased, clear_errors, delete_recipients, pseudonymise
@@ -55,6 +56,7 @@ class ForgetReport:
     profile_rows_deleted: int = 0
     analytics_rows_deleted: int = 0
     interest_rows_deleted: int = 0
+    identity_links_deleted: int = 0
 
     def lines(self) -> list[str]:
         key = "deleted (its history can no longer be decrypted)" if self.data_key_deleted else "none left"
@@ -65,6 +67,7 @@ class ForgetReport:
             f"customer profile rows deleted: {self.profile_rows_deleted}",
             f"analytics rows deleted: {self.analytics_rows_deleted}",
             f"product interest rows deleted: {self.interest_rows_deleted}",
+            f"identity links deleted: {self.identity_links_deleted}",
             f"pseudonym in the product database: {self.pseudonym}",
         ]
 
@@ -115,3 +118,4 @@ def _erase_rows(settings: Settings, customer_id: str, report: ForgetReport) -> N
         report.profile_rows_deleted = delete_profile(conn, reference)
         report.analytics_rows_deleted = delete_customer_rows(conn, reference)
         report.interest_rows_deleted = delete_interest(conn, reference)
+        report.identity_links_deleted = delete_links(conn, reference)
