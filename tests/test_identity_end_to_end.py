@@ -15,6 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
@@ -79,8 +80,9 @@ async def shop(env: WorkflowEnvironment, tmp_path: Path, bundles: Sequence[Journ
         yield Shop(env, ingest, channel, settings)
 
 
+@pytest.mark.parametrize("linked_by", ["login", "checkout_with_email"])
 async def test_an_anonymous_checkout_then_a_login_is_one_flagship_run_for_the_known_customer(
-    time_env: WorkflowEnvironment, tmp_path: Path
+    time_env: WorkflowEnvironment, tmp_path: Path, linked_by: str
 ) -> None:
     async with shop(time_env, tmp_path, [flagship()]) as it:
         t0 = await time_env.get_current_time()
@@ -91,11 +93,16 @@ async def test_an_anonymous_checkout_then_a_login_is_one_flagship_run_for_the_kn
         await eventually(lambda: _has_held(it, visitor))
         assert await journal(time_env.client, visitor) == []  # nobody to send to: the journey waits
 
-        login = event("k1", "customer_updated", t0 + timedelta(minutes=2), customer_id="cus_ada",
-                      anonymous_id="ck_ada", **profile())
-        await it.post(login)
+        if linked_by == "login":
+            links = [event("k1", "customer_updated", t0 + timedelta(minutes=2), customer_id="cus_ada",
+                           anonymous_id="ck_ada", **profile())]
+        else:  # the checkout form asks for an email: the shop knows the customer, the same cart goes on
+            links = [event("k0", "customer_updated", t0 + timedelta(minutes=2), customer_id="cus_ada", **profile()),
+                     event("k1", "checkout_started", t0 + timedelta(minutes=2), customer_id="cus_ada",
+                           anonymous_id="ck_ada", **cart())]
+        await it.post(*links)
         await eventually(lambda: _merged(it, "cus_ada", visitor))
-        assert await it.status(visitor) == WorkflowExecutionStatus.COMPLETED
+        await eventually(lambda: _completed(it, visitor))  # the visitor's workflow ended after handing over
         again = event("k2", "customer_updated", t0 + timedelta(minutes=3), customer_id="cus_ada",
                       anonymous_id="ck_ada")
         after = event("a3", "product_viewed", t0 + timedelta(minutes=4), anonymous_id="ck_ada", sku="SKU-2")
@@ -115,7 +122,7 @@ async def test_an_anonymous_checkout_then_a_login_is_one_flagship_run_for_the_kn
     assert [c.customer_id for c in page.customers] == ["cus_ada"]  # the visitor's interest moved
     assert IdentityLinks(get_engine(it.settings.database()), it.settings.signing_secret).customer_for(
         "ck_ada") == "cus_ada"
-    previewed = simulate([flagship()], [view, checkout, login, again, after])
+    previewed = simulate([flagship()], [view, checkout, *links, again, after])
     assert [(a.customer_id, a.action, a.step) for a in previewed if a.at <= t0 + 2 * HOUR] == [
         (line["customer_id"], line["action"], line.get("step")) for line in lines]
 
@@ -159,6 +166,10 @@ async def _merged(it: Shop, customer_id: str, visitor: str) -> bool:
 
 async def _has_seen(it: Shop, customer_id: str, event_id: str) -> bool:
     return event_id in (await it.state(customer_id))["seen"]
+
+
+async def _completed(it: Shop, customer_id: str) -> bool:
+    return await it.status(customer_id) == WorkflowExecutionStatus.COMPLETED
 
 
 async def _sent(it: Shop, count: int) -> bool:

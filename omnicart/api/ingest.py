@@ -136,7 +136,10 @@ class Ingest:
             count_ingested(0, in_batch_repeats)
             return IngestResult(accepted=0, duplicates=in_batch_repeats)
 
-        async with self._customer_locks({event.customer_id or event.anonymous_id for event in distinct.values()}):
+        # A link holds its anonymous id's lock too: an anonymous event is routed before or after it, not between.
+        held = {event.customer_id for event in distinct.values()}
+        held |= {event.anonymous_id for event in distinct.values() if event.anonymous_id}
+        async with self._customer_locks(held):
             try:
                 recorded = await asyncio.to_thread(self.event_log.record, list(distinct.values()))
             except Exception as error:  # the transaction rolled back: nothing of the batch is recorded
