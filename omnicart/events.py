@@ -30,6 +30,10 @@ Source = Literal["web", "app", "store", "email", "sms", "push", "api"]
 Channel = Literal["email", "sms", "push"]
 CHANNELS: tuple[Channel, ...] = ("email", "sms", "push")
 
+ANONYMOUS_PREFIX = "anon:"
+"""Customer ids starting so are the product's own: a visitor known only by an anonymous id
+(``omnicart.identity``). A producer names such a visitor with ``anonymous_id`` instead."""
+
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -79,6 +83,9 @@ class Event(BaseModel):
             errors.append(_violation(("timestamp",), _TIME_RANGE))
         found = plan_problems(default_plan(), event.type, event.customer_id, event.properties, event.anonymous_id)
         errors += [_plan_error(*problem) for problem in found]
+        if event.customer_id.startswith(ANONYMOUS_PREFIX):
+            errors.append(_violation(("customer_id",), f"must not start with {ANONYMOUS_PREFIX!r}: that names an "
+                                     "anonymous visitor; send the visitor's id as anonymous_id"))
         if errors:
             raise _invalid(errors)
         size = len(event.model_dump_json())

@@ -23,8 +23,7 @@ from pydantic import SecretStr
 from sqlalchemy import Column, Connection, DateTime, Engine, String, Table, delete, select, update
 
 from omnicart import limits
-from omnicart.engine.state import ANONYMOUS_PREFIX
-from omnicart.events import Event
+from omnicart.events import ANONYMOUS_PREFIX, Event
 from omnicart.security.pseudonym import customer_ref, keyed_hash
 from omnicart.storage import insert_ignoring_existing, metadata
 

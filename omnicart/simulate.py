@@ -41,8 +41,8 @@ from omnicart.customers.dates import dates_in
 from omnicart.engine import context, date_triggers, interpreter, merge
 from omnicart.engine.interpreter import ENGAGEMENT
 from omnicart.engine.localtime import zone
-from omnicart.engine.state import ANONYMOUS_PREFIX, Action, CustomerState
-from omnicart.events import Event, describe_error, event_sort_key
+from omnicart.engine.state import Action, CustomerState
+from omnicart.events import ANONYMOUS_PREFIX, Event, describe_error, event_sort_key
 from omnicart.journey.catalog import triggered_by
 from omnicart.journey.model import DATE_REACHED, EmailTemplate, JourneyBundle, Template
 from omnicart.journey.templates import RenderedParts, TemplateError, template_paths

@@ -60,11 +60,10 @@ def test_the_visitors_interest_moves_to_the_customer_and_forget_erases_the_links
     engine = get_engine(database)
     interest = InterestRecorder(engine, SECRET, timedelta(days=30))
     visitor = anonymous_customer_id("ck_1", SECRET)
-    interest.record([
-        event("a1", "product_viewed", T0, customer_id=visitor, sku="SKU-1"),
-        event("a2", "product_viewed", T0, customer_id=visitor, sku="SKU-2"),
-        event("k1", "product_viewed", T0 - timedelta(days=1), customer_id="cus_ada", sku="SKU-1"),
-    ])
+    views = [event("a1", "product_viewed", T0, anonymous_id="ck_1", sku="SKU-1"),
+             event("a2", "product_viewed", T0, anonymous_id="ck_1", sku="SKU-2")]
+    interest.record([*IdentityLinks(engine, SECRET).route(views).events,  # as ingest routes them: to the visitor
+                     event("k1", "product_viewed", T0 - timedelta(days=1), customer_id="cus_ada", sku="SKU-1")])
     IdentityLinks(engine, SECRET).route([event("k2", "customer_updated", T0, customer_id="cus_ada",
                                                anonymous_id="ck_1")])
 

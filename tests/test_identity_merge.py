@@ -44,6 +44,9 @@ def test_an_event_names_a_customer_an_anonymous_id_or_both_and_neither_is_refuse
     with pytest.raises(ValidationError) as bad:
         event("e4", "product_viewed", T0, anonymous_id="*nope", sku="S")
     assert bad.value.errors()[0]["loc"] == ("anonymous_id",)
+    with pytest.raises(ValidationError) as reserved:
+        event("e6", "product_viewed", T0, customer_id="anon:h-1", sku="S")
+    assert reserved.value.errors()[0]["loc"] == ("customer_id",)
     with pytest.raises(ValidationError) as long:
         event("e5", "product_viewed", T0, anonymous_id="a" * 201, sku="S")
     assert long.value.errors()[0]["loc"] == ("anonymous_id",)

@@ -31,8 +31,7 @@ from temporalio.service import RPCError
 from omnicart.api.event_log import EventLog
 from omnicart.catalog import InterestRecorder, apply_catalog_events
 from omnicart.customers.projection import ProfileProjection
-from omnicart.engine.state import ANONYMOUS_PREFIX
-from omnicart.events import Event
+from omnicart.events import ANONYMOUS_PREFIX, Event
 from omnicart.identity import IdentityLinks, NewLink
 from omnicart.journey.model import JourneyBundle
 from omnicart.observability import count_ingested

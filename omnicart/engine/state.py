@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from omnicart.events import Event
+from omnicart.events import ANONYMOUS_PREFIX, Event
 from omnicart.journey.model import JourneyBundle
 
 Holdout = Literal["journey", "global"]
@@ -34,9 +34,6 @@ HELD_TRIGGERS = 20
 """An anonymous visitor keeps at most this many journey triggers for when they become known."""
 MERGED = 200
 """A customer remembers this many anonymous customers merged into it (a repeated merge is a no-op)."""
-
-ANONYMOUS_PREFIX = "anon:"
-"""The customer id of a visitor known only by an anonymous id: ``anon:`` and that id's keyed hash."""
 
 
 @dataclass(slots=True)
