@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from omnicart.engine import interpreter, merge
 from omnicart.engine.state import CustomerState
 from omnicart.simulate import simulate
-from tests.support.bundles import flagship
+from tests.support.bundles import browse, flagship
 from tests.support.identity import event, welcome
 from tests.support.timelines import cart, profile
 
@@ -118,6 +118,27 @@ def test_a_customer_who_had_the_welcome_gets_no_second_one_from_an_anonymous_sig
 
     assert [a.action for a in out.actions if a.journey == "welcome"] == []
     assert known.profile.first_name == "Ada"
+
+
+def test_a_once_journey_never_runs_twice_but_others_run_again_from_a_merged_session() -> None:
+    known = interpreter.new_state("cus_ada")
+    signed_up = T0 - timedelta(days=30)
+    interpreter.handle_event(known, event("k1", "customer_updated", signed_up, customer_id="cus_ada",
+                                          **profile()), [welcome()], signed_up)
+    interpreter.handle_event(known, event("k2", "product_viewed", signed_up, customer_id="cus_ada", sku="S"),
+                             [browse()], signed_up)
+    interpreter.handle_timers(known, signed_up + timedelta(days=3))
+    assert known.runs == []  # both completed
+    again = interpreter.handle_event(known, event("k3", "customer_updated", T0, customer_id="cus_ada",
+                                                  first_name="Ada"), [welcome()], T0)
+    assert again.actions == []  # once: not even for the known customer's own second sign-up
+    visitor = interpreter.new_state(VISITOR)
+    view = event("v1", "product_viewed", T0, anonymous_id="ck_1", sku="SKU-9")
+    interpreter.handle_event(visitor, view, [browse()], T0)
+
+    out = merge.merge(known, visitor, T0 + timedelta(minutes=5))
+
+    assert [(a.journey, a.action) for a in out.actions] == [("browse_abandonment", "enter")]
 
 
 def test_the_visitors_later_profile_fields_win_and_older_ones_do_not() -> None:

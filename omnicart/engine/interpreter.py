@@ -634,6 +634,8 @@ def _maybe_trigger(
     trigger = journey.trigger
     if not journey.enabled or trigger.event_type != event.type:
         return
+    if trigger.once and journey.name in state.entered:
+        return  # once per customer (a welcome): never a second run
     if trigger.is_date and not _date_reached_applies(state, journey, event):
         return
     key: str | None = None

@@ -8,10 +8,10 @@ the anonymous id to a customer, the known customer's state takes everything in (
 * profile fields and consent: last writer wins by event time, as for events (the known value on a tie);
 * carts: every cart joins, the newer version of a cart both know wins; so no cart is lost;
 * recent events (views), the latest time of each event type, and the event ids seen;
-* held triggers are handled as events of the known customer, with two exceptions that make the
-  result "one customer": a journey without a ``key`` (at most one run per customer: a welcome)
-  that the known customer already entered is not entered again, and a keyed journey already
-  running for the same key (the same cart) is left alone, whatever its ``on_retrigger``.
+* held triggers are handled as events of the known customer, so a journey marked ``once`` (a
+  welcome) the customer already had starts no second run; and a journey already running for the
+  same key (the same cart; without a key, any run) is left alone, whatever its ``on_retrigger``:
+  an older anonymous trigger neither doubles nor restarts it.
 
 Goals and analytics count once because only the known customer's state ever ran the journeys.
 Merging the same anonymous customer again changes nothing (``state.merged``). Pure, like the
@@ -53,15 +53,16 @@ def merge(state: CustomerState, anonymous: CustomerState, now: datetime, *, safe
 
 
 def _already_under_way(state: CustomerState, bundle: JourneyBundle, event: Event) -> bool:
-    """Whether the known customer already has what this journey would start: a run for the same
-    key, or (for a journey without a key, once per customer) any run of it ever."""
+    """Whether the known customer already has what this journey would start: a run for the same key
+    (without a key: any run), which an older anonymous trigger must neither double nor restart, or,
+    for a journey run ``once`` per customer, any run ever (the interpreter checks ``state.entered``;
+    the journal also covers runs from before that was kept)."""
     journey = bundle.journey
-    if journey.trigger.key is None:
-        return journey.name in state.entered or any(
-            run.journey == journey.name for run in state.runs
-        ) or any(action.journey == journey.name and action.action == "enter" for action in state.journal)
-    key = event.properties.get(journey.trigger.key)
-    return any(run.journey == journey.name and run.key == str(key) for run in state.runs)
+    trigger = journey.trigger
+    if trigger.once and any(a.journey == journey.name and a.action == "enter" for a in state.journal):
+        return True
+    key = None if trigger.key is None else str(event.properties.get(trigger.key))
+    return any(run.journey == journey.name and run.key == key for run in state.runs)
 
 
 def _join_profile(profile: Profile, anonymous: Profile) -> None:

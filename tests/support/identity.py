@@ -10,10 +10,10 @@ from omnicart.journey.model import EmailTemplate, Journey, JourneyBundle, Templa
 
 
 def welcome() -> JourneyBundle:
-    """Once per customer: keyless, started by a sign-up (a profile update that names the customer)."""
+    """Once per customer, started by a sign-up (a profile update that names the customer)."""
     journey = Journey.model_validate({
         "name": "welcome",
-        "trigger": {"event": "customer_updated", "if": "has(event.properties.first_name)"},
+        "trigger": {"event": "customer_updated", "if": "has(event.properties.first_name)", "once": True},
         "steps": [{"id": "hello", "send": {"channel": "email", "template": "hello"}}],
     })
     templates: dict[str, Template] = {
