@@ -48,7 +48,8 @@ def anonymous_customer_id(anonymous_id: str, secret: SecretStr) -> str:
 
 @dataclass(frozen=True, slots=True)
 class NewLink:
-    """A link whose anonymous visitor has not been told yet to hand its state over."""
+    """A link whose anonymous visitor has not been told yet to hand its state over; ``event_id`` is the
+    event of this batch that carries it (the first link, or a repeat of a link not told before)."""
 
     anonymous_customer_id: str
     customer_id: str
@@ -89,7 +90,7 @@ class IdentityLinks:
                         "linked_at": event.timestamp, "event_id": event.id, "handed_over_at": None,
                     }])
                 row = connection.execute(
-                    select(identity_links.c.customer_id, identity_links.c.event_id, identity_links.c.handed_over_at)
+                    select(identity_links.c.customer_id, identity_links.c.handed_over_at)
                     .where(identity_links.c.anonymous_ref == ref)
                 ).first() if ref not in known or event.customer_id else None
                 if row is None and ref not in known:
@@ -98,7 +99,7 @@ class IdentityLinks:
                     known[ref] = row.customer_id
                     if row.handed_over_at is None and row.customer_id == event.customer_id:
                         anonymous = ANONYMOUS_PREFIX + ref
-                        links.setdefault(ref, NewLink(anonymous, row.customer_id, row.event_id))
+                        links.setdefault(ref, NewLink(anonymous, row.customer_id, event.id))
                 customer_id = event.customer_id or known.get(ref) or ANONYMOUS_PREFIX + ref
                 routed.append(event if customer_id == event.customer_id else
                               event.model_copy(update={"customer_id": customer_id}))

@@ -222,8 +222,10 @@ class Ingest:
                                type(error).__name__)
                 failed.add(link.event_id)
                 outcomes.append(([], error))
-        if told:
+        try:  # if this fails, a repeated link tells again: a visitor already told ignores it
             await asyncio.to_thread(self.identity.handed_over, told)
+        except Exception as error:
+            logger.warning("could not note %d hand-overs (%s)", len(told), type(error).__name__)
         return [event_id for event_id in forwarded if event_id not in failed], told
 
     def _move_interest(self, links: list[NewLink]) -> None:
