@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 from temporalio.testing import WorkflowEnvironment
 
+from omnicart.privacy.forget import forget_customer
 from omnicart.settings import Settings
 from tests.support.runtime import journal
 from tests.support.timelines import cart, profile
@@ -43,6 +44,9 @@ async def test_an_anonymous_checkout_reaches_the_customer_who_logs_in_through_th
     assert "https://shop.example/cart/cart_anon/restore" in lines[0]["html"]
     actions = [line["action"] for line in await journal(dev_env.client, customer)]
     assert actions == ["enter", "send", "send", "send", "exit"]
+
+    report = await forget_customer(dev_env.client, settings, customer)
+    assert (report.identity_links_deleted, report.visitor_keys_deleted) == (1, 1)  # the visitor's history too
 
     neither = await http.post("/v1/events", json={**envelope("", "product_viewed", {"sku": "S"})})
     assert neither.status_code == 422

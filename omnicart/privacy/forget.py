@@ -4,7 +4,8 @@ In this order, so that no step leaves something unable to do its job:
 
 1. The customer's workflow gets the ``forget`` signal: it drops its state, cancels sends under way
    and ends. If no worker handles it in time, the workflow is terminated (a server-side act).
-2. Only once the workflow is closed is the customer's data key deleted. Every payload of its
+2. Only once the workflow is closed is the customer's data key deleted, with those of the anonymous
+   visitors merged into it (``docs/IDENTITY.md``: their completed workflows' histories). Every payload of its
    history (events, profile, sends, failures) is then undecryptable, everywhere copies of the
    history live. Deleting it earlier would leave a live workflow unable to read its own history.
 3. The product database: message recipients deleted; provider error texts cleared; the customer id
@@ -57,6 +58,7 @@ class ForgetReport:
     analytics_rows_deleted: int = 0
     interest_rows_deleted: int = 0
     identity_links_deleted: int = 0
+    visitor_keys_deleted: int = 0
 
     def lines(self) -> list[str]:
         key = "deleted (its history can no longer be decrypted)" if self.data_key_deleted else "none left"
@@ -68,6 +70,7 @@ class ForgetReport:
             f"analytics rows deleted: {self.analytics_rows_deleted}",
             f"product interest rows deleted: {self.interest_rows_deleted}",
             f"identity links deleted: {self.identity_links_deleted}",
+            f"merged anonymous visitors' data keys deleted: {self.visitor_keys_deleted}",
             f"pseudonym in the product database: {self.pseudonym}",
         ]
 
@@ -78,13 +81,31 @@ async def forget_customer(
     """Erase ``customer_id`` (idempotent); see the module docstring for what and in which order."""
     workflow_id = customer_workflow_id(customer_id)
     report = ForgetReport(workflow_id=workflow_id, pseudonym=keyed_hash(customer_id, settings.signing_secret))
+    visitors = await _merged_visitors(client, workflow_id)
     report.workflow = await _end_workflow(client, workflow_id, timeout)
-    report.data_key_deleted = await asyncio.to_thread(data_key_store(settings).delete, workflow_id)
+    keys = data_key_store(settings)
+    report.data_key_deleted = await asyncio.to_thread(keys.delete, workflow_id)
+    for visitor in visitors:
+        report.visitor_keys_deleted += await asyncio.to_thread(keys.delete, customer_workflow_id(visitor))
     await asyncio.to_thread(_erase_rows, settings, customer_id, report)
     report.erased.outbox_lines_deleted = await asyncio.to_thread(
         drop_outbox_lines, settings.outbox(), lambda line: line.get("customer_id") == customer_id
     )
     return report
+
+
+async def _merged_visitors(client: Client, workflow_id: str) -> list[str]:
+    """The anonymous visitors merged into this customer (their ids), as its running workflow knows them."""
+    handle = client.get_workflow_handle(workflow_id)
+    try:
+        if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+            return []
+        state = await handle.query("state", result_type=dict)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return []
+        raise
+    return [str(visitor) for visitor in state.get("merged", [])]
 
 
 async def _end_workflow(client: Client, workflow_id: str, timeout: timedelta) -> str:
