@@ -128,3 +128,14 @@ class IdentityLinks:
 def delete_links(connection: Connection, ref: str) -> int:
     """Erase one customer's links (``ref`` as ``customer_ref`` makes it: ``omnicart forget``); how many went."""
     return connection.execute(delete(identity_links).where(identity_links.c.customer_ref == ref)).rowcount
+
+
+def linked_visitors(engine: Engine, ref: str) -> list[str]:
+    """The anonymous visitors (their customer ids) linked to one customer (``ref`` as ``customer_ref``
+    makes it): whose workflows handed their state over, for ``omnicart forget``."""
+    with engine.connect() as connection:
+        refs = connection.execute(
+            select(identity_links.c.anonymous_ref).where(identity_links.c.customer_ref == ref)
+            .order_by(identity_links.c.anonymous_ref)
+        ).scalars().all()
+    return [ANONYMOUS_PREFIX + anonymous_ref for anonymous_ref in refs]

@@ -5,7 +5,7 @@ In this order, so that no step leaves something unable to do its job:
 1. The customer's workflow gets the ``forget`` signal: it drops its state, cancels sends under way
    and ends. If no worker handles it in time, the workflow is terminated (a server-side act).
 2. Only once the workflow is closed is the customer's data key deleted, with those of the anonymous
-   visitors merged into it (``docs/IDENTITY.md``: their completed workflows' histories). Every payload of its
+   visitors linked to it (``docs/IDENTITY.md``: their completed workflows' histories). Every payload of its
    history (events, profile, sends, failures) is then undecryptable, everywhere copies of the
    history live. Deleting it earlier would leave a live workflow unable to read its own history.
 3. The product database: message recipients deleted; provider error texts cleared; the customer id
@@ -31,7 +31,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from omnicart.analytics.store import delete_customer_rows
 from omnicart.catalog.interest import delete_interest
 from omnicart.customers.profiles import delete_profile
-from omnicart.identity import delete_links
+from omnicart.identity import delete_links, linked_visitors
 from omnicart.ledger import message_ledger, message_recipients
 from omnicart.privacy.outbox_lines import drop_outbox_lines
 from omnicart.privacy.rows import Erased, clear_errors, delete_recipients, pseudonymise
@@ -81,7 +81,8 @@ async def forget_customer(
     """Erase ``customer_id`` (idempotent); see the module docstring for what and in which order."""
     workflow_id = customer_workflow_id(customer_id)
     report = ForgetReport(workflow_id=workflow_id, pseudonym=keyed_hash(customer_id, settings.signing_secret))
-    visitors = await _merged_visitors(client, workflow_id)
+    # Read first: the rows go in step 3, the keys in step 2.
+    visitors = await asyncio.to_thread(_linked_visitors, settings, customer_id)
     report.workflow = await _end_workflow(client, workflow_id, timeout)
     keys = data_key_store(settings)
     report.data_key_deleted = await asyncio.to_thread(keys.delete, workflow_id)
@@ -92,20 +93,6 @@ async def forget_customer(
         drop_outbox_lines, settings.outbox(), lambda line: line.get("customer_id") == customer_id
     )
     return report
-
-
-async def _merged_visitors(client: Client, workflow_id: str) -> list[str]:
-    """The anonymous visitors merged into this customer (their ids), as its running workflow knows them."""
-    handle = client.get_workflow_handle(workflow_id)
-    try:
-        if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
-            return []
-        state = await handle.query("state", result_type=dict)
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            return []
-        raise
-    return [str(visitor) for visitor in state.get("merged", [])]
 
 
 async def _end_workflow(client: Client, workflow_id: str, timeout: timedelta) -> str:
@@ -125,6 +112,12 @@ async def _end_workflow(client: Client, workflow_id: str, timeout: timedelta) ->
     except TimeoutError:
         await handle.terminate(reason="customer forgotten; no worker ended the workflow in time")
         return "terminated (no worker handled the forget signal in time)"
+
+
+def _linked_visitors(settings: Settings, customer_id: str) -> list[str]:
+    engine = get_engine(settings.database())
+    require_current(engine)  # before anything is erased: nothing half-done on a database never migrated
+    return linked_visitors(engine, customer_ref(customer_id, settings.signing_secret))
 
 
 def _erase_rows(settings: Settings, customer_id: str, report: ForgetReport) -> None:
