@@ -20,6 +20,7 @@ from temporalio.worker import Worker
 from activities.analytics import AnalyticsActivities
 from activities.catalog import CatalogActivities
 from activities.date_triggers import DateTriggerActivities
+from activities.identity import IdentityActivities
 from activities.journeys import JourneyActivities
 from activities.quarantine import QuarantineActivities
 from activities.restock import FanoutActivities
@@ -100,6 +101,7 @@ def build_workers(client: Client, settings: Settings) -> list[Worker]:
             *dates.activities(),
             fanout.fanout_stock_units,
             fanout.deliver_fanout_page,
+            IdentityActivities(client).hand_over,
         ],
         workflow_runner=workflow_runner(),
         # Sends heartbeat every second; the SDK passes one on at most this often, which bounds how

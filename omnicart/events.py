@@ -30,6 +30,10 @@ Source = Literal["web", "app", "store", "email", "sms", "push", "api", "whatsapp
 Channel = Literal["email", "sms", "push", "whatsapp"]
 CHANNELS: tuple[Channel, ...] = ("email", "sms", "push", "whatsapp")
 
+ANONYMOUS_PREFIX = "anon:"
+"""Customer ids starting so are the product's own: a visitor known only by an anonymous id
+(``omnicart.identity``). A producer names such a visitor with ``anonymous_id`` instead."""
+
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -42,6 +46,9 @@ class Event(BaseModel):
     id: str = Field(min_length=1, max_length=limits.MAX_ID_CHARS)
     type: str = Field(pattern=r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$", max_length=100)
     customer_id: str = Field(default="", max_length=limits.MAX_ID_CHARS)  # the plan says which types require it
+    # A cookie, a device or Segment's anonymousId: a customer event names a customer_id, an anonymous_id or
+    # both (both links the two: ``docs/IDENTITY.md``).
+    anonymous_id: str = Field(default="", max_length=limits.MAX_ID_CHARS)
     timestamp: AwareDatetime
     source: Source
     properties: dict[str, Any] = Field(default_factory=dict)
@@ -74,8 +81,11 @@ class Event(BaseModel):
         errors: list[InitErrorDetails] = []
         if not limits.in_time_range(event.timestamp):
             errors.append(_violation(("timestamp",), _TIME_RANGE))
-        found = plan_problems(default_plan(), event.type, event.customer_id, event.properties)
+        found = plan_problems(default_plan(), event.type, event.customer_id, event.properties, event.anonymous_id)
         errors += [_plan_error(*problem) for problem in found]
+        if event.customer_id.startswith(ANONYMOUS_PREFIX):
+            errors.append(_violation(("customer_id",), f"must not start with {ANONYMOUS_PREFIX!r}: that names an "
+                                     "anonymous visitor; send the visitor's id as anonymous_id"))
         if errors:
             raise _invalid(errors)
         size = len(event.model_dump_json())
@@ -258,8 +268,8 @@ KNOWN_EVENT_TYPES: tuple[str, ...] = tuple(PROPERTY_MODELS)
 
 _FRIENDLY = {
     "missing": "is required",
-    "extra_forbidden": "unknown key: an envelope has id, type, customer_id, timestamp, source and "
-    "properties; put anything else under properties",
+    "extra_forbidden": "unknown key: an envelope has id, type, customer_id, anonymous_id, timestamp, source "
+    "and properties; put anything else under properties",
     "timezone_aware": "needs an offset, e.g. 2026-11-22T10:00:00+03:00 or 2026-11-22T07:00:00Z",
 }
 

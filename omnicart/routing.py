@@ -14,12 +14,22 @@ from typing import TypeVar
 from pydantic_core import to_json
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.service import RPCError, RPCStatusCode
 
 from omnicart.events import Event
 from omnicart.journey.model import JourneyBundle
 from omnicart.limits import SIGNAL_BUDGET_BYTES
 from omnicart.security.pseudonym import customer_ref
-from omnicart.signals import CUSTOMER_WORKFLOW, EVENT_SIGNAL, CustomerWorkflowInput, IncomingEvent
+from omnicart.signals import (
+    CUSTOMER_WORKFLOW,
+    EVENT_SIGNAL,
+    LINK_SIGNAL,
+    MERGE_SIGNAL,
+    CustomerWorkflowInput,
+    HandOver,
+    IncomingEvent,
+    Link,
+)
 
 T = TypeVar("T")
 
@@ -101,17 +111,40 @@ async def signal_customer(
     record_analytics: bool = True,
 ) -> None:
     """Create the customer's workflow if it does not exist, and hand it these events."""
+    await _signal_with_start(client, task_queue, customer_id, EVENT_SIGNAL, batch,
+                             CustomerWorkflowInput(customer_id=customer_id, max_history_events=max_history_events,
+                                                   send_timeout_seconds=send_timeout_seconds,
+                                                   record_analytics=record_analytics))
+
+
+async def tell_link(client: Client, anonymous_customer_id: str, link: Link) -> None:
+    """Tell an anonymous visitor's workflow it became ``link.customer_id``; nothing when it has none
+    (a visitor whose first event is the link) or has already ended."""
+    try:
+        await client.get_workflow_handle(customer_workflow_id(anonymous_customer_id)).signal(LINK_SIGNAL, link)
+    except RPCError as error:
+        if error.status != RPCStatusCode.NOT_FOUND:
+            raise
+
+
+async def hand_over(client: Client, task_queue: str, hand_over: HandOver) -> None:
+    """Give an anonymous visitor's state to the known customer's workflow, creating it if need be."""
+    await _signal_with_start(client, task_queue, hand_over.customer_id, MERGE_SIGNAL, hand_over,
+                             CustomerWorkflowInput(customer_id=hand_over.customer_id,
+                                                   max_history_events=hand_over.max_history_events,
+                                                   send_timeout_seconds=hand_over.send_timeout_seconds,
+                                                   record_analytics=hand_over.record_analytics))
+
+
+async def _signal_with_start(
+    client: Client, task_queue: str, customer_id: str, signal: str, argument: object, start: CustomerWorkflowInput
+) -> None:
     await client.start_workflow(
         CUSTOMER_WORKFLOW,
-        CustomerWorkflowInput(
-            customer_id=customer_id,
-            max_history_events=max_history_events,
-            send_timeout_seconds=send_timeout_seconds,
-            record_analytics=record_analytics,
-        ),
+        start,
         id=customer_workflow_id(customer_id),
         task_queue=task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        start_signal=EVENT_SIGNAL,
-        start_signal_args=[batch],
+        start_signal=signal,
+        start_signal_args=[argument],
     )

@@ -37,6 +37,11 @@ CATALOG_FOR_CONDITIONS_ACTIVITY = "catalog_for_conditions"
 CATALOG_PATCH = "catalog-for-conditions"
 """Runs that reach a condition reading ``catalog`` ask the catalog first; histories from before
 replay without asking (``workflow.patched``)."""
+LINK_SIGNAL = "link"
+MERGE_SIGNAL = "merge"
+HAND_OVER_ACTIVITY = "hand_over"
+IDENTITY_PATCH = "identity-merge"
+"""Anonymous visitors hand their state to the known customer (``docs/IDENTITY.md``)."""
 
 STATE_BYTES_BUDGET = 512 * 1024
 """How large a customer's state may be when it is carried to the next run (continue-as-new).
@@ -93,6 +98,28 @@ class CustomerWorkflowInput(BaseModel):
         description="Journey versions known to be in the registry: their sends name the template instead of "
         "carrying it.",
     )
+
+
+class Link(BaseModel):
+    """Told to an anonymous visitor's workflow when an event first links its anonymous id to a customer."""
+
+    customer_id: str
+    event_id: str = Field(description="The event that linked them.")
+
+
+class HandOver(BaseModel):
+    """An anonymous visitor's state and unhandled events, for the known customer's workflow (``merge``).
+
+    The ``hand_over`` activity delivers it by signal-with-start, because the known customer's
+    workflow may not exist yet and workflow code cannot signal-with-start.
+    """
+
+    customer_id: str = Field(description="The known customer it goes to.")
+    anonymous: CustomerState
+    pending: list[IncomingEvent] = Field(default_factory=list)
+    max_history_events: int = 2000
+    send_timeout_seconds: float = 60.0
+    record_analytics: bool = True
 
 
 class LoadedJourneys(BaseModel):

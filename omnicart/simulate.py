@@ -46,11 +46,11 @@ from omnicart.catalog.apply import is_catalog_event
 from omnicart.catalog.availability import OUT_OF_STOCK, CatalogSnapshot, advertised_skus, at_send, condition_view
 from omnicart.catalog.snapshot import CatalogTimeline
 from omnicart.customers.dates import dates_in
-from omnicart.engine import context, date_triggers, interpreter
+from omnicart.engine import context, date_triggers, interpreter, merge
 from omnicart.engine.interpreter import ENGAGEMENT
 from omnicart.engine.localtime import zone
-from omnicart.engine.state import Action
-from omnicart.events import Event, describe_error, event_sort_key
+from omnicart.engine.state import Action, CustomerState
+from omnicart.events import ANONYMOUS_PREFIX, Event, describe_error, event_sort_key
 from omnicart.journey.catalog import triggered_by
 from omnicart.journey.model import DATE_REACHED, EmailTemplate, JourneyBundle, OutOfStockPolicy, Template
 from omnicart.journey.templates import RenderedParts, TemplateError, template_paths
@@ -89,13 +89,9 @@ def simulate(
     collecting = gc.isenabled()
     gc.disable()
     try:
-        timelines: dict[str, list[Event]] = {}
-        shop: list[Event] = []  # catalog and store events: the stock every send is checked against
-        for event in events:
-            if is_catalog_event(event):
-                shop.append(event)
-            else:
-                timelines.setdefault(event.customer_id, []).append(event)
+        given = list(events)
+        shop = [event for event in given if is_catalog_event(event)]  # the stock every send is checked against
+        timelines = _timelines(event for event in given if not is_catalog_event(event))
         bundles = (journeys,) if isinstance(journeys, JourneyBundle) else tuple(journeys)
         options = _Options(bundles, imported_at, contents, steps=steps, catalog=CatalogTimeline(shop),
                            pickup_url=pickup_url)
@@ -190,6 +186,25 @@ def _run_shard(
     return keyed
 
 
+def _timelines(events: Iterable[Event]) -> dict[str, list[Event]]:
+    """Each customer's events, where a customer's are also those of every anonymous id whose first
+    link (in time order) was to them; an anonymous id never linked is a customer of its own.
+
+    Ingest routes the same way (``omnicart.identity``): the first link of an anonymous id wins.
+    """
+    given = list(events)  # customers keep the order they first appear in the input
+    first_link: dict[str, str] = {}
+    for event in sorted((e for e in given if e.anonymous_id and e.customer_id), key=event_sort_key):
+        first_link.setdefault(event.anonymous_id, event.customer_id)
+    timelines: dict[str, list[Event]] = {}
+    for event in given:
+        owner = event.customer_id
+        if not owner and event.anonymous_id:
+            owner = first_link.get(event.anonymous_id, ANONYMOUS_PREFIX + event.anonymous_id)
+        timelines.setdefault(owner, []).append(event)
+    return timelines
+
+
 def run_customer(customer_id: str, timeline: list[Event], options: _Options) -> list[Action]:
     """One customer's actions: events in timestamp order, timers fired at their deadlines.
 
@@ -206,9 +221,7 @@ def date_events(journeys: JourneyBundle | Sequence[JourneyBundle], events: Itera
     """The ``date_reached`` events the date-triggers schedule would deliver for this timeline, in
     time order: what a test hands a real workflow to compare it with the preview."""
     bundles = (journeys,) if isinstance(journeys, JourneyBundle) else tuple(journeys)
-    timelines: dict[str, list[Event]] = {}
-    for event in events:
-        timelines.setdefault(event.customer_id, []).append(event)
+    timelines = _timelines(events)
     found: list[Event] = []
     for customer_id, timeline in timelines.items():
         timeline.sort(key=event_sort_key)
@@ -233,6 +246,9 @@ class _Player:
         self.dated_events: list[Event] = []  # what the schedule would deliver, in order
         self.clock: datetime | None = None  # dates due before the timeline began were never due here
         self.horizon: datetime | None = None
+        # Identity: anonymous visitors of this customer not linked yet, and the links seen so far.
+        self.anonymous: dict[str, CustomerState] = {}
+        self.links: dict[str, str] = {}
 
     def play(self, timeline: list[Event]) -> Iterator[Action]:
         imported_at = self.options.imported_at
@@ -245,14 +261,38 @@ class _Player:
             else:
                 yield from self._drain(until=now)
             journeys = self.options.journeys_for(event.type)
+            visitor = self._visitor(event)
+            if visitor is not None:  # an anonymous visitor not linked yet: it learns, its journeys wait
+                yield from interpreter.handle_event(visitor, event, journeys, now, safe=self.safe).actions
+                continue
+            if event.anonymous_id and not event.customer_id:
+                event = event.model_copy(update={"customer_id": self.state.customer_id})
             self._learn_catalog(interpreter.catalog_wanted(self.state, now, event, journeys), now)
             out = interpreter.handle_event(self.state, self._linked(event), journeys, now, safe=self.safe)
+            joining = self._newly_linked(event)
+            if joining is not None:  # as the workflow does once the visitor's workflow hands over
+                out.extend(merge.merge(self.state, joining, now, safe=self.safe))
             if self.dated and event.type == "customer_updated":
                 self.dates.update({found.name: found.value for found in dates_in(event.properties) if found.value})
                 for cleared in (found.name for found in dates_in(event.properties) if found.value is None):
                     self.dates.pop(cleared, None)
             yield from self._settle(out, now)
         yield from self._drain(until=None)
+
+    def _visitor(self, event: Event) -> CustomerState | None:
+        """The state of the anonymous visitor an anonymous-only event is for, until it is linked."""
+        if not event.anonymous_id or event.customer_id or event.anonymous_id in self.links or self.state.is_anonymous:
+            return None
+        if event.anonymous_id not in self.anonymous:
+            self.anonymous[event.anonymous_id] = interpreter.new_state(ANONYMOUS_PREFIX + event.anonymous_id)
+        return self.anonymous[event.anonymous_id]
+
+    def _newly_linked(self, event: Event) -> CustomerState | None:
+        """The anonymous visitor this event links to this customer for the first time, if any."""
+        if not event.anonymous_id or not event.customer_id or event.anonymous_id in self.links:
+            return None
+        self.links[event.anonymous_id] = event.customer_id
+        return self.anonymous.pop(event.anonymous_id, None)
 
     def _drain(self, until: datetime | None) -> Iterator[Action]:
         while True:

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m tests.record_histories [--edge-cases-only | --analytics-only | --topics-only |
                                                 --pacing-only | --late-fallback-only | --stock-only |
-                                                --date-triggers-only NAME]
+                                                --identity-only | --date-triggers-only NAME]
 
 A changed workflow that running journeys replay must go through ``workflow.patched`` (or a new
 workflow type); the replay test proves it does by replaying these saved histories. Re-record only
@@ -15,8 +15,9 @@ analytics recording (rows riding on sends, and the ``record_analytics`` batch of
 customer opting out of a journey's topic half-way (``TOPIC_CONSENT_PATCH``); the flagship with
 paced channels, whose sends go to their own task queues (``PACING_PATCH``); an SMS bounced after
 acceptance falling back to email (``LATE_FAILURE_PATCH``); the flagship's low-stock branch, which
-asks the catalog first (``CATALOG_PATCH``); and a run of the date-triggers schedule's workflow that
-delivers a birthday over two pages.
+asks the catalog first (``CATALOG_PATCH``); an anonymous visitor's checkout handed over to the
+customer they log in as, and merged there (``IDENTITY_PATCH``); and a run of the date-triggers
+schedule's workflow that delivers a birthday over two pages.
 """
 
 from __future__ import annotations
@@ -308,6 +309,32 @@ async def _record_low_stock(env: WorkflowEnvironment, task_queue: str, engine: E
     await _save(env.client, "abandoned_cart", "low_stock_branch_asks_the_catalog", customer)
 
 
+async def _record_identity(env: WorkflowEnvironment) -> None:
+    """An anonymous visitor checks out, then logs in: the visitor's workflow hands its state over
+    (``hand_over``) and ends; the known customer's workflow merges it and runs the flagship once."""
+    from activities.identity import IdentityActivities
+    from omnicart.routing import tell_link
+    from omnicart.signals import Link
+
+    channel = RecordingChannel()
+    async with customer_worker(env.client, [channel.send_message, IdentityActivities(env.client).hand_over]) as queue:
+        start = aligned_start(await env.get_current_time())
+        visitor, customer = "anon:h-recorded-visitor", "cus_identity_merged"
+        anonymous = [_event(visitor, 0, "product_viewed", start - HOUR / 2, {"sku": "SKU-1"}),
+                     _event(visitor, 1, "checkout_started", start, cart())]
+        await signal_customer(env.client, queue, visitor,
+                              [IncomingEvent(event=e, journeys=[flagship()] if e.type == "checkout_started" else [])
+                               for e in anonymous])
+        await env.sleep(HOUR / 4)
+        login = _event(customer, 0, "customer_updated", start + HOUR / 4, profile())
+        await send_event(env.client, queue, login, [flagship()])
+        await tell_link(env.client, visitor, Link(customer_id=customer, event_id=login.id))
+        await env.client.get_workflow_handle(customer_workflow_id(visitor)).result()
+        await env.sleep(start + 4 * DAY - await env.get_current_time())
+        await _save(env.client, "abandoned_cart", "identity_anonymous_visitor_hands_over", visitor)
+        await _save(env.client, "abandoned_cart", "identity_known_customer_merges", customer)
+
+
 async def _until_held(channel: ScriptedChannel, requests: int) -> None:
     while len(channel.requests) < requests:
         await asyncio.sleep(0.05)
@@ -321,6 +348,9 @@ async def main() -> None:
     bundles: dict[str, JourneyBundle] = {"abandoned_cart": flagship(), "browse_abandonment": browse()}
     timelines = {"abandoned_cart": flagship_timelines(), "browse_abandonment": browse_timelines()}
     try:
+        if "--identity-only" in sys.argv:
+            await _record_identity(env)
+            return
         if "--date-triggers-only" in sys.argv:
             await _record_date_triggers(env, sys.argv[sys.argv.index("--date-triggers-only") + 1])
             return

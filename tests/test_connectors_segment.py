@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from omnicart.api.app import create_app
 from omnicart.cli import app as cli
 from omnicart.connectors.quarantine import ConnectorQuarantine, Delivery
+from omnicart.identity import IdentityLinks
 from omnicart.journey.catalog import JourneyCatalog
 from omnicart.settings import Settings, get_settings
 from omnicart.storage import get_engine
@@ -119,7 +120,33 @@ async def test_a_missing_or_unknown_write_key_is_401(
     assert not await has_workflow(dev_env.client, someone)
 
 
-async def test_anonymous_and_unmapped_calls_are_quarantined_and_a_mapping_fix_replays_them(
+async def test_an_anonymous_visitors_calls_are_taken_and_an_identify_links_them_to_the_customer(
+    tmp_path: Path, dev_env: WorkflowEnvironment, catalog: JourneyCatalog  # noqa: F811
+) -> None:
+    """Segment's ``anonymousId`` is omnicart's ``anonymous_id``: the visitor's checkout is kept for
+    them, and the ``identify`` that carries both ids links them (``docs/IDENTITY.md``)."""
+    settings = segment_settings(tmp_path)
+    someone = user()
+    visitor = "507f191e810c19729de860ea"  # the anonymousId of the spec's example
+    identify = {"type": "identify", "userId": someone, "anonymousId": visitor, "messageId": f"i-{someone}",
+                "traits": {"email": "ada@example.com", "firstName": "Ada"}}
+    nobody = {"type": "track", "event": "Checkout Started", "messageId": f"n-{someone}", "properties": {}}
+    async with serving(create_app(settings, client=dev_env.client, catalog=catalog)) as http:
+        anonymous = await http.post("/v1/segment/batch", headers=segment_auth(), json={"batch": [
+            segment_checkout_started(None, f"anon-{someone}"), nobody]})
+        linked = await http.post("/v1/segment/identify", headers=segment_auth(), json=identify)
+        kept = (await http.get("/v1/connectors/quarantine", params={"connector": "segment"})).json()
+
+    assert anonymous.status_code == 200 and anonymous.json()["accepted"] == 1
+    assert [entry["reason"] for entry in kept] == ["anonymous: neither userId nor anonymousId"]
+    logged = event_log(settings).get(f"segment:anon-{someone}")
+    assert logged is not None and logged.customer_id == ""  # an anonymous visitor's: no customer id
+    assert linked.status_code == 200, linked.text
+    links = IdentityLinks(get_engine(settings.database()), settings.signing_secret)
+    assert links.customer_for(visitor) == someone
+
+
+async def test_unmapped_calls_are_quarantined_and_a_mapping_fix_replays_them(
     tmp_path: Path, dev_env: WorkflowEnvironment, catalog: JourneyCatalog  # noqa: F811
 ) -> None:
     settings = segment_settings(tmp_path)
@@ -127,13 +154,12 @@ async def test_anonymous_and_unmapped_calls_are_quarantined_and_a_mapping_fix_re
     wish = {"type": "track", "event": "Product Added to Wishlist", "userId": someone, "messageId": f"w-{someone}",
             "properties": {"sku": "MUG-1", "name": "Mug"}}
     async with serving(create_app(settings, client=dev_env.client, catalog=catalog)) as http:
-        answer = await http.post("/v1/segment/batch", headers=segment_auth(), json={"batch": [
-            segment_checkout_started(None, f"anon-{someone}"), wish]})
+        answer = await http.post("/v1/segment/batch", headers=segment_auth(), json={"batch": [wish]})
         kept = (await http.get("/v1/connectors/quarantine", params={"connector": "segment"})).json()
 
-    assert answer.status_code == 200 and answer.json()["quarantined"] == 2 and answer.json()["accepted"] == 0
-    assert sorted(entry["reason"].split(":")[0] for entry in kept) == [
-        "anonymous", "track event 'Product Added to Wishlist' is not in the Segment mapping"]
+    assert answer.status_code == 200 and answer.json()["quarantined"] == 1 and answer.json()["accepted"] == 0
+    assert [entry["reason"] for entry in kept] == [
+        "track event 'Product Added to Wishlist' is not in the Segment mapping"]
 
     # The shop maps its own event (declared in its plan: plan/wishlist_added.yaml) and replays.
     mapping = tmp_path / "segment.yaml"
@@ -146,8 +172,8 @@ async def test_anonymous_and_unmapped_calls_are_quarantined_and_a_mapping_fix_re
         replayed = (await http.post("/v1/connectors/quarantine/replay", params={"connector": "segment"})).json()
         left = (await http.get("/v1/connectors/quarantine", params={"connector": "segment"})).json()
 
-    assert sorted(outcome["answer"]["accepted"] for outcome in replayed) == [0, 1]
-    assert [entry["reason"].split(":")[0] for entry in left] == ["anonymous"]
+    assert [outcome["answer"]["accepted"] for outcome in replayed] == [1]
+    assert left == []
     [wished] = [incoming.event for incoming in await signalled(dev_env.client, someone)]
     assert (wished.type, wished.properties) == ("wishlist_added", {"sku": "MUG-1", "name": "Mug"})
 

@@ -52,6 +52,7 @@ from tests.support.timelines import cart, profile
 from tests.test_replay import HISTORIES
 from worker import run_worker
 from workflows.customer import CustomerWorkflow
+from workflows.date_triggers import DateTriggersWorkflow
 from workflows.sandbox import workflow_runner
 
 SEND_AT_ONCE = """\
@@ -350,8 +351,8 @@ async def test_one_trace_runs_from_the_api_request_to_the_provider_call(
 async def test_saved_histories_replay_with_tracing_on() -> None:
     """Turning tracing on is not a workflow change: histories recorded without it replay with it."""
     replayer = Replayer(
-        workflows=[CustomerWorkflow], data_converter=pydantic_data_converter, workflow_runner=workflow_runner(),
-        interceptors=[TracingInterceptor()],
+        workflows=[CustomerWorkflow, DateTriggersWorkflow], data_converter=pydantic_data_converter,
+        workflow_runner=workflow_runner(), interceptors=[TracingInterceptor()],
     )
     for path in HISTORIES:
         await replayer.replay_workflow(WorkflowHistory.from_json(path.stem, path.read_text()))

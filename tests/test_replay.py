@@ -153,3 +153,31 @@ def test_the_saved_history_of_the_low_stock_branch_asks_the_catalog_once_behind_
              for e in history.events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
              and e.activity_task_scheduled_event_attributes.activity_type.name == "send_message"]
     assert sends[0]["template_name"] == "cart_reminder_low_stock"
+
+
+def test_the_saved_histories_of_an_identity_merge_hand_over_once_and_merge_behind_the_patch() -> None:
+    """Identity came in through ``workflow.patched``: the visitor's workflow runs the hand_over
+    activity once and completes; the known customer's marks the patch, merges, and sends the
+    flagship's reminders to the address it knows."""
+    def history(name: str) -> WorkflowHistory:
+        path = Path(__file__).parent / "histories" / f"abandoned_cart-{name}.json"
+        return WorkflowHistory.from_json(name, path.read_text())
+
+    def scheduled(events: WorkflowHistory) -> list[str]:
+        return [e.activity_task_scheduled_event_attributes.activity_type.name for e in events.events
+                if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED]
+
+    def patched(events: WorkflowHistory) -> bool:
+        return any(e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+                   and e.marker_recorded_event_attributes.marker_name == "core_patch"
+                   and b"identity-merge" in e.marker_recorded_event_attributes.details["patch-data"].payloads[0].data
+                   for e in events.events)
+
+    visitor = history("identity_anonymous_visitor_hands_over")
+    assert scheduled(visitor) == ["hand_over"] and patched(visitor)
+    assert visitor.events[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED
+    known = history("identity_known_customer_merges")
+    signals = [e.workflow_execution_signaled_event_attributes.signal_name for e in known.events
+               if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED]
+    assert "merge" in signals and patched(known)
+    assert [kind for kind in scheduled(known) if kind == "send_message"] == ["send_message"] * 3

@@ -24,7 +24,7 @@ from temporalio.exceptions import ActivityError, CancelledError
 
 from omnicart.analytics import rows
 from omnicart.analytics.rows import JourneyActionRow
-from omnicart.engine import interpreter
+from omnicart.engine import interpreter, merge
 from omnicart.engine.state import Action, CustomerState
 from omnicart.events import Event
 from omnicart.journey.model import JourneyBundle
@@ -36,8 +36,12 @@ from omnicart.signals import (
     CUSTOMER_WORKFLOW,
     EVENT_SIGNAL,
     FORGET_SIGNAL,
+    HAND_OVER_ACTIVITY,
+    IDENTITY_PATCH,
     LATE_FAILURE_PATCH,
+    LINK_SIGNAL,
     LOAD_JOURNEYS_ACTIVITY,
+    MERGE_SIGNAL,
     PACING_PATCH,
     QUARANTINE_QUERY,
     RECORD_ANALYTICS_ACTIVITY,
@@ -46,8 +50,10 @@ from omnicart.signals import (
     STATE_BYTES_BUDGET,
     TOPIC_CONSENT_PATCH,
     CustomerWorkflowInput,
+    HandOver,
     IncomingEvent,
     JourneyRef,
+    Link,
     LoadedJourneys,
     QuarantineReport,
 )
@@ -80,11 +86,27 @@ class CustomerWorkflow:
         # Pacing: each paced channel's sends go to its own rate-limited task queue (omnicart/pacing.py);
         # the latest event says which, so a change of settings reaches running customers.
         self._send_queues: dict[str, str] = dict(input.send_queues)
+        # Identity (docs/IDENTITY.md): an anonymous visitor's workflow is told its link, hands its state
+        # over and ends; the known customer's workflow merges what it is handed.
+        self._link: Link | None = None
+        self._merges: list[HandOver] = []
+        self._input = input
 
     @workflow.signal(name=EVENT_SIGNAL)
     def event(self, batch: list[IncomingEvent]) -> None:
         """Events for this customer, in the order the ingest side received them."""
         self._inbox.extend(batch)
+
+    @workflow.signal(name=LINK_SIGNAL)
+    def link(self, link: Link) -> None:
+        """This anonymous visitor became a known customer: hand everything over, then end."""
+        if self._state.is_anonymous:
+            self._link = self._link or link  # the first link wins (docs/IDENTITY.md)
+
+    @workflow.signal(name=MERGE_SIGNAL)
+    def merge_in(self, hand_over: HandOver) -> None:
+        """An anonymous visitor's state, to join this customer's (once: a repeat changes nothing)."""
+        self._merges.append(hand_over)
 
     @workflow.signal(name=FORGET_SIGNAL)
     def forget(self) -> None:
@@ -139,6 +161,7 @@ class CustomerWorkflow:
                 return
             await self._learn_catalog(interpreter.catalog_wanted(state, workflow.now()))
             self._carry_out(interpreter.handle_timers(state, workflow.now(), safe=True))
+            self._take_merges()
             while self._inbox:
                 incoming = self._inbox.pop(0)
                 self._send_queues = dict(incoming.send_queues)
@@ -154,6 +177,9 @@ class CustomerWorkflow:
                 )
             self._record_quarantine()
             self._record_analytics()
+            if self._link is not None and workflow.patched(IDENTITY_PATCH):
+                await self._hand_over(self._link)
+                return
             if self._should_continue_as_new(input):
                 self._fit_state(state)
                 workflow.continue_as_new(
@@ -181,7 +207,7 @@ class CustomerWorkflow:
 
     async def _until_something_to_do(self, input: CustomerWorkflowInput) -> None:
         """Sleep until an event arrives, the earliest deadline passes, or it is time to continue-as-new."""
-        if self._inbox or self._forgotten or self._should_continue_as_new(input):
+        if self._inbox or self._forgotten or self._merges or self._link or self._should_continue_as_new(input):
             return
         deadline = interpreter.next_wakeup(self._state)
         timeout = None if deadline is None else (deadline - workflow.now()).total_seconds()
@@ -191,6 +217,8 @@ class CustomerWorkflow:
             await workflow.wait_condition(
                 lambda: bool(self._inbox)
                 or self._forgotten
+                or bool(self._merges)
+                or self._link is not None
                 or interpreter.next_wakeup(self._state) != deadline
                 or self._should_continue_as_new(input)
                 or self._unrecorded()
@@ -205,12 +233,42 @@ class CustomerWorkflow:
         """
         if not workflow.all_handlers_finished() or self._recording is not None or self._unrecorded():
             return False
+        if self._merges or self._link is not None:
+            return False  # a hand-over first: it ends this workflow, or joins this customer's state
         if RECORD_ANALYTICS_ACTIVITY in self._carried:
             return False  # let the flush finish: starting it again in the next run would cost another
         if self._state.quarantined_total > self._quarantined_before:
             return True
         info = workflow.info()
         return info.is_continue_as_new_suggested() or info.get_current_history_length() >= input.max_history_events
+
+    def _take_merges(self) -> None:
+        """Merge what anonymous visitors handed over, then handle the events they had not handled yet."""
+        while self._merges:
+            hand_over = self._merges.pop(0)
+            if workflow.patched(IDENTITY_PATCH):
+                self._carry_out(merge.merge(self._state, hand_over.anonymous, workflow.now(), safe=True))
+            self._inbox.extend(  # the visitor's events, now this customer's
+                incoming.model_copy(update={"event": incoming.event.model_copy(
+                    update={"customer_id": self._state.customer_id})})
+                for incoming in hand_over.pending
+            )
+
+    async def _hand_over(self, link: Link) -> None:
+        """Give this anonymous visitor's state to the known customer; events that arrive meanwhile
+        follow in a second hand-over (whose state the merge recognises and skips)."""
+        while True:
+            pending, self._inbox = self._inbox, []
+            await workflow.execute_activity(
+                HAND_OVER_ACTIVITY,
+                HandOver(customer_id=link.customer_id, anonymous=self._state, pending=pending,
+                         max_history_events=self._input.max_history_events,
+                         send_timeout_seconds=self._input.send_timeout_seconds,
+                         record_analytics=self._input.record_analytics),
+                start_to_close_timeout=timedelta(seconds=30),
+            )
+            if not self._inbox:
+                return
 
     async def _resolve(self, incoming: IncomingEvent) -> list[JourneyBundle] | None:
         """The journeys an event may trigger; a version the registry lacks quarantines the event

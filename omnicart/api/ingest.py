@@ -36,12 +36,14 @@ from omnicart.catalog import InterestRecorder, apply_catalog_events
 from omnicart.catalog.outbox import FanoutStarter
 from omnicart.consent.history import ConsentHistory
 from omnicart.customers.projection import ProfileProjection
-from omnicart.events import Event
+from omnicart.events import ANONYMOUS_PREFIX, Event
+from omnicart.identity import IdentityLinks, NewLink
 from omnicart.journey.model import JourneyBundle
 from omnicart.observability import count_ingested
 from omnicart.pacing import send_queues
-from omnicart.routing import deliver
+from omnicart.routing import deliver, tell_link
 from omnicart.settings import Settings
+from omnicart.signals import Link
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +129,8 @@ class Ingest:
         self.fanouts = FanoutStarter(event_log.engine, client, settings.model_copy(update={"task_queue": task_queue}),
                                      timeout=forward_timeout)
         self._fanouts_waiting = True  # maybe left by an earlier process: the first catalog request looks
+        # Which known customer each anonymous id belongs to (omnicart.identity, docs/IDENTITY.md).
+        self.identity = IdentityLinks(event_log.engine, settings.signing_secret)
 
     async def submit(self, events: list[Event]) -> IngestResult:
         """Accept already validated events; raise :class:`ForwardingFailed` if any was not taken in.
@@ -143,14 +147,17 @@ class Ingest:
             count_ingested(0, in_batch_repeats)
             return IngestResult(accepted=0, duplicates=in_batch_repeats)
 
-        async with self._customer_locks({event.customer_id for event in distinct.values()}):
+        # A link holds its anonymous id's lock too: an anonymous event is routed before or after it, not between.
+        held = {event.customer_id for event in distinct.values()}
+        held |= {event.anonymous_id for event in distinct.values() if event.anonymous_id}
+        async with self._customer_locks(held):
             try:
                 recorded = await asyncio.to_thread(self.event_log.record, list(distinct.values()))
             except Exception as error:  # the transaction rolled back: nothing of the batch is recorded
                 logger.error("could not record %d events (%s); none taken", len(distinct), type(error).__name__)
                 raise ForwardingFailed(len(distinct), "the event log is unavailable") from error
             # The plan lets only catalog and store events (concerns: catalog, store) go without a customer.
-            catalog = [event for event in recorded.to_forward if not event.customer_id]
+            catalog = [event for event in recorded.to_forward if not event.customer_id and not event.anonymous_id]
             try:  # applied, or the request fails and the producer's retry applies them (idempotent)
                 await asyncio.to_thread(apply_catalog_events, self.event_log.engine, catalog)
             except Exception as error:
@@ -160,23 +167,32 @@ class Ingest:
                 # Applied and in the outbox: if Temporal is down now, the answer is still 202 and the
                 # next request (or the worker's sweep) starts the fan-out.
                 self._fanouts_waiting = not await self.fanouts.start_quietly()
+            customers = [event for event in recorded.to_forward if event.customer_id or event.anonymous_id]
+            try:  # each event gets the customer whose workflow it goes to: anonymous ids follow their links
+                routed = await asyncio.to_thread(self.identity.route, customers)
+            except Exception as error:
+                logger.error("could not route %d events (%s); none taken", len(customers), type(error).__name__)
+                raise ForwardingFailed(len(recorded.to_forward), "the identity links are unavailable") from error
             by_customer: dict[str, list[Event]] = {}
-            for event in recorded.to_forward:
-                if event.customer_id:
-                    by_customer.setdefault(event.customer_id, []).append(event)
+            for event in routed.events:
+                by_customer.setdefault(event.customer_id, []).append(event)
             outcomes = await asyncio.gather(*(self._forward(group) for group in by_customer.values()))
             forwarded = [event.id for event in catalog]
             forwarded += [event_id for done, _ in outcomes for event_id in done]
+            forwarded, linked = await self._hand_over_links(routed.links, forwarded, outcomes)
             try:
                 await asyncio.to_thread(self.event_log.mark_forwarded, forwarded)
             except Exception as error:  # forwarded but not marked: a retry forwards again, workflows dedupe
                 logger.error("could not mark %d events forwarded (%s)", len(forwarded), type(error).__name__)
                 raise ForwardingFailed(len(recorded.to_forward), "the event log is unavailable") from error
             reached = set(forwarded)
-            reached_customers = [e for e in recorded.to_forward if e.id in reached and e.customer_id]
-            await asyncio.to_thread(self.profiles.record_quietly, reached_customers)
+            reached_customers = [e for e in routed.events if e.id in reached]
+            # Anonymous visitors get no profile (nobody to find or to send to); their interest moves on link.
+            known = [e for e in reached_customers if not e.customer_id.startswith(ANONYMOUS_PREFIX)]
+            await asyncio.to_thread(self.profiles.record_quietly, known)
             await asyncio.to_thread(self.interest.record_quietly, reached_customers)
             await asyncio.to_thread(_best_effort, self.consent.record, reached_customers, "the consent history")
+            await asyncio.to_thread(self._move_interest, linked)
 
         errors = [error for _, error in outcomes if error is not None]
         if errors:
@@ -197,6 +213,45 @@ class Ingest:
         )
         count_ingested(result.accepted, result.duplicates)
         return result
+
+    async def _hand_over_links(
+        self, links: list[NewLink], forwarded: list[str], outcomes: list[tuple[list[str], Exception | None]]
+    ) -> tuple[list[str], list[NewLink]]:
+        """Tell each newly linked anonymous visitor's workflow to hand its state to the known customer,
+        once the linking event reached that customer; the events forwarded for good, the links told.
+
+        A link that could not be told leaves its linking event unforwarded: the producer's retry
+        forwards it again (the workflow dedupes it) and tells the link then. What is told is noted, so a
+        repeated link tells nothing.
+        """
+        reached = set(forwarded)
+        told: list[NewLink] = []
+        failed: set[str] = set()
+        for link in links:
+            if link.event_id not in reached:
+                continue
+            try:
+                await tell_link(self.client, link.anonymous_customer_id, Link(customer_id=link.customer_id,
+                                                                              event_id=link.event_id))
+                told.append(link)
+            except Exception as error:
+                logger.warning("could not hand over an anonymous visitor (%s); kept for the retry",
+                               type(error).__name__)
+                failed.add(link.event_id)
+                outcomes.append(([], error))
+        try:  # if this fails, a repeated link tells again: a visitor already told ignores it
+            await asyncio.to_thread(self.identity.handed_over, told)
+        except Exception as error:
+            logger.warning("could not note %d hand-overs (%s)", len(told), type(error).__name__)
+        return [event_id for event_id in forwarded if event_id not in failed], told
+
+    def _move_interest(self, links: list[NewLink]) -> None:
+        """The linked visitors' interest becomes the known customers' (best-effort, like recording it)."""
+        for link in links:
+            try:
+                self.interest.move(link.anonymous_customer_id, link.customer_id)
+            except Exception as error:
+                logger.warning("could not move an anonymous visitor's interest (%s)", type(error).__name__)
 
     async def _forward(self, events: list[Event]) -> tuple[list[str], Exception | None]:
         """Hand one customer's events to its workflow, in order; say which got there before any failure."""

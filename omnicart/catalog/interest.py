@@ -112,6 +112,24 @@ class InterestRecorder:
                 self._merge(connection, {key: merged[key] for key in keys[start : start + _CHUNK]})
         return len(merged)
 
+    def move(self, from_customer_id: str, to_customer_id: str) -> int:
+        """Give one customer's interest to another (an anonymous visitor who became known), merged
+        with what the other already had, in one transaction; how many rows moved. Idempotent."""
+        source, target = customer_ref(from_customer_id, self.secret), customer_ref(to_customer_id, self.secret)
+        with self.engine.begin() as connection:
+            rows = connection.execute(
+                select(customer_interest).where(customer_interest.c.customer_ref == source)
+            ).mappings().all()
+            moved = {
+                (row["sku"], target): {**_aware(dict(row)), "customer_ref": target, "customer_id": to_customer_id}
+                for row in rows
+            }
+            for start in range(0, len(moved), _CHUNK):
+                keys = sorted(moved)[start : start + _CHUNK]
+                self._merge(connection, {key: moved[key] for key in keys})
+            delete_interest(connection, source)
+        return len(moved)
+
     @staticmethod
     def _merge(connection: Connection, rows: dict[tuple[str, str], dict[str, Any]]) -> None:
         table = customer_interest.c

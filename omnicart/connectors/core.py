@@ -214,9 +214,10 @@ class ConnectorInbox:
 
 
 def envelope(event_id: str, event_type: str, customer_id: str, timestamp: datetime, source: str,
-             properties: dict[str, Any]) -> dict[str, Any]:
+             properties: dict[str, Any], anonymous_id: str | None = None) -> dict[str, Any]:
     """An omnicart event envelope as a mapping makes it: properties that are None are left out (the
-    platform did not say), and no ``customer_id`` for catalog events."""
+    platform did not say), no ``customer_id`` for catalog events, and the ``anonymous_id`` of a
+    visitor not known yet (both ids: the event links them, ``docs/IDENTITY.md``)."""
     made: dict[str, Any] = {
         "id": event_id,
         "type": event_type,
@@ -226,6 +227,8 @@ def envelope(event_id: str, event_type: str, customer_id: str, timestamp: dateti
     }
     if customer_id:
         made["customer_id"] = customer_id
+    if anonymous_id:
+        made["anonymous_id"] = anonymous_id
     return made
 
 

@@ -9,8 +9,10 @@ empty password (or ``writeKey`` in the body), one of ``OMNICART_SEGMENT_WRITE_KE
   from ``context``);
 * ``track`` events go through the mapping file (``omnicart.connectors.segment_mapping``);
 * ``page`` becomes what the mapping's ``page`` says (``page_viewed``), or nothing;
-* a call without ``userId`` is quarantined with reason ``anonymous``: merging anonymous visitors
-  into known customers comes later, and then these can be replayed;
+* ``anonymousId`` becomes the event's ``anonymous_id``: a call with only that is an anonymous
+  visitor's (their carts and views wait for them), and a call with both links the visitor to the
+  known customer, whose journeys then go on as one (``docs/IDENTITY.md``); a call with neither is
+  quarantined with reason ``anonymous``;
 * ``messageId`` is the dedupe key (event id ``segment:<messageId>``);
 * time: an explicit ``timestamp`` is used as sent (historical imports); otherwise
   ``originalTimestamp`` corrected for the sender's clock skew, ``receivedAt - (sentAt -
@@ -101,11 +103,9 @@ class SegmentCalls:
         kind = message.get("type")
         if kind not in CALLS:
             raise Unmappable(f"{kind!r} calls are not mapped (identify, track and page are)")
-        user_id = message.get("userId")
-        if isinstance(user_id, int) and not isinstance(user_id, bool):
-            user_id = str(user_id)
-        if not isinstance(user_id, str) or not user_id:
-            raise Unmappable("anonymous: no userId (anonymous visitors are kept until identity merging comes)")
+        user_id, anonymous_id = _id(message.get("userId")), _id(message.get("anonymousId"))
+        if not user_id and not anonymous_id:
+            raise Unmappable("anonymous: neither userId nor anonymousId")
         context = as_object(message.get("context"))
         properties = as_object(message.get("properties"))
         if kind == "identify":
@@ -122,7 +122,15 @@ class SegmentCalls:
             mapped["name"] = message.get("name") if isinstance(message.get("name"), str) else None
         timestamp = _event_time(message, delivery.occurred_at)
         source = "web" if kind != "identify" else "api"
-        return [envelope(PREFIX + delivery.delivery_id, event_type, user_id, timestamp, source, mapped)]
+        return [envelope(PREFIX + delivery.delivery_id, event_type, user_id, timestamp, source, mapped,
+                         anonymous_id=anonymous_id)]
+
+
+def _id(value: Any) -> str:
+    """A Segment id as text ("" when absent): libraries send strings, some servers numbers."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value if isinstance(value, str) else ""
 
 
 def _traits(traits: Any, context: dict[str, Any]) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from omnicart.engine import context
 from omnicart.engine.localtime import next_local_time, quiet_until, zone
 from omnicart.engine.state import (
     CARTS,
+    HELD_TRIGGERS,
     JOURNAL,
     PROFILE_ATTRIBUTES,
     QUARANTINE,
@@ -36,6 +37,7 @@ from omnicart.engine.state import (
     Deferred,
     Delivering,
     GoalWatch,
+    HeldTrigger,
     PendingSend,
     Profile,
     Quarantined,
@@ -300,6 +302,13 @@ def quarantine_event(state: CustomerState, event: Event, now: datetime, error: E
     return out
 
 
+def _hold(state: CustomerState, event: Event, journeys: list[JourneyBundle]) -> None:
+    """Keep an anonymous visitor's trigger, with its journeys, for when the visitor becomes known."""
+    if any(bundle.journey.enabled and not bundle.journey.trigger.is_date for bundle in journeys):
+        state.held.append(HeldTrigger(event, list(journeys)))
+        del state.held[:-HELD_TRIGGERS]
+
+
 def _remember_seen(state: CustomerState, event_id: str) -> None:
     state.seen.append(event_id)
     del state.seen[:-SEEN_EVENT_IDS]
@@ -321,6 +330,9 @@ def _apply_event(
     _apply_exits(state, event, ctx_event, now, new)
     _restart_clocks(state, event, now, new)
     _resume_waiting(state, event, ctx_event, now, new)
+    if state.is_anonymous:
+        _hold(state, event, journeys)
+        journeys = []  # nobody to send to yet: the known customer's state starts them (engine.merge)
     # The journey with the higher priority starts (and sends) first when one event triggers several.
     for bundle in sorted(journeys, key=lambda bundle: -bundle.journey.priority):
         _maybe_trigger(state, bundle, event, ctx_event, now, new)
@@ -843,6 +855,8 @@ def _maybe_trigger(
     trigger = journey.trigger
     if not journey.enabled or trigger.event_type != event.type:
         return
+    if trigger.once and journey.name in state.entered:
+        return  # once per customer (a welcome): never a second run
     if trigger.is_date and not _date_reached_applies(state, journey, event):
         return
     key: str | None = None
@@ -877,6 +891,8 @@ def _maybe_trigger(
     )
     state.bundles.setdefault(bundle.version, bundle)
     state.runs.append(run)
+    if journey.name not in state.entered:
+        state.entered.append(journey.name)
     out.actions.append(_action(state, journey.name, now, "enter", of=run))
     if journey.goal is not None:
         # A goal counted from a later step (``after``) opens its window when the run gets there.

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from omnicart.events import Event
+from omnicart.events import ANONYMOUS_PREFIX, Event
 from omnicart.journey.model import JourneyBundle
 
 Holdout = Literal["journey", "global"]
@@ -30,6 +30,10 @@ PROFILE_ATTRIBUTES = 200
 """A profile keeps at most this many custom attributes (an event may carry 200 keys; many events with
 new names would otherwise grow the state without bound). Known attributes keep updating."""
 QUARANTINE = 20
+HELD_TRIGGERS = 20
+"""An anonymous visitor keeps at most this many journey triggers for when they become known."""
+MERGED = 200
+"""A customer remembers this many anonymous customers merged into it (a repeated merge is a no-op)."""
 
 
 @dataclass(slots=True)
@@ -228,6 +232,18 @@ class Quarantined:
 
 
 @dataclass(slots=True)
+class HeldTrigger:
+    """An event an anonymous visitor's journeys would have started from, with those journeys.
+
+    Nobody can be reached at an anonymous id, so no run starts there; when the visitor becomes known
+    the known customer's state handles the event as if it had come in then (``engine.merge``).
+    """
+
+    event: Event
+    journeys: list[JourneyBundle] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class CustomerState:
     """The whole durable picture of one customer."""
 
@@ -255,6 +271,14 @@ class CustomerState:
     # What the catalog said of the skus of this customer's carts when a condition last needed it
     # (``catalog`` in conditions): fed in by the driver (``interpreter.learn_catalog``), never read here.
     catalog: dict[str, dict[str, Any]] = field(default_factory=dict)
+    held: list[HeldTrigger] = field(default_factory=list)  # an anonymous visitor's triggers, until known
+    merged: list[str] = field(default_factory=list)  # anonymous customers merged into this one
+    entered: list[str] = field(default_factory=list)  # every journey a run of this customer ever entered
+
+    @property
+    def is_anonymous(self) -> bool:
+        """A visitor known only by an anonymous id: nobody to send to, so journeys wait (``held``)."""
+        return self.customer_id.startswith(ANONYMOUS_PREFIX)
 
     def run(self, run_id: str) -> RunState | None:
         return next((run for run in self.runs if run.run_id == run_id), None)
@@ -320,6 +344,9 @@ class CustomerState:
             recent=list(self.recent),
             journal=list(self.journal),
             quarantine=list(self.quarantine),
+            held=list(self.held),
+            merged=list(self.merged),
+            entered=list(self.entered),
         )
 
     def restore(self, checkpoint: CustomerState) -> None:

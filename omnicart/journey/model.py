@@ -110,6 +110,11 @@ class Trigger(_Strict):
         default=None,
         description="Start no run from an event older than this when it arrives (a backfill, an outage).",
     )
+    once: bool = Field(
+        default=False,
+        description="At most one run per customer, ever (a welcome): once a run has started, no later trigger, "
+        "nor an anonymous session merged in, starts another.",
+    )
 
     @model_validator(mode="after")
     def _one_start(self) -> Trigger:

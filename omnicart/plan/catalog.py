@@ -87,12 +87,13 @@ class TrackingPlan:
 
 def _described(spec: EventSpec) -> dict[str, Any]:
     envelope_required = ["id", "type", "timestamp", "source", "properties"]
-    if spec.needs_customer:
-        envelope_required.append("customer_id")
+    # A customer event names its customer, a visitor not known yet (anonymous_id), or both.
+    who = {"anyOf": [{"required": ["customer_id"]}, {"required": ["anonymous_id"]}]} if spec.needs_customer else {}
     return {
         "description": spec.description,
         "type": "object",
         "required": envelope_required,
+        **who,
         "properties": {"type": {"const": spec.type}, "properties": spec.schema},
     }
 

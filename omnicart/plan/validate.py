@@ -45,22 +45,32 @@ def _is_zone(value: object) -> bool:
 
 
 def problems(
-    plan: TrackingPlan, event_type: str, customer_id: str, properties: dict[str, Any]
+    plan: TrackingPlan, event_type: str, customer_id: str, properties: dict[str, Any], anonymous_id: str = ""
 ) -> list[tuple[str, str]]:
-    """Every way this event breaks the plan; empty when it keeps it."""
+    """Every way this event breaks the plan; empty when it keeps it.
+
+    A customer event names its customer by ``customer_id``, by ``anonymous_id`` (a visitor not known
+    yet) or by both (which links them); each keeps the rules of an id.
+    """
     spec = plan.get(event_type)
     if spec is None:
         close = difflib.get_close_matches(event_type, plan.types(), n=1, cutoff=0.75)
         hint = f" — did you mean '{close[0]}'?" if close else ": declare it in the tracking plan (plan/)"
         return [("type", f"'{event_type}' is not in the tracking plan{hint}")]
     found: list[tuple[str, str]] = []
-    if spec.needs_customer and not customer_id:
+    if spec.needs_customer and not customer_id and not anonymous_id:
         found.append(("customer_id", f"is required: {event_type} events concern a customer"))
     elif customer_id and not spec.needs_customer:
         # Said, not dropped: the producer meant something by it, and no customer's journey would see it.
         found.append(("customer_id", f"must be left out: {event_type} events concern the {spec.concerns}, no customer"))
     elif customer_id and not CUSTOMER_ID.match(customer_id):
         found.append(("customer_id", "must start with a letter or digit and hold only letters, digits and _ . : @ + -"))
+    if anonymous_id and not spec.needs_customer:
+        found.append(("anonymous_id", f"must be left out: {event_type} events concern the {spec.concerns}, "
+                                      "no customer"))
+    elif anonymous_id and not CUSTOMER_ID.match(anonymous_id):
+        found.append(("anonymous_id", "must start with a letter or digit and hold only letters, digits and "
+                                      "_ . : @ + -"))
     for error in sorted(_validator(plan, event_type).iter_errors(properties), key=lambda e: list(e.absolute_path)):
         found.append(_describe(error))
     return found

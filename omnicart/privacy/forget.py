@@ -4,7 +4,8 @@ In this order, so that no step leaves something unable to do its job:
 
 1. The customer's workflow gets the ``forget`` signal: it drops its state, cancels sends under way
    and ends. If no worker handles it in time, the workflow is terminated (a server-side act).
-2. Only once the workflow is closed is the customer's data key deleted. Every payload of its
+2. Only once the workflow is closed is the customer's data key deleted, with those of the anonymous
+   visitors linked to it (``docs/IDENTITY.md``: their completed workflows' histories). Every payload of its
    history (events, profile, sends, failures) is then undecryptable, everywhere copies of the
    history live. Deleting it earlier would leave a live workflow unable to read its own history.
 3. The product database: message recipients deleted; provider error texts cleared; the customer id
@@ -34,6 +35,7 @@ from omnicart.catalog.interest import delete_interest
 from omnicart.connectors.quarantine import delete_quarantined_deliveries
 from omnicart.consent.history import delete_consent_history
 from omnicart.customers.profiles import delete_profile
+from omnicart.identity import delete_links, linked_visitors
 from omnicart.ledger import message_ledger, message_recipients
 from omnicart.privacy.outbox_lines import drop_outbox_lines
 from omnicart.privacy.rows import Erased, clear_errors, delete_recipients, pseudonymise
@@ -61,6 +63,8 @@ class ForgetReport:
     interest_rows_deleted: int = 0
     consent_rows_deleted: int = 0
     connector_rows_deleted: int = 0
+    identity_links_deleted: int = 0
+    visitor_keys_deleted: int = 0
 
     def lines(self) -> list[str]:
         key = "deleted (its history can no longer be decrypted)" if self.data_key_deleted else "none left"
@@ -73,6 +77,8 @@ class ForgetReport:
             f"product interest rows deleted: {self.interest_rows_deleted}",
             f"consent history rows deleted: {self.consent_rows_deleted}",
             f"quarantined connector deliveries deleted: {self.connector_rows_deleted}",
+            f"identity links deleted: {self.identity_links_deleted}",
+            f"merged anonymous visitors' data keys deleted: {self.visitor_keys_deleted}",
             f"pseudonym in the product database: {self.pseudonym}",
         ]
 
@@ -83,8 +89,13 @@ async def forget_customer(
     """Erase ``customer_id`` (idempotent); see the module docstring for what and in which order."""
     workflow_id = customer_workflow_id(customer_id)
     report = ForgetReport(workflow_id=workflow_id, pseudonym=keyed_hash(customer_id, settings.signing_secret))
+    # Read first: the rows go in step 3, the keys in step 2.
+    visitors = await asyncio.to_thread(_linked_visitors, settings, customer_id)
     report.workflow = await _end_workflow(client, workflow_id, timeout)
-    report.data_key_deleted = await asyncio.to_thread(data_key_store(settings).delete, workflow_id)
+    keys = data_key_store(settings)
+    report.data_key_deleted = await asyncio.to_thread(keys.delete, workflow_id)
+    for visitor in visitors:
+        report.visitor_keys_deleted += await asyncio.to_thread(keys.delete, customer_workflow_id(visitor))
     await asyncio.to_thread(_erase_rows, settings, customer_id, report)
     report.erased.outbox_lines_deleted = await asyncio.to_thread(
         drop_outbox_lines, settings.outbox(), lambda line: line.get("customer_id") == customer_id
@@ -111,6 +122,12 @@ async def _end_workflow(client: Client, workflow_id: str, timeout: timedelta) ->
         return "terminated (no worker handled the forget signal in time)"
 
 
+def _linked_visitors(settings: Settings, customer_id: str) -> list[str]:
+    engine = get_engine(settings.database())
+    require_current(engine)  # before anything is erased: nothing half-done on a database never migrated
+    return linked_visitors(engine, customer_ref(customer_id, settings.signing_secret))
+
+
 def _erase_rows(settings: Settings, customer_id: str, report: ForgetReport) -> None:
     engine = get_engine(settings.database())
     require_current(engine)
@@ -125,3 +142,4 @@ def _erase_rows(settings: Settings, customer_id: str, report: ForgetReport) -> N
         report.interest_rows_deleted = delete_interest(conn, reference)
         report.consent_rows_deleted = delete_consent_history(conn, reference)
         report.connector_rows_deleted = delete_quarantined_deliveries(conn, customer_id)
+        report.identity_links_deleted = delete_links(conn, reference)

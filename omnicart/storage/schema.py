@@ -29,6 +29,7 @@ TABLE_MODULES = (
     "omnicart.connectors.shopify_inventory",
     "omnicart.console.users",
     "omnicart.api.webhook_inbox",
+    "omnicart.identity",
 )
 
 
