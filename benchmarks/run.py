@@ -43,6 +43,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.analytics import AnalyticsActivities
+from activities.catalog import CatalogActivities
 from activities.journeys import JourneyActivities
 from activities.send import SendActivities
 from benchmarks.minimal_workflow import MinimalCartInput, MinimalCartWorkflow
@@ -212,7 +213,8 @@ def bench_worker(client: Client, settings: Settings) -> Worker:
     return Worker(client, task_queue=settings.task_queue, workflows=[CustomerWorkflow, MinimalCartWorkflow],
                   activities=[activities.send_message,
                               JourneyActivities(JourneyVersions(JourneyRegistry(engine))).load_journeys,
-                              AnalyticsActivities(engine, settings.signing_secret).record_analytics],
+                              AnalyticsActivities(engine, settings.signing_secret).record_analytics,
+                              CatalogActivities(engine).catalog_for_conditions],
                   workflow_runner=workflow_runner(), max_concurrent_activities=200)
 
 
