@@ -101,10 +101,16 @@ class StatusCallbackResult(BaseModel):
 @router.post(STATUS_PATH, response_model=StatusCallbackResult)
 async def twilio_status(request: Request) -> StatusCallbackResult:
     """A status callback: stored, then applied (delivered / undelivered / failed become journey events)."""
+    return await store_status(request, STATUS_KIND)
+
+
+async def store_status(request: Request, kind: str) -> StatusCallbackResult:
+    """Any Twilio channel's status callback, verified and stored in the inbox under ``kind``: what
+    its applier did when it could run at once, else that it waits (``stored``)."""
     params, body = await _verified_params(request)
     _, status = status_of(params)
     query = request.scope.get("query_string", b"").decode("latin-1")
-    applied, result = await receive(request.app.state, "twilio", STATUS_KIND, query, body)
+    applied, result = await receive(request.app.state, "twilio", kind, query, body)
     if applied:
         return cast(StatusCallbackResult, result)
     return StatusCallbackResult(

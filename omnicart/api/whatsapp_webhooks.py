@@ -29,7 +29,7 @@ import asyncio
 import logging
 import unicodedata
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, HTTPException, Request, Response
@@ -44,6 +44,7 @@ from omnicart.api.twilio_webhooks import (
     _verified_params,
     forward_delivery,
     status_of,
+    store_status,
 )
 from omnicart.api.webhook_inbox import InboxItem, applier, receive
 from omnicart.channels.twilio_whatsapp import PREFIX, STATUS_CALLBACK_PATH, classify_whatsapp_error
@@ -102,15 +103,7 @@ def opt_out_language(body: str) -> str | None:
 async def whatsapp_status(request: Request) -> StatusCallbackResult:
     """A WhatsApp status callback: stored, then applied (delivered / read / failed / undelivered
     become journey events)."""
-    params, body = await _verified_params(request)
-    _, status = status_of(params)
-    query = request.scope.get("query_string", b"").decode("latin-1")
-    applied, result = await receive(request.app.state, "twilio", STATUS_KIND, query, body)
-    if applied:
-        return cast(StatusCallbackResult, result)
-    return StatusCallbackResult(
-        message_id=request.query_params.get("message_id"), status=status, known=False, stored=True
-    )
+    return await store_status(request, STATUS_KIND)
 
 
 @applier(STATUS_KIND)

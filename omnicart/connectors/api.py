@@ -15,8 +15,9 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
+from omnicart.api.webhook_inbox import read_body
 from omnicart.connectors import segment, shopify, shopify_privacy, woocommerce, woocommerce_checkout
-from omnicart.connectors.core import ConnectorAnswer, ConnectorInbox, json_object, read_limited_body, require_signature
+from omnicart.connectors.core import MAX_WEBHOOK_BYTES, ConnectorAnswer, ConnectorInbox, json_object, require_signature
 from omnicart.connectors.mappings import mappings_for
 from omnicart.connectors.quarantine import ConnectorQuarantine
 from omnicart.settings import Settings
@@ -63,7 +64,7 @@ def connectors_router(require_token: Callable[..., None], settings: Settings) ->
                  summary="Shopify webhooks (every topic)")
     async def shopify_webhook(request: Request) -> Any:
         """Verified with `X-Shopify-Hmac-Sha256`; a genuine payload that cannot be mapped is `200` and quarantined."""
-        body = await read_limited_body(request)
+        body = await read_body(request, MAX_WEBHOOK_BYTES)
         require_signature("shopify", settings.shopify_api_secret, body, request.headers.get(shopify.HMAC_HEADER))
         delivery = shopify.delivery_of(request, body)
         if delivery.topic in shopify.PRIVACY_TOPICS:
@@ -74,7 +75,7 @@ def connectors_router(require_token: Callable[..., None], settings: Settings) ->
                  summary="WooCommerce webhooks (every topic)")
     async def woocommerce_webhook(request: Request) -> Any:
         """Verified with `X-WC-Webhook-Signature`; WooCommerce's unsigned ping on saving a webhook is `200`."""
-        body = await read_limited_body(request)
+        body = await read_body(request, MAX_WEBHOOK_BYTES)
         if woocommerce.is_ping(request, body):
             return ConnectorAnswer(accepted=0, duplicates=0)
         secret = settings.woocommerce_webhook_secret
@@ -87,7 +88,7 @@ def connectors_router(require_token: Callable[..., None], settings: Settings) ->
         """Public: origin-checked, rate-limited, and the customer proven by the token the shop prints."""
         origin = guard.allowed_origin(request)
         guard.within_rate(request)
-        body = await read_limited_body(request, woocommerce_checkout.MAX_BODY_BYTES)
+        body = await read_body(request, woocommerce_checkout.MAX_BODY_BYTES)
         delivery = woocommerce_checkout.checkout_delivery(body, origin, settings.woocommerce_webhook_secret)
         answer = await build_inbox(request).take(delivery)
         return JSONResponse(answer.model_dump(), headers={"Access-Control-Allow-Origin": origin, "Vary": "Origin"})
@@ -123,7 +124,7 @@ def connectors_router(require_token: Callable[..., None], settings: Settings) ->
 
 def _segment_route(settings: Settings, call: str) -> Callable[[Request], Any]:
     async def segment_call(request: Request) -> Any:
-        body = await read_limited_body(request, segment.MAX_BATCH_BYTES)
+        body = await read_body(request, segment.MAX_BATCH_BYTES)
         data = json_object(body)
         segment.require_write_key(settings.segment_write_keys, request.headers.get("authorization"), data or {})
         if data is None:

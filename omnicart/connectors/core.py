@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from fastapi import HTTPException, Request
+from fastapi import HTTPException
 from pydantic import BaseModel, Field, SecretStr, ValidationError
 
 from omnicart import limits
@@ -108,19 +108,6 @@ def require_signature(connector: str, secret: SecretStr | None, body: bytes, sig
         count_rejected(401, "signature")
         logger.warning("%s webhook refused: the signature does not match", connector)
         raise HTTPException(status_code=401, detail="the signature does not match the body")
-
-
-async def read_limited_body(request: Request, limit: int = MAX_WEBHOOK_BYTES) -> bytes:
-    """The raw body (signatures cover the exact bytes), refused with 413 past ``limit``."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(status_code=413, detail=f"the body is over the limit of {limit} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise HTTPException(status_code=413, detail=f"the body is over the limit of {limit} bytes")
-    return bytes(body)
 
 
 def json_object(body: bytes) -> dict[str, Any] | None:
