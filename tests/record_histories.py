@@ -2,7 +2,8 @@
 
     .venv/bin/python -m tests.record_histories [--edge-cases-only | --analytics-only | --topics-only |
                                                 --pacing-only | --late-fallback-only | --stock-only |
-                                                --identity-only | --date-triggers-only NAME]
+                                                --identity-only | --outlines-only |
+                                                --date-triggers-only NAME]
 
 A changed workflow that running journeys replay must go through ``workflow.patched`` (or a new
 workflow type); the replay test proves it does by replaying these saved histories. Re-record only
@@ -152,12 +153,12 @@ async def _record_edge_cases(env: WorkflowEnvironment, task_queue: str, channel:
     await _save(env.client, "abandoned_cart", "continued_as_new_with_send_in_flight", customer, first_run.run_id)
 
 
-async def _record_by_reference(env: WorkflowEnvironment, task_queue: str) -> None:
+async def _record_by_reference(env: WorkflowEnvironment, task_queue: str, name: str = "journeys_by_reference") -> None:
     """The path production takes: events name the journey by version, the workflow fetches it once
     (a local activity), and sends name their template instead of carrying it."""
     version = flagship().version
     start = aligned_start(await env.get_current_time())
-    customer = "cus_journeys_by_reference"
+    customer = f"cus_{name}"
     events = [_event(customer, 0, "customer_updated", start - DAY, profile()),
               _event(customer, 1, "checkout_started", start, cart()),
               _event(customer, 2, "checkout_started", start, cart("cart_2"))]
@@ -165,7 +166,7 @@ async def _record_by_reference(env: WorkflowEnvironment, task_queue: str) -> Non
                           [IncomingEvent(event=e, journeys=[version] if e.type == "checkout_started" else [])
                            for e in events])
     await env.sleep(start + 4 * DAY - await env.get_current_time())
-    await _save(env.client, "abandoned_cart", "journeys_by_reference", customer)
+    await _save(env.client, "abandoned_cart", name, customer)
 
 
 async def _record_win_back(env: WorkflowEnvironment, task_queue: str) -> None:
@@ -348,6 +349,15 @@ async def main() -> None:
     bundles: dict[str, JourneyBundle] = {"abandoned_cart": flagship(), "browse_abandonment": browse()}
     timelines = {"abandoned_cart": flagship_timelines(), "browse_abandonment": browse_timelines()}
     try:
+        if "--outlines-only" in sys.argv:
+            with tempfile.TemporaryDirectory() as scratch:
+                url = f"sqlite:///{Path(scratch) / 'registry.db'}"
+                upgrade(url)
+                JourneyRegistry(get_engine(url)).publish([flagship()], "recorder")
+                async with customer_worker(env.client, [RecordingChannel().send_message],
+                                           quarantine=QuarantineLog(get_engine(url))) as task_queue:
+                    await _record_by_reference(env, task_queue, "journeys_by_reference_outlined")
+            return
         if "--identity-only" in sys.argv:
             await _record_identity(env)
             return

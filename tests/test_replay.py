@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.api.enums.v1 import EventType
@@ -70,6 +71,35 @@ def test_the_saved_history_of_journeys_by_reference_fetches_each_version_once_an
     sends = [json.loads(e.activity_task_scheduled_event_attributes.input.payloads[0].data)
              for e in history.events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED]
     assert sends and all(send["template"] is None and "trigger" not in send["context"] for send in sends)
+
+
+def test_the_outlined_history_carries_the_journey_without_its_templates_words() -> None:
+    """The registry's answer outlines the templates (the send activity reads the words by version), so
+    the one fetch a run records is a fraction of the whole bundle's, and the sends still name them."""
+    folder = Path(__file__).parent / "histories"
+
+    def fetched(name: str) -> tuple[dict[str, Any], int]:
+        history = WorkflowHistory.from_json(name, (folder / f"abandoned_cart-{name}.json").read_text())
+        [marker] = [e.marker_recorded_event_attributes for e in history.events
+                    if e.marker_recorded_event_attributes.marker_name == "core_local_activity"
+                    and b'"activity_type":"load_journeys"' in e.marker_recorded_event_attributes.details["data"]
+                    .payloads[0].data]
+        result = json.loads(marker.details["result"].payloads[0].data)
+        return result, len(marker.details["result"].payloads[0].data)
+
+    whole, whole_size = fetched("journeys_by_reference")
+    outlined, outlined_size = fetched("journeys_by_reference_outlined")
+    [bundle] = outlined["bundles"]
+    assert bundle["templates"] == {} and bundle["outlines"]["cart_reminder_1"] == {
+        "channel": "email", "reads_trigger": False, "free_text": False}
+    assert bundle["journey"]["name"] == whole["bundles"][0]["journey"]["name"] and bundle["journey"]["steps"]
+    assert outlined_size * 2 < whole_size  # and the whole one was recorded before the flagship grew
+    history = WorkflowHistory.from_json("outlined", (folder / "abandoned_cart-journeys_by_reference_outlined.json")
+                                        .read_text())
+    sends = [json.loads(e.activity_task_scheduled_event_attributes.input.payloads[0].data)
+             for e in history.events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+             and e.activity_task_scheduled_event_attributes.activity_type.name == "send_message"]
+    assert sends and all(send["template"] is None and send["template_name"] for send in sends)
 
 
 def test_the_saved_history_of_the_win_back_split_records_analytics_on_sends_and_once_alone() -> None:

@@ -59,9 +59,8 @@ from omnicart.journey.model import (
     SendSpec,
     SplitSpec,
     Step,
-    Template,
+    TemplateOutline,
     WaitSpec,
-    WhatsAppTemplate,
     percent,
 )
 from omnicart.messages import SendRequest, SendResult
@@ -620,9 +619,10 @@ def send_request(state: CustomerState, command: SendCommand, *, by_reference: bo
     message needs, not the whole context.
     """
     bundle = state.bundles[command.version]
-    template = bundle.templates[command.template]
+    template = bundle.templates.get(command.template)
+    by_reference = by_reference or template is None  # an outlined bundle came from the registry
     message = context.message(state, command.trigger, command.journey, command.run_id, command.step_id)
-    if by_reference and not _reads(template, "trigger"):
+    if by_reference and not bundle.outline(command.template).reads_trigger:
         del message["trigger"]
     return SendRequest(
         message_id=command.message_id,
@@ -647,11 +647,6 @@ def out_of_stock_policy(bundle: JourneyBundle, step_id: str) -> OutOfStockPolicy
     step = bundle.journey.steps[bundle.journey.step_index(step_id)]
     chosen = step.send.if_out_of_stock if step.send is not None else None
     return chosen or DEFAULT_IF_OUT_OF_STOCK
-
-
-def _reads(template: Template, name: str) -> bool:
-    """Whether any part of a template mentions ``name`` (conservative: a mention is enough)."""
-    return any(isinstance(value, str) and name in value for value in template.model_dump().values())
 
 
 # --- profile, carts and engagement ---------------------------------------------------------------
@@ -1198,7 +1193,7 @@ def _try_options(
                             template=option.template, reason="frequency_capped")
                 )
                 continue
-        free_form = channel == "whatsapp" and _whatsapp_free_form(profile, bundle.templates[option.template], at)
+        free_form = channel == "whatsapp" and _whatsapp_free_form(profile, bundle.outline(option.template), at)
         # A first send is numbered by the run's send count; a fallback by the message it replaces.
         seed = base.message_id or str(run.sends if run is not None else 0)
         message_id = _digest("msg", state.customer_id, base.run_id, step_id, seed, str(index))
@@ -1228,10 +1223,10 @@ def _try_options(
     return None
 
 
-def _whatsapp_free_form(profile: Profile, template: Template, at: datetime) -> bool:
+def _whatsapp_free_form(profile: Profile, template: TemplateOutline, at: datetime) -> bool:
     """Free text instead of the approved template: only when the template has some and the customer
     wrote to us on WhatsApp within the last 24 hours (at the decision's time)."""
-    if not isinstance(template, WhatsAppTemplate) or template.body is None:
+    if not template.free_text:
         return False
     last = profile.inbound_at.get("whatsapp")
     return last is not None and at - last < WHATSAPP_WINDOW
@@ -1306,7 +1301,7 @@ def _options(send: SendSpec) -> list[SendSpec | Fallback]:
 
 
 def _channel(bundle: JourneyBundle, option: SendSpec | Fallback) -> str:
-    return option.channel or bundle.templates[option.template].channel
+    return option.channel or bundle.outline(option.template).channel
 
 
 def _target(journey: Journey, index: int, goto: str | None) -> int:

@@ -512,6 +512,30 @@ class Policies(_Strict):
     )
 
 
+class TemplateOutline(_Strict):
+    """What a customer's workflow needs to know of a template, without its words.
+
+    The send activity reads a registered template by (version, name), so the workflow decides with
+    these few facts only; carrying the words (every translation) would make each run's history and
+    state several kilobytes heavier for nothing.
+    """
+
+    channel: Channel
+    reads_trigger: bool = Field(
+        default=False, description="Some text mentions the trigger event: sends carry it in their context."
+    )
+    free_text: bool = Field(
+        default=False, description="WhatsApp: has a free-form body for a customer whose 24-hour window is open."
+    )
+
+
+def outline_of(template: Template) -> TemplateOutline:
+    """The outline of a template, reading every translation too (a conservative ``reads_trigger``)."""
+    text = json.dumps(template.model_dump(mode="json"))
+    free_text = isinstance(template, WhatsAppTemplate) and template.body is not None
+    return TemplateOutline(channel=template.channel, reads_trigger="trigger" in text, free_text=free_text)
+
+
 class JourneyBundle(_Strict):
     """A validated journey with the templates it uses: what a run snapshots when it starts."""
 
@@ -519,6 +543,27 @@ class JourneyBundle(_Strict):
     templates: dict[str, Template]
     policies: Policies = Field(default_factory=Policies)
     version: str = ""
+    outlines: dict[str, TemplateOutline] = Field(
+        default_factory=dict,
+        description="In place of ``templates`` when a workflow loaded the version from the registry "
+        "(``for_workflow``): the send activity reads the words there by version and name.",
+    )
+
+    def outline(self, name: str) -> TemplateOutline:
+        """What the workflow needs of template ``name``, whether this bundle carries it whole or outlined."""
+        found = self.outlines.get(name)
+        return found if found is not None else self._outlined[name]
+
+    def for_workflow(self) -> JourneyBundle:
+        """This version as a customer's workflow carries it: the journey and policies, templates outlined.
+
+        The version (the hash of the whole bundle) stays, so sends still name the registered words."""
+        return self.model_copy(update={"templates": {}, "outlines": dict(self._outlined)})
+
+    @cached_property
+    def _outlined(self) -> dict[str, TemplateOutline]:
+        """Every template's outline, worked out once per bundle (the simulator asks at every send)."""
+        return {name: outline_of(template) for name, template in self.templates.items()}
 
     @model_validator(mode="after")
     def _fingerprint(self) -> JourneyBundle:
