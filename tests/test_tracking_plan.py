@@ -72,3 +72,45 @@ def test_the_published_plan_accepts_the_sample_events_and_refuses_an_undeclared_
         assert validator.is_valid(json.loads(line)), line
     sample = json.loads((ROOT / "examples" / "events.jsonl").read_text().splitlines()[0])
     assert not validator.is_valid({**sample, "type": "zzz_qqq"})
+
+
+def _variants(value: object) -> list[object]:
+    """Values a producer gets wrong near ``value``: other types, edge numbers, odd strings."""
+    return [None, True, False, 0, -1, 1.0, 1.5, 10**12, "", "x", "x" * 600, "not an email", "+1", "Mars/Olympus",
+            [], [{}], [{"sku": 1}], {}, {"a": 1}, value]
+
+
+@pytest.mark.parametrize("event_type", sorted(load_plan().types()))
+def test_the_compiled_check_never_accepts_what_the_full_validator_refuses(event_type: str) -> None:
+    """The compiled check answers "keeps the plan" for nearly every event; it may say no too often
+    (then jsonschema decides), never yes when jsonschema finds a problem."""
+    from omnicart.plan.validate import _fast_validator, _keeps_schema, _validator
+
+    plan = load_plan()
+    assert _fast_validator(plan, event_type) is not None  # the built-in plan gets the fast path
+    schema = plan.events[event_type].schema
+    names = [*schema.get("properties", {}), "extra"]
+    base: dict[str, object] = {}
+    for name in schema.get("required", []):
+        base[name] = "x"
+    for name in names:
+        for value in _variants(base.get(name)):
+            properties = {**base, name: value}
+            if _keeps_schema(plan, event_type, properties):
+                assert not list(_validator(plan, event_type).iter_errors(properties)), (name, value)
+
+
+def test_a_valid_event_takes_the_compiled_path_and_a_shops_newer_keyword_does_not(tmp_path: Path) -> None:
+    from omnicart.plan.validate import _fast_validator, _keeps_schema
+
+    plan = load_plan()
+    order = {"order_id": "o-1", "total": 79.5, "currency": "USD"}
+    assert _keeps_schema(plan, "order_placed", order) and problems(plan, "order_placed", "cus_1", order) == []
+    (tmp_path / "loyalty_tier_changed.yaml").write_text(
+        "event: loyalty_tier_changed\nconcerns: customer\nproperties:\n"
+        "  tiers: {type: array, prefixItems: [{enum: [gold, silver]}]}\n")
+    shop = load_plan(tmp_path)
+    assert _fast_validator(shop, "loyalty_tier_changed") is None  # draft 2020-12 only: jsonschema judges
+    assert problems(shop, "loyalty_tier_changed", "cus_1", {"tiers": ["bronze"]}) == [
+        ("properties.tiers[0]", "must be one of 'gold', 'silver'")]
+    assert problems(shop, "loyalty_tier_changed", "cus_1", {"tiers": ["gold"]}) == []

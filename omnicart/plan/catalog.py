@@ -8,6 +8,7 @@ description. Shapes several events share live in ``_definitions.yaml`` and are r
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -150,12 +151,16 @@ def _specs(path: Path, data: Any) -> Iterator[EventSpec]:
 
 
 @lru_cache(maxsize=8)
-def _plan_for(folder: Path) -> TrackingPlan:
-    return load_plan(folder)
+def _plan_for(folder: Path, cwd: str) -> TrackingPlan:
+    return load_plan((Path(cwd) / folder).resolve())
 
 
 def default_plan() -> TrackingPlan:
-    """The plan of this deployment: built-in events plus the folder ``OMNICART_PLAN_DIR`` names."""
+    """The plan of this deployment: built-in events plus the folder ``OMNICART_PLAN_DIR`` names.
+
+    Asked for every event, so it is looked up by the setting as written (and the working directory,
+    for a relative one) rather than resolved on disk each time."""
     from omnicart.settings import get_settings
 
-    return _plan_for(get_settings().plan_dir.resolve())
+    folder = get_settings().plan_dir
+    return _plan_for(folder, "" if folder.is_absolute() else os.getcwd())
