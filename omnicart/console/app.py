@@ -41,6 +41,7 @@ from omnicart.console.test_sends import TestSendError, send_choices, send_test
 from omnicart.console.users import ConsoleUsers, Session
 from omnicart.customers.profiles import CustomerProfile, CustomerProfiles
 from omnicart.journey.registry import JourneyRegistry, Published, UnknownJourney
+from omnicart.journey_exit import exit_runs as exit_runs_of
 from omnicart.routing import customer_workflow_id
 from omnicart.settings import Settings
 from omnicart.storage import get_engine
@@ -72,6 +73,7 @@ def create_console_app(settings: Settings, client: Client | None = None) -> Fast
     app = FastAPI(title="omnicart console", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.users = ConsoleUsers(engine)
     app.state.throttle = LoginThrottle()
+    app.state.exiting = set()  # pauses telling customers' workflows to end their runs (held, not collected)
     profiles = CustomerProfiles(engine, settings.signing_secret)
     templates = Jinja2Templates(directory=HERE / "templates")
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
@@ -216,16 +218,31 @@ def create_console_app(settings: Settings, client: Client | None = None) -> Fast
         return RedirectResponse(f"/journeys/{name}?tested={message}", status_code=303)
 
     @app.post("/journeys/{name}/{change}")
-    async def pause_or_resume(session: ChangeDep, name: str, change: Literal["pause", "resume"]) -> Response:
-        """Pause (no new entries; runs under way go on) or resume, recorded with who did it."""
-        set_status = registry.pause if change == "pause" else registry.resume
+    async def pause_or_resume(
+        session: ChangeDep, name: str, change: Literal["pause", "resume"],
+        runs: Annotated[Literal["go_on", "exit"], Form()] = "go_on",
+    ) -> Response:
+        """Pause (no new entries; runs under way go on, or exit) or resume, recorded with who did it."""
+        exit_runs = change == "pause" and runs == "exit"
+        if exit_runs and client is None:
+            raise HTTPException(503, "Temporal is not connected to this console: runs under way cannot be told to exit")
         try:
-            changed = set_status(name, session.user.username)
+            if change == "pause":
+                changed = registry.pause(name, session.user.username, exit_runs=exit_runs)
+            else:
+                changed = registry.resume(name, session.user.username)
         except UnknownJourney as exc:
             raise HTTPException(404, str(exc)) from None
         if changed:
-            detail = "no new entries; runs under way go on" if change == "pause" else None
+            detail = None if change == "resume" else "runs under way exit" if exit_runs else \
+                "no new entries; runs under way go on"
             app.state.users.record(session.user, f"{change}d", name, published(name).version, detail)
+        if exit_runs and client is not None:
+            # In the background, paced: the page answers at once; a repeat of the pause repeats it harmlessly.
+            telling = asyncio.create_task(exit_runs_of(client, settings.task_queue, name, datetime.now(UTC),
+                                                       per_second=settings.journey_exit_rate))
+            app.state.exiting.add(telling)
+            telling.add_done_callback(app.state.exiting.discard)
         return RedirectResponse(f"/journeys/{name}", status_code=303)
 
     # -- customers -----------------------------------------------------------------------------

@@ -293,6 +293,17 @@ def replay_quarantined(state: CustomerState, now: datetime, *, late_fallback: bo
     return out
 
 
+def exit_journey(state: CustomerState, journey: str, reason: str, entered_before: datetime, now: datetime) -> Output:
+    """End every run of ``journey`` this customer entered by ``entered_before``, as an exit with
+    ``reason`` (a journey paused with "runs under way exit"): its sends in flight are cancelled, as
+    for any exit, and goal windows already counting go on. A run entered later is left alone."""
+    out = Output()
+    for run in [run for run in state.runs if run.journey == journey and run.entered_at <= entered_before]:
+        _end(state, run, now, reason, out)
+    _journal(state, out)
+    return out
+
+
 def quarantine_event(state: CustomerState, event: Event, now: datetime, error: Exception, **where: Any) -> Output:
     """Set an event aside without handling it (its driver could not prepare it), as a failure would."""
     out = Output()
