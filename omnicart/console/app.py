@@ -22,6 +22,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client
 
+from omnicart.consent.history import ConsentHistory
 from omnicart.console.auth import (
     CSRF_FIELD,
     LOGIN_CSRF_COOKIE,
@@ -32,7 +33,7 @@ from omnicart.console.auth import (
     current_session,
     posting_session,
 )
-from omnicart.console.customers import carts_of, customer_state, runs_of, timeline
+from omnicart.console.customers import carts_of, consent_provenance, customer_state, runs_of, timeline
 from omnicart.console.diagram import describe_step, mermaid_flowchart, step_counts
 from omnicart.console.journeys import check_source, journey_source, journey_summaries
 from omnicart.console.preview import TimelineError, parse_timeline, preview, sample_timelines
@@ -75,6 +76,7 @@ def create_console_app(settings: Settings, client: Client | None = None) -> Fast
     app.state.throttle = LoginThrottle()
     app.state.exiting = set()  # pauses telling customers' workflows to end their runs (held, not collected)
     profiles = CustomerProfiles(engine, settings.signing_secret)
+    consent_history = ConsentHistory(engine, settings.signing_secret)
     templates = Jinja2Templates(directory=HERE / "templates")
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
@@ -261,7 +263,8 @@ def create_console_app(settings: Settings, client: Client | None = None) -> Fast
             raise HTTPException(404, "no customer with that id is known to the profile projection")
         state = await customer_state(client, customer_workflow_id(customer_id))
         entries = await asyncio.to_thread(timeline, engine, customer_id)
-        return page(request, "customer.html", session, profile=profile, customer_id=customer_id,
+        consent = await asyncio.to_thread(consent_provenance, consent_history, customer_id)
+        return page(request, "customer.html", session, profile=profile, customer_id=customer_id, consent=consent,
                     runs=runs_of(state, engine), carts=carts_of(state), workflow_known=state is not None,
                     temporal=client is not None, entries=entries)
 
