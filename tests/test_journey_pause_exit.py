@@ -12,12 +12,14 @@ from typing import Any
 
 import httpx
 from temporalio.testing import WorkflowEnvironment
+from typer.testing import CliRunner
 
+from omnicart.cli import app
 from omnicart.console.app import create_console_app
 from omnicart.console.users import ConsoleUsers
 from omnicart.journey.registry import JourneyRegistry
 from omnicart.routing import customer_workflow_id
-from omnicart.settings import Settings
+from omnicart.settings import Settings, get_settings
 from omnicart.storage import get_engine
 from tests.console_support import CSRF, PASSWORD, console_settings, published_product
 from tests.support.bundles import flagship
@@ -110,3 +112,31 @@ async def test_pause_with_runs_exiting_ends_the_run_and_runs_going_on_still_get_
     assert (audit.username, audit.action, audit.detail) == ("editor", "paused", "runs under way exit")
     go_on_audit = ConsoleUsers(get_engine(go_on_settings.database())).audit("abandoned_cart", limit=1)[0]
     assert go_on_audit.detail == "no new entries; runs under way go on"
+
+
+async def test_omnicart_pause_exit_runs_ends_the_runs_under_way_from_the_terminal(
+    dev_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    settings = console_settings(tmp_path)
+    published_product(settings)
+    async with customer_worker(dev_env.client, [RecordingChannel().send_message]) as task_queue:
+        customer = await _waiting_in_the_flagship(dev_env, task_queue)
+        environment = {"OMNICART_DATA_DIR": str(tmp_path), "OMNICART_TASK_QUEUE": task_queue,
+                       "OMNICART_JOURNEY_EXIT_RATE": "20",
+                       "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host}
+        get_settings.cache_clear()
+        try:  # the command runs its own event loop: off this one
+            result = await asyncio.to_thread(CliRunner().invoke, app, ["pause", "abandoned_cart", "--exit-runs",
+                                                                      "--by", "ops@shop"], env=environment)
+        finally:
+            get_settings.cache_clear()
+        assert result.exit_code == 0, result.output
+        assert "abandoned_cart paused" in result.output and "told 1 customer workflows" in result.output
+
+        async def exited() -> bool:
+            return ("exit", "journey_paused") in [(line["action"], line.get("reason"))
+                                                  for line in await journal(dev_env.client, customer)]
+
+        await eventually(exited)
+    change = JourneyRegistry(get_engine(settings.database())).changes("abandoned_cart")[-1]
+    assert (change.change, change.by) == ("paused_exit", "ops@shop")
