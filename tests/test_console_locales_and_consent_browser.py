@@ -83,6 +83,7 @@ def test_the_flagships_first_reminder_is_previewed_in_each_locale_with_its_trans
     expect(turkish).to_have_attribute("lang", "tr")
     expect(turkish.locator(".subject")).to_have_text("Subject: Ada, sepetin seni bekliyor")
     expect(turkish.locator("iframe.email")).to_have_attribute("sandbox", "")
+    expect(turkish.frame_locator("iframe.email").locator("h1")).to_have_text("Ada, hâlâ karar veremedin mi?")
     persian = reminder.get_by_role("region", name="cart_reminder_1 in Persian (fa)")
     expect(persian).to_have_attribute("dir", "rtl")
     # Ada's locale is en-GB: the English words are hers, and shown first.

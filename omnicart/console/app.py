@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -48,6 +49,7 @@ from omnicart.settings import Settings
 from omnicart.storage import get_engine
 
 HERE = Path(__file__).parent
+logger = logging.getLogger(__name__)
 DEFAULT_PERIOD_DAYS = 30
 SAMPLE_EVENTS = Path("examples/events.jsonl")
 
@@ -75,6 +77,12 @@ def create_console_app(settings: Settings, client: Client | None = None) -> Fast
     app.state.users = ConsoleUsers(engine)
     app.state.throttle = LoginThrottle()
     app.state.exiting = set()  # pauses telling customers' workflows to end their runs (held, not collected)
+
+    def _told(task: asyncio.Task[int]) -> None:
+        app.state.exiting.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("telling customers' workflows to end a paused journey's runs failed: pause again to "
+                         "finish (it is idempotent)", exc_info=task.exception())
     profiles = CustomerProfiles(engine, settings.signing_secret)
     consent_history = ConsentHistory(engine, settings.signing_secret)
     templates = Jinja2Templates(directory=HERE / "templates")
@@ -244,7 +252,7 @@ def create_console_app(settings: Settings, client: Client | None = None) -> Fast
             telling = asyncio.create_task(exit_runs_of(client, settings.task_queue, name, datetime.now(UTC),
                                                        per_second=settings.journey_exit_rate))
             app.state.exiting.add(telling)
-            telling.add_done_callback(app.state.exiting.discard)
+            telling.add_done_callback(_told)
         return RedirectResponse(f"/journeys/{name}", status_code=303)
 
     # -- customers -----------------------------------------------------------------------------
