@@ -19,10 +19,14 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from omnicart.journey_exit import exit_runs, running_customers
+from omnicart.routing import customer_workflow_id
 from tests.support.bundles import flagship
 from tests.support.runtime import RecordingChannel, customer_worker, journal, send_event
 from tests.support.timelines import Timeline, cart, profile
@@ -55,7 +59,11 @@ async def run(customers: int, rate: float) -> None:
             print(f"told {told} workflows in {telling:.2f} s: {told / telling:,.0f} signals/s (limit {rate:g}/s)")
 
             async def exited(customer: str) -> bool:
-                return any(line["action"] == "exit" for line in await journal(env.client, customer))
+                try:
+                    return any(line["action"] == "exit" for line in await journal(env.client, customer))
+                except RPCError:  # a workflow task timed out on a loaded machine: Temporal retries it
+                    await report_failure(env.client, customer)
+                    return False
 
             waiting = set(ids)
             while waiting:
@@ -64,6 +72,20 @@ async def run(customers: int, rate: float) -> None:
             print(f"every run journalled exit journey_paused {time.perf_counter() - began:.2f} s after the pause")
     finally:
         await env.shutdown()
+
+
+async def report_failure(client: Client, customer: str) -> None:
+    """Say why a customer's workflow task failed (a timeout under load, or a bug), once per cause."""
+    history = await client.get_workflow_handle(customer_workflow_id(customer)).fetch_history()
+    for event in history.events:
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
+            cause = event.workflow_task_failed_event_attributes.failure.message
+            if cause not in SEEN:
+                SEEN.add(cause)
+                print(f"a workflow task of {customer} failed: {cause}")
+
+
+SEEN: set[str] = set()
 
 
 def main() -> None:

@@ -9,8 +9,9 @@ list is a superset and a customer without a run of that journey only notes the s
 with the ``exit_journey`` signal, paced so that a large customer base does not flood the cluster.
 
 Telling is idempotent: the signal names the moment of the pause, and a workflow ends only the runs
-it entered by then, so sending it twice (a retry, a second click) or late never ends a run that
-began after a resume.
+whose trigger happened by then, so sending it twice (a retry, a second click) or late never ends a
+run that began after a resume, while a run the workflow enters late from an earlier checkout (a
+backlog) still ends.
 """
 
 from __future__ import annotations
@@ -41,9 +42,9 @@ async def exit_runs(
     client: Client, task_queue: str, journey: str, paused_at: datetime, *, per_second: float,
     concurrency: int = IN_FLIGHT,
 ) -> int:
-    """Signal every running customer workflow to end its runs of ``journey`` entered by ``paused_at``,
+    """Signal every running customer workflow to end its runs of ``journey`` triggered by ``paused_at``,
     at most ``per_second`` signals a second and ``concurrency`` at a time; how many workflows were told."""
-    request = JourneyExit(journey=journey, reason=PAUSED_REASON, entered_before=paused_at)
+    request = JourneyExit(journey=journey, reason=PAUSED_REASON, paused_at=paused_at)
     loop = asyncio.get_running_loop()
     interval = 1.0 / per_second
     next_at = loop.time()

@@ -145,10 +145,11 @@ class QuarantineReport(BaseModel):
 class JourneyExit(BaseModel):
     """End this customer's runs of a journey (a pause with "runs under way exit").
 
-    Only runs the workflow entered at or before ``entered_before`` end: the signal is sent again
-    after a crash of its sender, or arrives late, and must never end a run begun after a resume.
+    Only runs whose trigger happened by ``paused_at`` end, however late the workflow handles them
+    (a backlog): the signal may be sent again, or arrive late, and must never end a run that a
+    customer began after a resume.
     """
 
     journey: str
     reason: str = "journey_paused"
-    entered_before: datetime
+    paused_at: datetime

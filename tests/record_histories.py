@@ -350,8 +350,7 @@ async def _record_pause_exit(env: WorkflowEnvironment) -> None:
                          [flagship()])
         await send_event(env.client, queue, _event(customer, 1, "checkout_started", start, cart()), [flagship()])
         await env.sleep(2 * HOUR)  # the checkout counts from now (a future timestamp is read as its arrival)
-        paused = JourneyExit(journey="abandoned_cart", reason=PAUSED_REASON,
-                             entered_before=await env.get_current_time())
+        paused = JourneyExit(journey="abandoned_cart", reason=PAUSED_REASON, paused_at=await env.get_current_time())
         await env.client.get_workflow_handle(customer_workflow_id(customer)).signal(EXIT_JOURNEY_SIGNAL, paused)
         await env.sleep(start + 4 * DAY - await env.get_current_time())
         await _save(env.client, "abandoned_cart", "paused_with_runs_exiting", customer)

@@ -186,6 +186,7 @@ class CustomerWorkflow:
                         state, event, journeys, workflow.now(), safe=True, late_fallback=self._late_fallback
                     )
                 )
+            self._take_exits(done=True)  # and runs the events before the signal just started
             self._record_quarantine()
             self._record_analytics()
             if self._link is not None and workflow.patched(IDENTITY_PATCH):
@@ -267,13 +268,16 @@ class CustomerWorkflow:
                 for incoming in hand_over.pending
             )
 
-    def _take_exits(self) -> None:
-        """End the runs of journeys paused with "runs under way exit" (a repeat ends nothing more)."""
-        while self._exits:
-            request = self._exits.pop(0)
+    def _take_exits(self, *, done: bool = False) -> None:
+        """End the runs of journeys paused with "runs under way exit": before due timers (a reminder
+        due now must not go out), and again after the inbox (``done``), whose events were signalled
+        before the pause's signal and may start a run of it. A repeat ends nothing more."""
+        for request in self._exits:
             if workflow.patched(PAUSE_EXIT_PATCH):
                 self._carry_out(interpreter.exit_journey(
-                    self._state, request.journey, request.reason, request.entered_before, workflow.now()))
+                    self._state, request.journey, request.reason, request.paused_at, workflow.now()))
+        if done:
+            self._exits.clear()
 
     async def _hand_over(self, link: Link) -> None:
         """Give this anonymous visitor's state to the known customer; events that arrive meanwhile
