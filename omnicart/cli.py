@@ -144,15 +144,33 @@ def journeys() -> None:
 def pause(
     name: Annotated[str, typer.Argument(help="The journey's name.")],
     by: Annotated[str | None, typer.Option(help="Who pauses it (default: user@host).")] = None,
+    exit_runs: Annotated[
+        bool, typer.Option("--exit-runs", help="Also end the runs under way (exit reason journey_paused).")
+    ] = False,
 ) -> None:
-    """Stop new entries into a journey; customers already in it carry on."""
+    """Stop new entries into a journey; customers already in it carry on, or with --exit-runs leave it."""
+    import asyncio
+
     from omnicart.journey.registry import UnknownJourney, default_author
 
     try:
-        changed = _registry().pause(name, by or default_author())
+        changed = _registry().pause(name, by or default_author(), exit_runs=exit_runs)
     except UnknownJourney as exc:
         raise typer.BadParameter(str(exc)) from None
     typer.echo(f"{name} paused" if changed else f"{name} was already paused")
+    if exit_runs:
+        from omnicart.journey_exit import exit_runs as exit_runs_of
+        from omnicart.settings import get_settings
+        from omnicart.temporal import connect
+
+        settings = get_settings()
+        paused_at = datetime.now(UTC)
+
+        async def run() -> int:
+            return await exit_runs_of(await connect(settings), settings.task_queue, name, paused_at,
+                                      per_second=settings.journey_exit_rate)
+
+        typer.echo(f"told {asyncio.run(run())} customer workflows to end their runs of {name}")
 
 
 @app.command()

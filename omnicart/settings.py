@@ -145,6 +145,10 @@ class Settings(BaseSettings):
     # The marketer's console (omnicart.console): its own listener, loopback unless said otherwise.
     console_address: str = Field(default="127.0.0.1:8090", description="host:port of the console.")
     console_secure_cookies: bool = Field(default=False, description="Mark session cookies Secure (behind HTTPS).")
+    journey_exit_rate: float = Field(
+        default=50.0, gt=0,
+        description="Signals a second when a journey is paused with its runs exiting (omnicart.journey_exit).",
+    )
 
     # In-store pick-up link a message prints next to a store that has the item (the template's
     # catalog[sku].pickup.pickup_url), with {sku} and {store_id}, e.g.

@@ -6,6 +6,7 @@ through (``workflows/sandbox.py``). The client side that sends these lives in ``
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -42,6 +43,10 @@ MERGE_SIGNAL = "merge"
 HAND_OVER_ACTIVITY = "hand_over"
 IDENTITY_PATCH = "identity-merge"
 """Anonymous visitors hand their state to the known customer (``docs/IDENTITY.md``)."""
+EXIT_JOURNEY_SIGNAL = "exit_journey"
+PAUSE_EXIT_PATCH = "journey-pause-exit"
+"""A journey paused with "runs under way exit" ends its runs (``omnicart.journey_exit``); histories
+from before replay without handling the signal (``workflow.patched``)."""
 
 STATE_BYTES_BUDGET = 512 * 1024
 """How large a customer's state may be when it is carried to the next run (continue-as-new).
@@ -135,3 +140,16 @@ class QuarantineReport(BaseModel):
 
     workflow_id: str
     entries: list[dict[str, Any]]
+
+
+class JourneyExit(BaseModel):
+    """End this customer's runs of a journey (a pause with "runs under way exit").
+
+    Only runs whose trigger happened by ``paused_at`` end, however late the workflow handles them
+    (a backlog): the signal may be sent again, or arrive late, and must never end a run that a
+    customer began after a resume.
+    """
+
+    journey: str
+    reason: str = "journey_paused"
+    paused_at: datetime

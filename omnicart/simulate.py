@@ -58,7 +58,7 @@ from omnicart.limits import InvalidJson, load_json
 from omnicart.locales import localized
 from omnicart.messages import SendResult
 from omnicart.rendering import render_message, send_context
-from omnicart.utm import utm_tagger
+from omnicart.utm import UtmTagger, utm_tagger
 
 # Below this many customers a preview runs in-process; above it, on every core.
 PARALLEL_FROM = 2000
@@ -73,6 +73,7 @@ def simulate(
     contents: dict[str, RenderedParts] | None = None,
     steps: bool = False,
     pickup_url: str | None = None,
+    translations: dict[str, dict[str, RenderedParts]] | None = None,
 ) -> list[Action]:
     """Every action of the journeys (one bundle, or several) for these events, in time order.
 
@@ -82,7 +83,9 @@ def simulate(
     Customers are independent, so each customer's timeline runs on its own (large timelines on all
     cores) and the results are merged by time: ties keep each customer's own order, customers in the
     order they first appear in the input. With ``contents``, each sent message's rendered parts are
-    put there by message id (and everything runs in this process).
+    put there by message id (and everything runs in this process); with ``translations`` as well,
+    each sent message rendered in every locale its template has (the customer's first), by
+    message id then locale: the console's preview shows a marketer each translation.
     """
     # Simulating creates many objects but no reference cycles: the garbage collector would only
     # rescan them (and, in forked workers, copy the inherited memory pages it touches).
@@ -94,7 +97,7 @@ def simulate(
         timelines = _timelines(event for event in given if not is_catalog_event(event))
         bundles = (journeys,) if isinstance(journeys, JourneyBundle) else tuple(journeys)
         options = _Options(bundles, imported_at, contents, steps=steps, catalog=CatalogTimeline(shop),
-                           pickup_url=pickup_url)
+                           pickup_url=pickup_url, translations=translations)
         shards = _shards(list(timelines.items()), 1 if contents is not None else workers)
         if len(shards) == 1 or "fork" not in multiprocessing.get_all_start_methods():
             parts = [_run_shard(shard, options) for shard in shards]
@@ -117,6 +120,7 @@ class _Options:
     steps: bool = False
     catalog: CatalogTimeline = field(default_factory=lambda: CatalogTimeline(()))
     pickup_url: str | None = None
+    translations: dict[str, dict[str, RenderedParts]] | None = None
 
     def journeys_for(self, event_type: str) -> list[JourneyBundle]:
         """The journeys an event of this type is offered, as ingest would attach them."""
@@ -399,6 +403,9 @@ class _Player:
                                                               default_locale=journey.default_locale)
             except TemplateError as exc:
                 return exc
+            if self.options.translations is not None:
+                self.options.translations[command.message_id] = self._translations(template, variables, utm,
+                                                                                   journey.default_locale)
             return None
         words, locale = localized(template, variables["customer"].get("locale"), journey.default_locale)
         key = (command.version, f"{command.template}.{locale}", _values_read(words, variables))
@@ -410,6 +417,24 @@ class _Player:
             except TemplateError as exc:
                 outcomes[key] = exc
         return outcomes[key]
+
+    @staticmethod
+    def _translations(
+        template: Template, variables: dict[str, Any], utm: UtmTagger | None, default_locale: str
+    ) -> dict[str, RenderedParts]:
+        """The message in every locale its template has, the customer's first, then the default. A
+        variant that does not render is left out: the customer's own rendering decides what the run
+        does, not this."""
+        _, theirs = localized(template, variables["customer"].get("locale"), default_locale)
+        rendered = {}
+        for tag in dict.fromkeys([theirs, default_locale, *template.locales]):
+            try:
+                rendered[tag] = render_message(template, {**variables, "customer": {**variables["customer"],
+                                                                                    "locale": tag}},
+                                               utm=utm, default_locale=default_locale)
+            except TemplateError:
+                continue
+        return rendered
 
 
 def _values_read(template: Template, variables: dict[str, Any]) -> str:

@@ -50,6 +50,9 @@ def main() -> None:
             page.goto("/preview?sample=cus_ada&journey=abandoned_cart")
             page.get_by_role("button", name="Preview").click()
             page.wait_for_load_state("networkidle")
+            # Chromium paints only the frames on screen: make the whole page the screen (one frame per locale).
+            page.set_viewport_size({"width": 1400, "height": page.evaluate("document.documentElement.scrollHeight")})
+            page.wait_for_timeout(500)
             page.screenshot(path=OUT / "preview.png", full_page=True)
     print(f"screenshots in {OUT.relative_to(ROOT)}: {', '.join(sorted(p.name for p in OUT.glob('*.png')))}")
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m tests.record_histories [--edge-cases-only | --analytics-only | --topics-only |
                                                 --pacing-only | --late-fallback-only | --stock-only |
-                                                --identity-only | --outlines-only |
+                                                --identity-only | --outlines-only | --pause-exit-only |
                                                 --date-triggers-only NAME]
 
 A changed workflow that running journeys replay must go through ``workflow.patched`` (or a new
@@ -17,7 +17,8 @@ customer opting out of a journey's topic half-way (``TOPIC_CONSENT_PATCH``); the
 paced channels, whose sends go to their own task queues (``PACING_PATCH``); an SMS bounced after
 acceptance falling back to email (``LATE_FAILURE_PATCH``); the flagship's low-stock branch, which
 asks the catalog first (``CATALOG_PATCH``); an anonymous visitor's checkout handed over to the
-customer they log in as, and merged there (``IDENTITY_PATCH``); and a run of the date-triggers
+customer they log in as, and merged there (``IDENTITY_PATCH``); the flagship paused with "runs
+under way exit" after its first reminder (``PAUSE_EXIT_PATCH``); and a run of the date-triggers
 schedule's workflow that delivers a birthday over two pages.
 """
 
@@ -336,6 +337,25 @@ async def _record_identity(env: WorkflowEnvironment) -> None:
         await _save(env.client, "abandoned_cart", "identity_known_customer_merges", customer)
 
 
+async def _record_pause_exit(env: WorkflowEnvironment) -> None:
+    """The flagship paused with "runs under way exit" an hour after its first reminder: the
+    ``exit_journey`` signal ends the run (exit ``journey_paused``) and no later touch is sent."""
+    from omnicart.journey_exit import PAUSED_REASON
+    from omnicart.signals import EXIT_JOURNEY_SIGNAL, JourneyExit
+
+    async with customer_worker(env.client, [RecordingChannel().send_message]) as queue:
+        start = aligned_start(await env.get_current_time())
+        customer = "cus_paused_with_runs_exiting"
+        await send_event(env.client, queue, _event(customer, 0, "customer_updated", start - DAY, profile()),
+                         [flagship()])
+        await send_event(env.client, queue, _event(customer, 1, "checkout_started", start, cart()), [flagship()])
+        await env.sleep(2 * HOUR)  # the checkout counts from now (a future timestamp is read as its arrival)
+        paused = JourneyExit(journey="abandoned_cart", reason=PAUSED_REASON, paused_at=await env.get_current_time())
+        await env.client.get_workflow_handle(customer_workflow_id(customer)).signal(EXIT_JOURNEY_SIGNAL, paused)
+        await env.sleep(start + 4 * DAY - await env.get_current_time())
+        await _save(env.client, "abandoned_cart", "paused_with_runs_exiting", customer)
+
+
 async def _until_held(channel: ScriptedChannel, requests: int) -> None:
     while len(channel.requests) < requests:
         await asyncio.sleep(0.05)
@@ -360,6 +380,9 @@ async def main() -> None:
             return
         if "--identity-only" in sys.argv:
             await _record_identity(env)
+            return
+        if "--pause-exit-only" in sys.argv:
+            await _record_pause_exit(env)
             return
         if "--date-triggers-only" in sys.argv:
             await _record_date_triggers(env, sys.argv[sys.argv.index("--date-triggers-only") + 1])

@@ -171,3 +171,45 @@ def test_custom_profile_attributes_are_bounded_but_known_ones_keep_updating() ->
 
     assert len(state.profile.attributes) == PROFILE_ATTRIBUTES
     assert state.profile.attributes["tier"] == "platinum"
+
+
+def test_a_pause_with_runs_exiting_ends_runs_triggered_by_then_and_cancels_their_send_in_flight() -> None:
+    start = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+    journey = bundle([{"send": {"template": "mail"}}, {"wait": "1d"}, {"send": {"template": "text"}}])
+    state = customer(start)
+    first = checkout(state, journey, start)
+    assert said(first) == ["enter", "send email mail"]  # the email is in flight when the pause comes
+
+    paused = interpreter.exit_journey(state, "test_journey", "journey_paused", start, start + timedelta(minutes=5))
+
+    assert said(paused) == ["exit journey_paused"]
+    assert paused.cancel == [first.sends[0].message_id]
+    assert state.runs == [] and interpreter.next_wakeup(state) is None
+    assert said(interpreter.exit_journey(state, "test_journey", "journey_paused", start, start)) == []  # a repeat
+
+
+def test_a_pause_with_runs_exiting_spares_a_run_triggered_after_it_and_other_journeys() -> None:
+    start = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+    journey = bundle([{"wait": "1h"}, {"send": {"template": "mail"}}])
+    other = bundle([{"wait": "1d"}, {"send": {"template": "text"}}], name="other_journey")
+    state = customer(start)
+    checkout(state, other, start)
+    later = start + timedelta(hours=2)
+    checkout(state, journey, later, number=2)  # a checkout after the pause (a resume in between)
+
+    out = interpreter.exit_journey(state, "test_journey", "journey_paused", start + timedelta(minutes=1), later)
+
+    assert said(out) == [] and {run.journey for run in state.runs} == {"test_journey", "other_journey"}
+
+
+def test_a_pause_with_runs_exiting_ends_a_run_entered_late_from_a_checkout_before_the_pause() -> None:
+    """A backlog: the checkout happened before the pause, the workflow handles it only after."""
+    start = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+    journey = bundle([{"wait": "1h"}, {"send": {"template": "mail"}}])
+    state = customer(start)
+    checkout(state, journey, start, now=start + timedelta(minutes=10))
+
+    out = interpreter.exit_journey(state, "test_journey", "journey_paused", start + timedelta(minutes=5),
+                                   start + timedelta(minutes=10))
+
+    assert said(out) == ["exit journey_paused"] and state.runs == []

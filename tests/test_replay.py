@@ -211,3 +211,23 @@ def test_the_saved_histories_of_an_identity_merge_hand_over_once_and_merge_behin
                if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED]
     assert "merge" in signals and patched(known)
     assert [kind for kind in scheduled(known) if kind == "send_message"] == ["send_message"] * 3
+
+
+def test_the_saved_history_of_a_pause_with_runs_exiting_ends_the_run_behind_its_patch() -> None:
+    """Pausing with "runs under way exit" came in through ``workflow.patched``: in this history the
+    ``exit_journey`` signal arrives after the first reminder, the patch is marked, the run ends
+    (the record_analytics batch stores its exit with reason journey_paused), and no later touch is sent."""
+    path = Path(__file__).parent / "histories" / "abandoned_cart-paused_with_runs_exiting.json"
+    events = WorkflowHistory.from_json("paused", path.read_text()).events
+    signals = [e.workflow_execution_signaled_event_attributes.signal_name for e in events
+               if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED]
+    assert signals[-1] == "exit_journey"
+    patches = [json.loads(payload.data)["id"] for e in events if e.HasField("marker_recorded_event_attributes")
+               for payload in e.marker_recorded_event_attributes.details["patch-data"].payloads]
+    assert "journey-pause-exit" in patches
+    scheduled = [e.activity_task_scheduled_event_attributes for e in events
+                 if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED]
+    assert [a.activity_type.name for a in scheduled].count("send_message") == 1
+    stored = [row for a in scheduled if a.activity_type.name == "record_analytics"
+              for row in json.loads(a.input.payloads[0].data)]
+    assert ("exit", "journey_paused") in [(row["action"], row.get("reason")) for row in stored]

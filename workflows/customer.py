@@ -35,6 +35,7 @@ from omnicart.signals import (
     CATALOG_PATCH,
     CUSTOMER_WORKFLOW,
     EVENT_SIGNAL,
+    EXIT_JOURNEY_SIGNAL,
     FORGET_SIGNAL,
     HAND_OVER_ACTIVITY,
     IDENTITY_PATCH,
@@ -43,6 +44,7 @@ from omnicart.signals import (
     LOAD_JOURNEYS_ACTIVITY,
     MERGE_SIGNAL,
     PACING_PATCH,
+    PAUSE_EXIT_PATCH,
     QUARANTINE_QUERY,
     RECORD_ANALYTICS_ACTIVITY,
     RECORD_QUARANTINE_ACTIVITY,
@@ -52,6 +54,7 @@ from omnicart.signals import (
     CustomerWorkflowInput,
     HandOver,
     IncomingEvent,
+    JourneyExit,
     JourneyRef,
     Link,
     LoadedJourneys,
@@ -90,6 +93,8 @@ class CustomerWorkflow:
         # over and ends; the known customer's workflow merges what it is handed.
         self._link: Link | None = None
         self._merges: list[HandOver] = []
+        # Journeys paused with "runs under way exit" (omnicart/journey_exit.py): their runs end.
+        self._exits: list[JourneyExit] = []
         self._input = input
 
     @workflow.signal(name=EVENT_SIGNAL)
@@ -107,6 +112,11 @@ class CustomerWorkflow:
     def merge_in(self, hand_over: HandOver) -> None:
         """An anonymous visitor's state, to join this customer's (once: a repeat changes nothing)."""
         self._merges.append(hand_over)
+
+    @workflow.signal(name=EXIT_JOURNEY_SIGNAL)
+    def exit_journey(self, request: JourneyExit) -> None:
+        """A journey was paused with "runs under way exit": end this customer's runs of it."""
+        self._exits.append(request)
 
     @workflow.signal(name=FORGET_SIGNAL)
     def forget(self) -> None:
@@ -159,6 +169,7 @@ class CustomerWorkflow:
             await self._until_something_to_do(input)
             if self._forgotten:
                 return
+            self._take_exits()  # before due timers: a paused journey's reminder due now must not go out
             await self._learn_catalog(interpreter.catalog_wanted(state, workflow.now()))
             self._carry_out(interpreter.handle_timers(state, workflow.now(), safe=True))
             self._take_merges()
@@ -175,6 +186,7 @@ class CustomerWorkflow:
                         state, event, journeys, workflow.now(), safe=True, late_fallback=self._late_fallback
                     )
                 )
+            self._take_exits(done=True)  # and runs the events before the signal just started
             self._record_quarantine()
             self._record_analytics()
             if self._link is not None and workflow.patched(IDENTITY_PATCH):
@@ -207,7 +219,8 @@ class CustomerWorkflow:
 
     async def _until_something_to_do(self, input: CustomerWorkflowInput) -> None:
         """Sleep until an event arrives, the earliest deadline passes, or it is time to continue-as-new."""
-        if self._inbox or self._forgotten or self._merges or self._link or self._should_continue_as_new(input):
+        if (self._inbox or self._forgotten or self._merges or self._exits or self._link
+                or self._should_continue_as_new(input)):
             return
         deadline = interpreter.next_wakeup(self._state)
         timeout = None if deadline is None else (deadline - workflow.now()).total_seconds()
@@ -218,6 +231,7 @@ class CustomerWorkflow:
                 lambda: bool(self._inbox)
                 or self._forgotten
                 or bool(self._merges)
+                or bool(self._exits)
                 or self._link is not None
                 or interpreter.next_wakeup(self._state) != deadline
                 or self._should_continue_as_new(input)
@@ -253,6 +267,17 @@ class CustomerWorkflow:
                     update={"customer_id": self._state.customer_id})})
                 for incoming in hand_over.pending
             )
+
+    def _take_exits(self, *, done: bool = False) -> None:
+        """End the runs of journeys paused with "runs under way exit": before due timers (a reminder
+        due now must not go out), and again after the inbox (``done``), whose events were signalled
+        before the pause's signal and may start a run of it. A repeat ends nothing more."""
+        for request in self._exits:
+            if workflow.patched(PAUSE_EXIT_PATCH):
+                self._carry_out(interpreter.exit_journey(
+                    self._state, request.journey, request.reason, request.paused_at, workflow.now()))
+        if done:
+            self._exits.clear()
 
     async def _hand_over(self, link: Link) -> None:
         """Give this anonymous visitor's state to the known customer; events that arrive meanwhile

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -22,6 +23,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client
 
+from omnicart.consent.history import ConsentHistory
 from omnicart.console.auth import (
     CSRF_FIELD,
     LOGIN_CSRF_COOKIE,
@@ -32,7 +34,7 @@ from omnicart.console.auth import (
     current_session,
     posting_session,
 )
-from omnicart.console.customers import carts_of, customer_state, runs_of, timeline
+from omnicart.console.customers import carts_of, consent_provenance, customer_state, runs_of, timeline
 from omnicart.console.diagram import describe_step, mermaid_flowchart, step_counts
 from omnicart.console.journeys import check_source, journey_source, journey_summaries
 from omnicart.console.preview import TimelineError, parse_timeline, preview, sample_timelines
@@ -41,11 +43,13 @@ from omnicart.console.test_sends import TestSendError, send_choices, send_test
 from omnicart.console.users import ConsoleUsers, Session
 from omnicart.customers.profiles import CustomerProfile, CustomerProfiles
 from omnicart.journey.registry import JourneyRegistry, Published, UnknownJourney
+from omnicart.journey_exit import exit_runs as exit_runs_of
 from omnicart.routing import customer_workflow_id
 from omnicart.settings import Settings
 from omnicart.storage import get_engine
 
 HERE = Path(__file__).parent
+logger = logging.getLogger(__name__)
 DEFAULT_PERIOD_DAYS = 30
 SAMPLE_EVENTS = Path("examples/events.jsonl")
 
@@ -72,7 +76,15 @@ def create_console_app(settings: Settings, client: Client | None = None) -> Fast
     app = FastAPI(title="omnicart console", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.users = ConsoleUsers(engine)
     app.state.throttle = LoginThrottle()
+    app.state.exiting = set()  # pauses telling customers' workflows to end their runs (held, not collected)
+
+    def _told(task: asyncio.Task[int]) -> None:
+        app.state.exiting.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("telling customers' workflows to end a paused journey's runs failed: pause again to "
+                         "finish (it is idempotent)", exc_info=task.exception())
     profiles = CustomerProfiles(engine, settings.signing_secret)
+    consent_history = ConsentHistory(engine, settings.signing_secret)
     templates = Jinja2Templates(directory=HERE / "templates")
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
@@ -216,16 +228,31 @@ def create_console_app(settings: Settings, client: Client | None = None) -> Fast
         return RedirectResponse(f"/journeys/{name}?tested={message}", status_code=303)
 
     @app.post("/journeys/{name}/{change}")
-    async def pause_or_resume(session: ChangeDep, name: str, change: Literal["pause", "resume"]) -> Response:
-        """Pause (no new entries; runs under way go on) or resume, recorded with who did it."""
-        set_status = registry.pause if change == "pause" else registry.resume
+    async def pause_or_resume(
+        session: ChangeDep, name: str, change: Literal["pause", "resume"],
+        runs: Annotated[Literal["go_on", "exit"], Form()] = "go_on",
+    ) -> Response:
+        """Pause (no new entries; runs under way go on, or exit) or resume, recorded with who did it."""
+        exit_runs = change == "pause" and runs == "exit"
+        if exit_runs and client is None:
+            raise HTTPException(503, "Temporal is not connected to this console: runs under way cannot be told to exit")
         try:
-            changed = set_status(name, session.user.username)
+            if change == "pause":
+                changed = registry.pause(name, session.user.username, exit_runs=exit_runs)
+            else:
+                changed = registry.resume(name, session.user.username)
         except UnknownJourney as exc:
             raise HTTPException(404, str(exc)) from None
         if changed:
-            detail = "no new entries; runs under way go on" if change == "pause" else None
+            detail = None if change == "resume" else "runs under way exit" if exit_runs else \
+                "no new entries; runs under way go on"
             app.state.users.record(session.user, f"{change}d", name, published(name).version, detail)
+        if exit_runs and client is not None:
+            # In the background, paced: the page answers at once; a repeat of the pause repeats it harmlessly.
+            telling = asyncio.create_task(exit_runs_of(client, settings.task_queue, name, datetime.now(UTC),
+                                                       per_second=settings.journey_exit_rate))
+            app.state.exiting.add(telling)
+            telling.add_done_callback(_told)
         return RedirectResponse(f"/journeys/{name}", status_code=303)
 
     # -- customers -----------------------------------------------------------------------------
@@ -244,7 +271,8 @@ def create_console_app(settings: Settings, client: Client | None = None) -> Fast
             raise HTTPException(404, "no customer with that id is known to the profile projection")
         state = await customer_state(client, customer_workflow_id(customer_id))
         entries = await asyncio.to_thread(timeline, engine, customer_id)
-        return page(request, "customer.html", session, profile=profile, customer_id=customer_id,
+        consent = await asyncio.to_thread(consent_provenance, consent_history, customer_id)
+        return page(request, "customer.html", session, profile=profile, customer_id=customer_id, consent=consent,
                     runs=runs_of(state, engine), carts=carts_of(state), workflow_known=state is not None,
                     temporal=client is not None, entries=entries)
 

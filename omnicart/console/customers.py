@@ -1,6 +1,6 @@
-"""The single customer view: profile and consent from the projection, runs from the customer's
-workflow, and one timeline of what they did (event log) and what we sent (ledger, with what became
-of each message)."""
+"""The single customer view: profile from the projection, consent with its provenance from the
+consent history, runs from the customer's workflow, and one timeline of what they did (event log)
+and what we sent (ledger, with what became of each message)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from temporalio.service import RPCError
 
 from omnicart.analytics.store import message_outcomes
 from omnicart.api.event_log import ingested_events
+from omnicart.consent.history import ConsentChange, ConsentHistory
 from omnicart.engine.state import CustomerState
 from omnicart.journey.registry import JourneyRegistry
 from omnicart.ledger import message_ledger
@@ -22,6 +23,7 @@ from omnicart.storage import utc
 
 QUERY_TIMEOUT_SECONDS = 3.0
 TIMELINE_LIMIT = 200
+CONSENT_HISTORY_SHOWN = 5
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,34 @@ def timeline(engine: Engine, customer_id: str, limit: int = TIMELINE_LIMIT) -> l
         for row in message_rows
     ]
     return sorted(entries, key=lambda entry: entry.at, reverse=True)[:limit]
+
+
+@dataclass(frozen=True)
+class ConsentProvenance:
+    """Where a customer stands on one channel or topic, and how it got there: the latest change
+    (by when the customer made it) and the few before it, newest first."""
+
+    subject: str  # "email", or "topic: offers"
+    changes: tuple[ConsentChange, ...]
+
+    @property
+    def current(self) -> ConsentChange:
+        return self.changes[0]
+
+
+def consent_provenance(history: ConsentHistory, customer_id: str,
+                       shown: int = CONSENT_HISTORY_SHOWN) -> list[ConsentProvenance]:
+    """Per channel, then per topic: the current state with its source and evidence, and a short history.
+
+    The consent history is the record a regulator asks for (``omnicart.consent.history``); a marketer
+    asking "why is this customer not getting SMS" reads the same rows here.
+    """
+    by_subject: dict[str, list[ConsentChange]] = {}
+    for change in reversed(history.export(customer_id).history):  # newest first
+        subject = f"topic: {change.topic}" if change.topic else str(change.channel)
+        by_subject.setdefault(subject, []).append(change)
+    order = sorted(by_subject, key=lambda subject: (subject.startswith("topic: "), subject))
+    return [ConsentProvenance(subject, tuple(by_subject[subject][:shown])) for subject in order]
 
 
 def _event_channel(event_type: str) -> str:

@@ -20,6 +20,7 @@ from omnicart.analytics.preview import preview_rows
 from omnicart.analytics.rows import JourneyActionRow
 from omnicart.analytics.store import record_actions, record_outcomes
 from omnicart.api.event_log import EventLog
+from omnicart.consent.history import ConsentHistory
 from omnicart.customers.projection import ProfileProjection
 from omnicart.events import Event
 from omnicart.journey.loader import load_directory
@@ -69,7 +70,9 @@ def _customer_events(pick: random.Random, customer: str, start: datetime, days: 
         yield event("order_placed", before, "web", order_id=f"old_{customer}", total=price, currency="GBP",
                     items=[{"sku": sku, "name": name, "quantity": 1, "price": price}])
     yield event("customer_updated", joined, "api", email=f"{customer}@example.com", first_name=customer.title(),
-                timezone=pick.choice(ZONES), consent={"email": True, "sms": pick.random() < 0.5, "push": False})
+                timezone=pick.choice(ZONES), consent={"email": True, "sms": pick.random() < 0.5, "push": False},
+                consent_source="form",
+                consent_evidence={"url": "https://shop.example/join", "double_opt_in": "confirmed"})
     seen = joined + timedelta(hours=pick.randrange(1, 72))
     sku, name, price = pick.choice(PRODUCTS)
     if pick.random() < 0.5:
@@ -109,10 +112,12 @@ def seed_demo(settings: Settings, customers: int = 200, days: int = 30, now: dat
     record_outcomes(engine, outcomes)
     log = EventLog(engine)
     projection = ProfileProjection(engine, settings.signing_secret)
+    consent = ConsentHistory(engine, settings.signing_secret)  # the customer page shows where consent came from
     for batch in _batches(events, 1000):
         log.record(batch)
         log.mark_forwarded([event.id for event in batch])
         projection.record(batch)
+        consent.record(batch)
     _ledger(engine, actions)
     return Demo(events, since, until)
 

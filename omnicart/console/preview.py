@@ -1,6 +1,7 @@
 """Preview a journey for a sample customer or a pasted timeline: what ``simulate`` says, and each
-message rendered as the customer would see it. Nothing is sent and no discount code is issued
-(simulate renders with the stand-in code ``PREVIEW-CODE``)."""
+message rendered as the customer would see it, then in every other locale its template has (a
+marketer checks each translation before customers read it). Nothing is sent and no discount code
+is issued (simulate renders with the stand-in code ``PREVIEW-CODE``)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from omnicart.events import Event
 from omnicart.journey.model import JourneyBundle
 from omnicart.journey.templates import RenderedParts
 from omnicart.limits import InvalidJson, load_json
+from omnicart.locales import babel_locale, text_direction
 from omnicart.simulate import simulate, timeline_event
 
 
@@ -24,9 +26,33 @@ class TimelineError(ValueError):
 
 
 @dataclass(frozen=True)
+class Translation:
+    """A sent message in one locale of its template."""
+
+    locale: str
+    parts: RenderedParts
+    customers: bool  # the locale this customer gets
+
+    @property
+    def label(self) -> str:
+        """The language's English name and its tag: ``Turkish (tr)``."""
+        return f"{babel_locale(self.locale).get_display_name('en')} ({self.locale})"
+
+    @property
+    def direction(self) -> str:
+        return text_direction(self.locale)
+
+    @property
+    def segments(self) -> int | None:
+        """An SMS's segment count in this language, as the carrier bills it (Persian costs more)."""
+        return count_segments(self.parts.body).segments if self.parts.body else None
+
+
+@dataclass(frozen=True)
 class PreviewLine:
     action: Action
     parts: RenderedParts | None
+    translations: tuple[Translation, ...] = ()
 
     @property
     def segments(self) -> int | None:
@@ -61,11 +87,19 @@ def sample_timelines(path: Path) -> dict[str, str]:
 
 
 def preview(bundles: list[JourneyBundle], events: list[Event], journey: str | None = None) -> list[PreviewLine]:
-    """Every action of the journeys for the timeline (of ``journey`` only, when named), sends rendered."""
+    """Every action of the journeys for the timeline (of ``journey`` only, when named), sends rendered
+    as the customer gets them and in each locale of their template, the customer's first."""
     contents: dict[str, RenderedParts] = {}
-    actions = simulate(bundles, events, contents=contents)
+    translations: dict[str, dict[str, RenderedParts]] = {}
+    actions = simulate(bundles, events, contents=contents, translations=translations)
     return [
-        PreviewLine(action, contents.get(action.message_id or "") if action.action == "send" else None)
+        PreviewLine(action, contents.get(action.message_id), _translations(translations.get(action.message_id)))
+        if action.action == "send" and action.message_id else PreviewLine(action, None)
         for action in actions
         if journey is None or action.journey == journey
     ]
+
+
+def _translations(by_locale: dict[str, RenderedParts] | None) -> tuple[Translation, ...]:
+    """The message in each locale; simulate puts the customer's first."""
+    return tuple(Translation(tag, parts, number == 0) for number, (tag, parts) in enumerate((by_locale or {}).items()))

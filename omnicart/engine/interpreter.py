@@ -292,6 +292,18 @@ def replay_quarantined(state: CustomerState, now: datetime, *, late_fallback: bo
     return out
 
 
+def exit_journey(state: CustomerState, journey: str, reason: str, paused_at: datetime, now: datetime) -> Output:
+    """End every run of ``journey`` whose trigger happened by ``paused_at``, as an exit with
+    ``reason`` (a journey paused with "runs under way exit"): its sends in flight are cancelled, as
+    for any exit, and goal windows already counting go on. A run triggered later (after a resume)
+    is left alone; one the workflow enters late from an older trigger (a backlog) is not."""
+    out = Output()
+    for run in [run for run in state.runs if run.journey == journey and run.started_at <= paused_at]:
+        _end(state, run, now, reason, out)
+    _journal(state, out)
+    return out
+
+
 def quarantine_event(state: CustomerState, event: Event, now: datetime, error: Exception, **where: Any) -> Output:
     """Set an event aside without handling it (its driver could not prepare it), as a failure would."""
     out = Output()

@@ -8,7 +8,8 @@ never serve two versions, and a deploy needs no journey files on the API's disk.
 A version never changes once written: a run that started on it keeps it for its whole life, and
 anything holding only the hash (a workflow, a send) can always get the same content back. What
 changes is which version of a journey is *current* and whether the journey is *paused* (no new
-entries; runs under way go on). Every publish, pause and resume is recorded with who did it.
+entries; runs under way go on, or, paused with ``exit_runs``, end: ``omnicart.journey_exit``). Every
+publish, pause and resume is recorded with who did it.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from omnicart.storage import metadata, utc
 logger = logging.getLogger(__name__)
 
 Status = Literal["active", "paused"]
-Change = Literal["published", "paused", "resumed"]
+Change = Literal["published", "paused", "paused_exit", "resumed"]
 
 journey_versions = Table(
     "journey_versions",
@@ -134,9 +135,14 @@ class JourneyRegistry:
             changed.append(name)
         return changed
 
-    def pause(self, name: str, by: str) -> bool:
-        """Stop new entries into a journey (runs under way go on); False if it was paused already."""
-        return self._set_status(name, "paused", "paused", by)
+    def pause(self, name: str, by: str, *, exit_runs: bool = False) -> bool:
+        """Stop new entries into a journey; False if it was paused already and nothing changed.
+
+        Runs under way go on, unless ``exit_runs``: then the change is recorded as ``paused_exit``
+        (also for a journey paused before, whose runs now end) and the caller tells the customers'
+        workflows (``omnicart.journey_exit``).
+        """
+        return self._set_status(name, "paused", "paused_exit" if exit_runs else "paused", by)
 
     def resume(self, name: str, by: str) -> bool:
         """Let a paused journey take new entries again; False if it was not paused."""
@@ -199,7 +205,7 @@ class JourneyRegistry:
             ).first()
             if row is None:
                 raise UnknownJourney(f"no journey named {name!r} was ever published")
-            if row.status == status:
+            if row.status == status and change != "paused_exit":
                 return False
             connection.execute(update(published_journeys).where(published_journeys.c.name == name).values(
                 status=status, updated_at=now, updated_by=by))
