@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine, and_, case, exists, func, select
 
 from omnicart.analytics.experiments import HOLDOUT_ARM, JOURNEY_ARM, NO_CURRENCY, Observation
 from omnicart.analytics.readouts import readouts
-from omnicart.analytics.report import Audience, GroupStats, JourneyReport, published_bundle, revenue_by_currency
+from omnicart.analytics.report import Audience, GroupStats, JourneyReport, revenue_by_currency
 from omnicart.analytics.rollup_tables import (
     NO_STEP,
     report_conversions,
@@ -49,16 +49,14 @@ class _Conversion:
 
 
 def rollup_journey_report(
-    engine: Engine, journey: str, *, since: datetime, until: datetime, published: bool = True
+    engine: Engine, journey: str, *, since: datetime, until: datetime, bundle: JourneyBundle | None = None
 ) -> JourneyReport | None:
-    """The report of the runs of ``journey`` that entered in [since, until), with the readouts of the
-    journey as published now (``published=False``: without them); None when no run of the journey was
-    ever folded."""
+    """The report of the runs of ``journey`` that entered in [since, until); with the journey's
+    definition (``bundle``, e.g. as published now), also the readouts of its experiments and its
+    steps in the order they are written. None when no run of the journey was ever folded."""
     with engine.connect() as conn:
         if not conn.execute(select(exists().where(runs.journey == journey))).scalar():
             return None
-    bundle = published_bundle(engine, journey) if published else None
-    with engine.connect() as conn:
         return _report(conn, journey, since, until, bundle)
 
 

@@ -78,8 +78,9 @@ def folded_at(engine: Engine) -> datetime | None:
     return utc(at) if at is not None else None
 
 
-async def fold_every(engine: Engine, seconds: float) -> None:
-    """Fold now and then every ``seconds``, until cancelled (the console runs it in the background)."""
+async def fold_every(engine: Engine, seconds: float, first: asyncio.Event | None = None) -> None:
+    """Fold now and then every ``seconds``, until cancelled (the console runs it in the background);
+    ``first`` is set once the first fold has ended, well or not."""
     while True:
         try:
             folded = await asyncio.to_thread(fold, engine)
@@ -87,6 +88,8 @@ async def fold_every(engine: Engine, seconds: float) -> None:
                 log.debug("folded %d analytics rows into the report tables", folded)
         except Exception:  # a database hiccup must not stop the console's folding for good
             log.exception("folding analytics rows failed; trying again in %s s", seconds)
+        if first is not None:
+            first.set()
         await asyncio.sleep(seconds)
 
 
