@@ -49,19 +49,21 @@ class _Conversion:
 
 
 def rollup_journey_report(
-    engine: Engine, journey: str, *, since: datetime, until: datetime, bundle: JourneyBundle | None = None
+    engine: Engine, journey: str, *, since: datetime, until: datetime, bundle: JourneyBundle | None = None,
+    steps: bool = True,
 ) -> JourneyReport | None:
     """The report of the runs of ``journey`` that entered in [since, until); with the journey's
     definition (``bundle``, e.g. as published now), also the readouts of its experiments and its
-    steps in the order they are written. None when no run of the journey was ever folded."""
+    steps in the order they are written; ``steps=False`` leaves the groups out (the journeys list
+    shows none). None when no run of the journey was ever folded."""
     with engine.connect() as conn:
         if not conn.execute(select(exists().where(runs.journey == journey))).scalar():
             return None
-        return _report(conn, journey, since, until, bundle)
+        return _report(conn, journey, since, until, bundle, steps)
 
 
 def _report(conn: Connection, journey: str, since: datetime, until: datetime,
-            bundle: JourneyBundle | None) -> JourneyReport:
+            bundle: JourneyBundle | None, with_groups: bool) -> JourneyReport:
     report = JourneyReport(journey=journey, since=since, until=until)
     window = and_(runs.journey == journey, runs.entered_at >= since, runs.entered_at < until)
     converts = _conversions(conn, journey, since, until)
@@ -96,7 +98,8 @@ def _report(conn: Connection, journey: str, since: datetime, until: datetime,
         for currency, amount in report.treated.revenue.items()
         if report.recipients
     }
-    report.groups = _groups(conn, window, sent, journey, since, until, converts, bundle)
+    if with_groups:
+        report.groups = _groups(conn, window, sent, journey, since, until, converts, bundle)
     return report
 
 

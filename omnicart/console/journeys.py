@@ -42,9 +42,9 @@ def journey_summaries(
     registry: JourneyRegistry, engine: Engine, since: datetime, until: datetime
 ) -> list[JourneySummary]:
     """Every published journey with its report for the runs that entered in [since, until) (without
-    the experiments' readouts, which only a journey's own page shows)."""
+    the steps and experiments' readouts, which only a journey's own page shows)."""
     published = sorted(registry.published().items())
-    return [JourneySummary(item, rollup_journey_report(engine, name, since=since, until=until))
+    return [JourneySummary(item, rollup_journey_report(engine, name, since=since, until=until, steps=False))
             for name, item in published]
 
 

@@ -75,7 +75,9 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('message_key')
     )
     with op.batch_alter_table('report_messages', schema=None) as batch_op:
-        batch_op.create_index('ix_report_messages_journey_entered_at', ['journey', 'entered_at'], unique=False)
+        batch_op.create_index('ix_report_messages_journey_entered_at', ['journey', 'entered_at', 'unsent', 'step',
+                                'customer_ref', 'delivered', 'person_opened', 'machine_opened', 'clicked',
+                                'bounced', 'failed', 'unsubscribed'], unique=False)
         batch_op.create_index('ix_report_messages_run', ['journey', 'customer_ref', 'run_id'], unique=False)
 
     op.create_table('report_runs',
@@ -96,7 +98,8 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('journey', 'customer_ref', 'run_id')
     )
     with op.batch_alter_table('report_runs', schema=None) as batch_op:
-        batch_op.create_index('ix_report_runs_journey_entered_at', ['journey', 'entered_at'], unique=False)
+        batch_op.create_index('ix_report_runs_journey_entered_at', ['journey', 'entered_at', 'customer_ref', 'holdout',
+                                'exits', 'exit_reason', 'last_step'], unique=False)
 
     op.create_table('report_step_counts',
     sa.Column('journey', sa.String(length=200), nullable=False),
@@ -111,7 +114,8 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('journey', 'customer_ref', 'run_id', 'step', 'skip_reason')
     )
     with op.batch_alter_table('report_step_counts', schema=None) as batch_op:
-        batch_op.create_index('ix_report_step_counts_journey_entered_at', ['journey', 'entered_at'], unique=False)
+        batch_op.create_index('ix_report_step_counts_journey_entered_at', ['journey', 'entered_at', 'step',
+                                'skip_reason', 'held', 'skipped'], unique=False)
 
     with op.batch_alter_table('journey_actions', schema=None) as batch_op:
         batch_op.add_column(sa.Column('folded', sa.Boolean(), server_default=sa.false(), nullable=False,
