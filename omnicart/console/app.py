@@ -69,11 +69,26 @@ def create_console_app(settings: Settings, client: Client | None = None) -> Fast
         app.state.first_fold = asyncio.Event()
         folding = asyncio.create_task(fold_every(engine, FOLD_EVERY_SECONDS, app.state.first_fold))
         published_now = await asyncio.to_thread(registry.published)
-        checking = asyncio.create_task(asyncio.to_thread(_check_all, settings.journeys_dir, published_now))
+        checking = asyncio.create_task(start_up(app.state.first_fold, published_now))
         app.state.started = checking  # done: the start-up work is over (the page-load benchmark waits for it)
         yield
         checking.cancel()
         folding.cancel()
+
+    async def start_up(first_fold: asyncio.Event, published_now: dict[str, Published]) -> None:
+        """What the first page of each kind would otherwise do on a marketer's time: check the journeys'
+        files, and, once the first fold is over, read each journey's numbers for the default period
+        once, so statements are compiled and the statistics code is loaded (the numbers themselves are
+        not kept: every page reads them again), and compile the pages' templates."""
+        await asyncio.to_thread(_check_all, settings.journeys_dir, published_now)
+        await first_fold.wait()
+        start, end = _period(None, None)
+        for item in published_now.values():
+            await asyncio.to_thread(rollup_journey_report, engine, item.name, since=start, until=end,
+                                    bundle=item.bundle)
+        await asyncio.to_thread(journey_summaries, registry, engine, start, end)
+        for name in ("journeys.html", "journey.html"):
+            templates.env.get_template(name)
 
     app = FastAPI(title="omnicart console", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.users = ConsoleUsers(engine)
