@@ -7,8 +7,9 @@ After the seed, the analytics rows are folded into the report tables once, as a 
 would have done (the time is printed). Then each page is asked:
 
 * cold: once, as the first request of a fresh console in a fresh process, one process per page,
-  once the console's start-up work is over (its first fold, and checking the journeys' files, a few
-  seconds); nothing else is kept in memory yet;
+  once the console's start-up work is over (its first fold, checking the journeys' files, reading
+  each journey's numbers once to compile statements and templates: a few seconds); no number is
+  kept in memory: every request reads the report tables;
 * warm: ``--repeat`` times through one console app in this process; the first, the median and the
   slowest are printed.
 
