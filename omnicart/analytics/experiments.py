@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
@@ -311,10 +312,15 @@ class ExperimentResult(_Model):
 
 def minimum_sample_per_arm(design: ExperimentDesign) -> int:
     """Customers each arm needs to detect the design's effect with its power, at its alpha (two-sided)."""
-    effect = proportion_effectsize(
-        design.baseline_conversion + design.minimum_detectable_effect, design.baseline_conversion
-    )
-    needed = NormalIndPower().solve_power(effect_size=effect, alpha=design.alpha, power=design.power, ratio=1.0)
+    return _sample_size(design.baseline_conversion, design.minimum_detectable_effect, design.alpha, design.power)
+
+
+@lru_cache(maxsize=256)
+def _sample_size(baseline: float, effect: float, alpha: float, power: float) -> int:
+    """Kept per design: solving for the sample is a root search, a good part of a page's budget, and
+    every readout of the same journey asks the same question."""
+    size = proportion_effectsize(baseline + effect, baseline)
+    needed = NormalIndPower().solve_power(effect_size=size, alpha=alpha, power=power, ratio=1.0)
     return math.ceil(float(needed))
 
 

@@ -8,12 +8,13 @@ holdout (is the offer worth sending at all) and against each other (is 20 % bett
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from omnicart.analytics.experiments import (
     HOLDOUT_ARM,
     ExperimentDesign,
     ExperimentResult,
+    Observation,
     analyze,
     customer_observations,
     holdout_design,
@@ -27,17 +28,29 @@ from omnicart.journey.model import JourneyBundle
 
 def journey_readouts(rows: Sequence[JourneyActionRow], bundle: JourneyBundle) -> list[ExperimentResult]:
     """Every readout the journey's definition (as published now) calls for, over these rows."""
+    rows = [row for row in rows if row.journey == bundle.journey.name]
+    return readouts(bundle, lambda: journey_observations(rows, bundle.journey.name),
+                    lambda experiment: customer_observations(rows, experiment))
+
+
+def readouts(
+    bundle: JourneyBundle,
+    flow_observations: Callable[[], list[Observation]],
+    split_observations: Callable[[str], list[Observation]],
+) -> list[ExperimentResult]:
+    """Every readout the journey's definition calls for, over observations from wherever they come
+    (the raw rows, or the report tables: ``omnicart.analytics.rollup_report``): the flow against its
+    holdout (``flow_observations``), each split's variants (``split_observations(experiment)``)."""
     journey, policies = bundle.journey, bundle.policies
-    rows = [row for row in rows if row.journey == journey.name]
     held = holdout_share(journey, policies) > 0
     results: list[ExperimentResult] = []
     if held:
-        results.append(analyze(journey_observations(rows, journey.name), holdout_design(journey, policies)))
+        results.append(analyze(flow_observations(), holdout_design(journey, policies)))
     for step_id, step in zip(journey.step_ids(), journey.steps, strict=True):
         if step.split is None:
             continue
         design = split_design(journey, step_id, policies)
-        observations = customer_observations(rows, design.experiment)
+        observations = split_observations(design.experiment)
         results.append(analyze(observations, design))
         if held and len(step.split.variants) >= 2:
             head_to_head = _without_holdout(design)

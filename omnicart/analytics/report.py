@@ -18,7 +18,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from operator import attrgetter
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine, exists, select
@@ -138,7 +138,7 @@ def journey_report(
     report.converted_runs = len({run_of(row) for row in converts})
     report.converted_customers = len({row.customer_id for row in converts})
     report.conversion_rate = _rate(report.converted_customers, report.entered_customers)
-    report.revenue = _revenue(converts)
+    report.revenue = revenue_by_currency(converts)
     report.uncredited_conversions = sum(1 for row in converts if row.message_id is None)
 
     held_out = {run_of(row) for row in rows if row.holdout is not None}
@@ -204,7 +204,7 @@ def _groups(
     for key, rows_credited in credited.items():
         stats = group(key)
         stats.conversions = len(rows_credited)
-        stats.revenue = _revenue(rows_credited)
+        stats.revenue = revenue_by_currency(rows_credited)
 
     for step_row in _last_steps(rows, exited_runs):
         group(key_of(step_row)).waiting += 1
@@ -250,11 +250,20 @@ def _audience(rows: list[JourneyActionRow]) -> Audience:
         entered_customers=entered,
         converted_customers=converted,
         conversion_rate=_rate(converted, entered),
-        revenue=_revenue(converts),
+        revenue=revenue_by_currency(converts),
     )
 
 
-def _revenue(converts: Iterable[JourneyActionRow]) -> dict[str, float]:
+class Priced(Protocol):
+    """A conversion's value, as a row of the raw table or of the report tables has it."""
+
+    @property
+    def value(self) -> float | None: ...
+    @property
+    def currency(self) -> str | None: ...
+
+
+def revenue_by_currency(converts: Iterable[Priced]) -> dict[str, float]:
     """Sum per currency (never across); a conversion without a currency is under ``unknown``."""
     amounts: dict[str, list[float]] = defaultdict(list)
     for row in converts:

@@ -27,9 +27,11 @@ from sqlalchemy import (
     String,
     Table,
     delete,
+    false,
     select,
 )
 
+from omnicart.analytics.rollup_tables import ROLLUP_TABLES
 from omnicart.analytics.rows import JourneyActionRow, MessageOutcomeRow
 from omnicart.security.pseudonym import customer_ref
 from omnicart.storage import insert_ignoring_existing, metadata
@@ -55,6 +57,8 @@ journey_actions = Table(
     Column("experiment", String(200), nullable=True),
     Column("variant", String(200), nullable=True),
     Column("holdout", String(10), nullable=True),
+    Column("folded", Boolean, nullable=False, server_default=false(), index=True,
+           comment="Summed into the report tables yet (omnicart.analytics.rollups)."),
     Index("ix_journey_actions_journey_at", "journey", "at"),
     Index("ix_journey_actions_message_id", "message_id"),
     Index("ix_journey_actions_customer_ref", "customer_ref"),
@@ -69,6 +73,8 @@ message_outcomes = Table(
     Column("machine", Boolean, nullable=False, default=False),
     Column("at", DateTime(timezone=True), nullable=False),
     Column("channel", String(10), nullable=True),
+    Column("folded", Boolean, nullable=False, server_default=false(), index=True,
+           comment="Summed into the report tables yet (omnicart.analytics.rollups)."),
 )
 
 
@@ -96,6 +102,8 @@ def delete_customer_rows(conn: Connection, reference: str) -> int:
         journey_actions.c.message_id.is_not(None),
     )
     deleted = conn.execute(delete(message_outcomes).where(message_outcomes.c.message_id.in_(sent))).rowcount
+    for summary in ROLLUP_TABLES:  # their sums go with them (not counted in what went)
+        conn.execute(delete(summary).where(summary.c.customer_ref == reference))
     return deleted + conn.execute(delete(journey_actions).where(journey_actions.c.customer_ref == reference)).rowcount
 
 

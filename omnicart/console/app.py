@@ -23,6 +23,9 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client
 
+from omnicart.analytics.report import JourneyReport
+from omnicart.analytics.rollup_report import rollup_journey_report
+from omnicart.analytics.rollups import fold, fold_every, folded_at
 from omnicart.consent.history import ConsentHistory
 from omnicart.console.auth import (
     CSRF_FIELD,
@@ -38,7 +41,6 @@ from omnicart.console.customers import carts_of, consent_provenance, customer_st
 from omnicart.console.diagram import describe_step, mermaid_flowchart, step_counts
 from omnicart.console.journeys import check_source, journey_source, journey_summaries
 from omnicart.console.preview import TimelineError, parse_timeline, preview, sample_timelines
-from omnicart.console.report_cache import CachedReport, ReportCache
 from omnicart.console.test_sends import TestSendError, send_choices, send_test
 from omnicart.console.users import ConsoleUsers, Session
 from omnicart.customers.profiles import CustomerProfile, CustomerProfiles
@@ -51,6 +53,8 @@ from omnicart.storage import get_engine
 HERE = Path(__file__).parent
 logger = logging.getLogger(__name__)
 DEFAULT_PERIOD_DAYS = 30
+FOLD_EVERY_SECONDS = 5.0
+"""How often the console folds new analytics rows into the report tables (and how stale a page can be)."""
 SAMPLE_EVENTS = Path("examples/events.jsonl")
 
 SessionDep = Annotated[Session, Depends(current_session)]
@@ -61,17 +65,34 @@ PostDep = Annotated[Session, Depends(posting_session)]
 def create_console_app(settings: Settings, client: Client | None = None) -> FastAPI:
     """The console for this product database; ``client`` (optional) answers customers' runs."""
     engine = get_engine(settings.database())
-    reports = ReportCache(engine)
     registry = JourneyRegistry(engine)
 
     @contextlib.asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        start, end = _period(None, None)  # the period every page opens on: computed before anyone asks
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Off the worker's path: the raw rows it writes are summed here, in the console's process.
+        app.state.first_fold = asyncio.Event()
+        folding = asyncio.create_task(fold_every(engine, FOLD_EVERY_SECONDS, app.state.first_fold))
         published_now = await asyncio.to_thread(registry.published)
-        reports.warm(sorted(published_now), start, end)
-        checking = asyncio.create_task(asyncio.to_thread(_check_all, settings.journeys_dir, published_now))
+        checking = asyncio.create_task(start_up(app.state.first_fold, published_now))
+        app.state.started = checking  # done: the start-up work is over (the page-load benchmark waits for it)
         yield
         checking.cancel()
+        folding.cancel()
+
+    async def start_up(first_fold: asyncio.Event, published_now: dict[str, Published]) -> None:
+        """What the first page of each kind would otherwise do on a marketer's time: check the journeys'
+        files, and, once the first fold is over, read each journey's numbers for the default period
+        once, so statements are compiled and the statistics code is loaded (the numbers themselves are
+        not kept: every page reads them again), and compile the pages' templates."""
+        await asyncio.to_thread(_check_all, settings.journeys_dir, published_now)
+        await first_fold.wait()
+        start, end = _period(None, None)
+        for item in published_now.values():
+            await asyncio.to_thread(rollup_journey_report, engine, item.name, since=start, until=end,
+                                    bundle=item.bundle)
+        await asyncio.to_thread(journey_summaries, registry, engine, start, end)
+        for name in ("journeys.html", "journey.html"):
+            templates.env.get_template(name)
 
     app = FastAPI(title="omnicart console", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.users = ConsoleUsers(engine)
@@ -91,6 +112,15 @@ def create_console_app(settings: Settings, client: Client | None = None) -> Fast
     def page(request: Request, name: str, session: Session | None, status: int = 200, **context: Any) -> HTMLResponse:
         return templates.TemplateResponse(request, name, {"session": session, "csrf_field": CSRF_FIELD, **context},
                                           status_code=status)
+
+    async def numbers_ready(request: Request) -> None:
+        """Wait for the console's first fold, so an upgraded database's rows are summed before a page
+        reads them; an app served without its lifespan (a test client outside ``with``) folds here."""
+        first: asyncio.Event | None = getattr(request.app.state, "first_fold", None)
+        if first is None:
+            await asyncio.to_thread(fold, engine)
+        else:
+            await first.wait()
 
     def published(name: str) -> Published:
         item = registry.published().get(name)
@@ -170,9 +200,11 @@ def create_console_app(settings: Settings, client: Client | None = None) -> Fast
         request: Request, session: SessionDep, since: str | None = None, until: str | None = None
     ) -> Response:
         start, end = _period(since, until)
-        summaries = await asyncio.to_thread(journey_summaries, registry, reports, start, end)
+        await numbers_ready(request)
+        as_of = await asyncio.to_thread(folded_at, engine)
+        summaries = await asyncio.to_thread(journey_summaries, registry, engine, start, end)
         return page(request, "journeys.html", session, summaries=summaries, since=start.date().isoformat(),
-                    until=(end - timedelta(days=1)).date().isoformat())
+                    until=(end - timedelta(days=1)).date().isoformat(), as_of=as_of, fold_every=FOLD_EVERY_SECONDS)
 
     @app.get("/journeys/{name}", response_class=HTMLResponse)
     async def journey_page(
@@ -181,21 +213,29 @@ def create_console_app(settings: Settings, client: Client | None = None) -> Fast
     ) -> Response:
         item = published(name)
         start, end = _period(since, until)
-        report = await asyncio.to_thread(reports.get, name, start, end)
+        await numbers_ready(request)
+        report = await asyncio.to_thread(journey_report, item, start, end)
         source = check_source(settings.journeys_dir, name, journey_source(settings.journeys_dir, item.bundle))
         notice = f"Test of {tested} sent (marked [TEST], counted nowhere)." if tested else None
         return journey_view(request, session, item, report, source, start, end, notice=notice)
 
-    def journey_view(request: Request, session: Session, item: Published, cached: CachedReport, source: Any,
+    def journey_report(item: Published, start: datetime, end: datetime) -> tuple[JourneyReport | None, datetime | None]:
+        """The journey's numbers for the period, and as of when (the last fold)."""
+        as_of = folded_at(engine)
+        return rollup_journey_report(engine, item.name, since=start, until=end, bundle=item.bundle), as_of
+
+    def journey_view(request: Request, session: Session, item: Published,
+                     numbers: tuple[JourneyReport | None, datetime | None], source: Any,
                      start: datetime, end: datetime, status: int = 200, notice: str | None = None) -> HTMLResponse:
-        report = cached.report
+        report, as_of = numbers
         stats = {group.key: group for group in report.groups if group.key} if report else {}
         journey = item.bundle.journey
         steps = [(step_id, describe_step(step), step_counts(step, stats.get(step_id)))
                  for step_id, step in zip(journey.step_ids(), journey.steps, strict=True)]
         return page(request, "journey.html", session, status=status, status_code=status, item=item, report=report,
                     steps=steps,
-                    diagram=mermaid_flowchart(journey, stats), source=source, notice=notice, cached=cached,
+                    diagram=mermaid_flowchart(journey, stats), source=source, notice=notice, as_of=as_of,
+                    fold_every=FOLD_EVERY_SECONDS,
                     since=start.date().isoformat(), until=(end - timedelta(days=1)).date().isoformat(),
                     changes=list(reversed(registry.changes(item.name)))[:20], choices=send_choices(item.bundle),
                     audit=app.state.users.audit(item.name, limit=20))
@@ -206,7 +246,7 @@ def create_console_app(settings: Settings, client: Client | None = None) -> Fast
         checked = await asyncio.to_thread(check_source, settings.journeys_dir, name, source)
         start, end = _period(None, None)
         if checked.bundle is None:
-            report = await asyncio.to_thread(reports.get, name, start, end)
+            report = await asyncio.to_thread(journey_report, item, start, end)
             return journey_view(request, session, item, report, checked, start, end, status=422,
                                 notice=f"Not published: {len(checked.problems)} problem(s), shown on their lines.")
         changed = registry.publish([checked.bundle], session.user.username)

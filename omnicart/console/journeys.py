@@ -1,5 +1,6 @@
 """What the journey pages show, gathered from the registry and the analytics report (no numbers of
-its own: every count is the report's, so the console and ``omnicart report`` cannot disagree)."""
+its own: every count is the report's, read from the pre-summed report tables, which
+``tests/test_rollups.py`` holds equal to what ``omnicart report`` computes from the raw rows)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from functools import lru_cache
 from pathlib import Path
 
 from ruamel.yaml import YAML
+from sqlalchemy import Engine
 
 from omnicart.analytics.report import JourneyReport
-from omnicart.console.report_cache import CachedReport, ReportCache
+from omnicart.analytics.rollup_report import rollup_journey_report
 from omnicart.journey.loader import Problem, load_files, policies_file
 from omnicart.journey.model import JourneyBundle
 from omnicart.journey.registry import JourneyRegistry, Published
@@ -25,11 +27,7 @@ class JourneySummary:
     """One line of the journeys page."""
 
     published: Published
-    cached: CachedReport
-
-    @property
-    def report(self) -> JourneyReport | None:
-        return self.cached.report
+    report: JourneyReport | None
 
     @property
     def entered(self) -> int:
@@ -41,11 +39,13 @@ class JourneySummary:
 
 
 def journey_summaries(
-    registry: JourneyRegistry, reports: ReportCache, since: datetime, until: datetime
+    registry: JourneyRegistry, engine: Engine, since: datetime, until: datetime
 ) -> list[JourneySummary]:
-    """Every published journey with its report for the runs that entered in [since, until)."""
+    """Every published journey with its report for the runs that entered in [since, until) (without
+    the steps and experiments' readouts, which only a journey's own page shows)."""
     published = sorted(registry.published().items())
-    return [JourneySummary(item, reports.get(name, since, until)) for name, item in published]
+    return [JourneySummary(item, rollup_journey_report(engine, name, since=since, until=until, steps=False))
+            for name, item in published]
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ TABLE_MODULES = (
     "omnicart.console.users",
     "omnicart.api.webhook_inbox",
     "omnicart.identity",
+    "omnicart.analytics.rollup_tables",
 )
 
 
