@@ -114,3 +114,11 @@ def test_a_valid_event_takes_the_compiled_path_and_a_shops_newer_keyword_does_no
     assert problems(shop, "loyalty_tier_changed", "cus_1", {"tiers": ["bronze"]}) == [
         ("properties.tiers[0]", "must be one of 'gold', 'silver'")]
     assert problems(shop, "loyalty_tier_changed", "cus_1", {"tiers": ["gold"]}) == []
+
+
+def test_checking_an_event_leaves_its_properties_as_sent() -> None:
+    """The plan's defaults (an item's quantity) document what a journey assumes; they are never
+    written into the producer's event."""
+    cart = {"cart_id": "k1", "items": [{"sku": "a"}]}
+    assert problems(load_plan(), "checkout_started", "cus_1", cart) == []
+    assert cart == {"cart_id": "k1", "items": [{"sku": "a"}]}

@@ -129,7 +129,7 @@ def _fast_validator(plan: TrackingPlan, event_type: str) -> Callable[[Any], Any]
     if not _fast_readable(schema):
         return None
     try:
-        return fastjsonschema.compile(schema, formats=_FAST_FORMATS)
+        return fastjsonschema.compile(schema, formats=_FAST_FORMATS, use_default=False)  # never fill in data
     except fastjsonschema.JsonSchemaDefinitionException:
         return None
 
