@@ -550,20 +550,30 @@ class JourneyBundle(_Strict):
     )
 
     def outline(self, name: str) -> TemplateOutline:
-        """What the workflow needs of template ``name``, whether this bundle carries it whole or outlined."""
+        """What the workflow needs of template ``name``, whether this bundle carries it whole or outlined.
+
+        Worked out once per template (the simulator asks at every send); the cache is checked against
+        the template itself, because ``model_copy`` hands a copy with other templates the same cache."""
         found = self.outlines.get(name)
-        return found if found is not None else self._outlined[name]
+        if found is not None:
+            return found
+        template = self.templates[name]
+        cached = self._outline_cache.get(name)
+        if cached is None or cached[0] is not template:
+            cached = (template, outline_of(template))
+            self._outline_cache[name] = cached
+        return cached[1]
 
     def for_workflow(self) -> JourneyBundle:
         """This version as a customer's workflow carries it: the journey and policies, templates outlined.
 
         The version (the hash of the whole bundle) stays, so sends still name the registered words."""
-        return self.model_copy(update={"templates": {}, "outlines": dict(self._outlined)})
+        outlines = {name: self.outline(name) for name in self.templates}
+        return self.model_copy(update={"templates": {}, "outlines": outlines})
 
     @cached_property
-    def _outlined(self) -> dict[str, TemplateOutline]:
-        """Every template's outline, worked out once per bundle (the simulator asks at every send)."""
-        return {name: outline_of(template) for name, template in self.templates.items()}
+    def _outline_cache(self) -> dict[str, tuple[Template, TemplateOutline]]:
+        return {}
 
     @model_validator(mode="after")
     def _fingerprint(self) -> JourneyBundle:
