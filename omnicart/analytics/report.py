@@ -29,7 +29,7 @@ from omnicart.analytics.readouts import journey_readouts
 from omnicart.analytics.rows import JourneyActionRow, MessageOutcomeRow
 from omnicart.analytics.store import journey_actions, message_outcomes
 from omnicart.journey.model import JourneyBundle
-from omnicart.storage import utc
+from omnicart.storage import in_chunks, utc
 
 GroupBy = Literal["step", "variant", "channel", "version"]
 GROUP_BY: tuple[GroupBy, ...] = ("step", "variant", "channel", "version")
@@ -356,7 +356,7 @@ def load_rows(
             customers = sorted({customer for customer, _ in runs})
             actions = [
                 JourneyActionRow.model_validate(values)
-                for part in _chunks(customers)
+                for part in in_chunks(customers)
                 for values in _records(conn.execute(query.where(table.customer_ref.in_(part))))
                 if (values["customer_id"], values["run_id"]) in runs
             ]
@@ -365,19 +365,14 @@ def load_rows(
         about = select(message_outcomes)
         outcomes = [
             MessageOutcomeRow.model_validate(values)
-            for part in _chunks(sent)
+            for part in in_chunks(sent)
             for values in _records(conn.execute(about.where(message_outcomes.c.message_id.in_(part))))
         ]
     return actions, outcomes
 
 
-_CHUNK = 500
 """Values per ``IN (...)``: well below SQLite's limit on bound parameters in old builds."""
 
-
-def _chunks(values: list[str]) -> Iterator[list[str]]:
-    for start in range(0, len(values), _CHUNK):
-        yield values[start : start + _CHUNK]
 
 
 def _records(result: CursorResult[Any]) -> Iterator[dict[str, Any]]:

@@ -26,7 +26,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import Connection, Engine, RowMapping, Table, false, select, true, tuple_, update
 
@@ -41,7 +41,7 @@ from omnicart.analytics.rollup_tables import (
     report_step_counts,
 )
 from omnicart.analytics.store import journey_actions, message_outcomes
-from omnicart.storage import insert_ignoring_existing, update_rows, utc
+from omnicart.storage import in_chunks, insert_ignoring_existing, update_rows, utc
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +51,6 @@ database's write lock for long."""
 FOLD_STATE = "analytics"
 FLAGS = ("delivered", "clicked", "bounced", "failed", "unsubscribed")
 """Outcomes that set the flag of the same name on their message's row (opens are told apart)."""
-_CHUNK = 500
-_T = TypeVar("_T")
 
 RunKey = tuple[str, str, str]
 """(journey, customer_ref, run_id)."""
@@ -119,7 +117,7 @@ def _fold_batch(conn: Connection, limit: int) -> tuple[int, int]:
 
 
 def _mark_folded(conn: Connection, table: Table, key: str, ids: list[str]) -> None:
-    for part in _chunks(ids):
+    for part in in_chunks(ids):
         conn.execute(update(table).where(table.c[key].in_(part)).values(folded=True))
 
 
@@ -230,7 +228,7 @@ class _Batch:
             return
         ids = list(self.messages)
         heard: dict[str, set[str]] = defaultdict(set)
-        for part in _chunks(ids):
+        for part in in_chunks(ids):
             about = select(message_outcomes.c.message_id, message_outcomes.c.outcome, message_outcomes.c.machine)
             for message_id, outcome, machine in self.conn.execute(about.where(message_outcomes.c.message_id.in_(part))):
                 heard[message_id].add(_flag(outcome, machine))
@@ -245,7 +243,7 @@ class _Batch:
     def _mark_unsent(self, message_ids: list[str]) -> None:
         """A send skipped when it went out (its skip names the message) reached nobody."""
         table = journey_actions.c
-        for part in _chunks(message_ids):
+        for part in in_chunks(message_ids):
             skipped = select(table.message_id).where(table.action == "skip", table.message_id.in_(part))
             unsent = sorted(set(self.conn.execute(skipped).scalars()))
             if unsent:
@@ -277,7 +275,7 @@ class _Batch:
         for row in rows:
             by_flag[_flag(row["outcome"], row["machine"])].add(row["message_id"])
         for name, ids in by_flag.items():
-            for part in _chunks(sorted(ids)):
+            for part in in_chunks(sorted(ids)):
                 self.conn.execute(update(report_messages).where(report_messages.c.message_key.in_(part))
                                   .values({name: true()}))
 
@@ -326,14 +324,10 @@ def _existing(conn: Connection, table: Table, names: Sequence[str], keys: Iterab
               ) -> Iterator[RowMapping]:
     """The stored rows of ``table`` with these keys (in ``names`` order)."""
     columns = tuple_(*(table.c[name] for name in names))
-    for part in _chunks(sorted(keys)):
+    for part in in_chunks(sorted(keys)):
         yield from conn.execute(select(table).where(columns.in_(part))).mappings()
 
 
 def _aware(value: datetime | None) -> datetime | None:
     return utc(value) if value is not None else None
 
-
-def _chunks(values: Sequence[_T]) -> Iterator[Sequence[_T]]:
-    for start in range(0, len(values), _CHUNK):
-        yield values[start : start + _CHUNK]

@@ -12,7 +12,7 @@ The table holds ids, type and times only: never properties, so no personal data 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -31,10 +31,9 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from omnicart.events import Event
-from omnicart.storage import metadata, utc
+from omnicart.storage import in_chunks, metadata, utc
 
 # SQLite allows 999 bound parameters per statement in old builds; stay well below it.
-_CHUNK = 500
 _INSERT_ATTEMPTS = 3
 
 ingested_events = Table(
@@ -99,7 +98,7 @@ class EventLog:
         ids = [event.id for event in events]
         with self.engine.begin() as connection:
             known: dict[str, bool] = {}
-            for chunk in _chunks(ids):
+            for chunk in in_chunks(ids):
                 rows = connection.execute(
                     select(ingested_events.c.event_id, ingested_events.c.forwarded).where(
                         ingested_events.c.event_id.in_(chunk)
@@ -136,7 +135,7 @@ class EventLog:
         with self.engine.begin() as connection:
             # In id order, like the inserts: two processes marking overlapping batches lock rows in
             # the same order, so neither waits on a row the other holds while holding one it needs.
-            for chunk in _chunks(sorted(set(event_ids))):
+            for chunk in in_chunks(sorted(set(event_ids))):
                 connection.execute(
                     update(ingested_events).where(ingested_events.c.event_id.in_(chunk)).values(forwarded=True)
                 )
@@ -169,7 +168,3 @@ def _logged(row: Row[Any]) -> LoggedEvent:
         forwarded=bool(row.forwarded),
     )
 
-
-def _chunks(ids: list[str]) -> Iterator[list[str]]:
-    for start in range(0, len(ids), _CHUNK):
-        yield ids[start : start + _CHUNK]

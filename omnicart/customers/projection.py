@@ -19,7 +19,7 @@ and carries on. The copy is best-effort and heals as later events restate the fi
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -40,11 +40,10 @@ from omnicart.events import CHANNELS, Event
 from omnicart.journey.model import DATE_REACHED
 from omnicart.routing import customer_workflow_id
 from omnicart.security.pseudonym import customer_ref
-from omnicart.storage import insert_ignoring_existing, update_rows, utc
+from omnicart.storage import in_chunks, insert_ignoring_existing, update_rows, utc
 
 logger = logging.getLogger(__name__)
 
-_CHUNK = 500  # customers per statement: well below SQLite's bound-parameter limit
 _PLAIN_FIELDS = ("email", "phone", "locale", "timezone")
 
 
@@ -97,7 +96,7 @@ class ProfileProjection:
         if not by_ref:
             return
         with self.engine.begin() as connection:
-            for refs in _chunks(sorted(by_ref)):
+            for refs in in_chunks(sorted(by_ref)):
                 self._merge(connection, {ref: by_ref[ref] for ref in refs})
 
     def _merge(self, connection: Connection, by_ref: dict[str, list[Event]]) -> None:
@@ -234,7 +233,3 @@ def _aware(values: dict[str, Any]) -> dict[str, Any]:
     """Stored times as aware UTC (SQLite returns them naive), comparable with events' times."""
     return {name: utc(value) if isinstance(value, datetime) else value for name, value in values.items()}
 
-
-def _chunks(refs: list[str]) -> Iterator[list[str]]:
-    for start in range(0, len(refs), _CHUNK):
-        yield refs[start : start + _CHUNK]

@@ -8,11 +8,11 @@ made and changed only by the migrations (``omnicart db upgrade``), never by ``cr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, Insert, MetaData, Table, bindparam, create_engine, event, make_url, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -36,6 +36,18 @@ def get_engine(url: str) -> Engine:
 
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+IN_LIST_CHUNK = 500
+"""Values per ``IN (...)`` list: well below SQLite's bound-parameter limit, and a plan PostgreSQL keeps."""
+
+_T = TypeVar("_T")
+
+
+def in_chunks(values: Sequence[_T], size: int = IN_LIST_CHUNK) -> Iterator[Sequence[_T]]:
+    """``values`` in slices small enough for one ``IN (...)`` list each."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 def utc(value: datetime) -> datetime:
