@@ -67,6 +67,12 @@ class Audience(BaseModel):
     conversion_rate: float | None = None
     revenue: dict[str, float] = Field(default_factory=dict)
 
+    @classmethod
+    def of(cls, entered: int, converted: int, converts: Iterable[Priced]) -> Audience:
+        """The audience from its counts and conversions, however they were read (raw rows or report tables)."""
+        return cls(entered_customers=entered, converted_customers=converted,
+                   conversion_rate=rate(converted, entered), revenue=revenue_by_currency(converts))
+
 
 class JourneyReport(BaseModel):
     """A journey's numbers for the runs that entered in [since, until)."""
@@ -137,7 +143,7 @@ def journey_report(
     report.exits = dict(Counter(row.reason or "unknown" for row in exits))
     report.converted_runs = len({run_of(row) for row in converts})
     report.converted_customers = len({row.customer_id for row in converts})
-    report.conversion_rate = _rate(report.converted_customers, report.entered_customers)
+    report.conversion_rate = rate(report.converted_customers, report.entered_customers)
     report.revenue = revenue_by_currency(converts)
     report.uncredited_conversions = sum(1 for row in converts if row.message_id is None)
 
@@ -245,13 +251,7 @@ def _last_steps(rows: list[JourneyActionRow], exited_runs: set[RunKey]) -> list[
 def _audience(rows: list[JourneyActionRow]) -> Audience:
     entered = len({row.customer_id for row in rows if row.action == "enter"})
     converts = [row for row in rows if row.action == "convert"]
-    converted = len({row.customer_id for row in converts})
-    return Audience(
-        entered_customers=entered,
-        converted_customers=converted,
-        conversion_rate=_rate(converted, entered),
-        revenue=revenue_by_currency(converts),
-    )
+    return Audience.of(entered, len({row.customer_id for row in converts}), converts)
 
 
 class Priced(Protocol):
@@ -272,7 +272,7 @@ def revenue_by_currency(converts: Iterable[Priced]) -> dict[str, float]:
     return {currency: round(math.fsum(values), 2) for currency, values in sorted(amounts.items())}
 
 
-def _rate(part: int, whole: int) -> float | None:
+def rate(part: int, whole: int) -> float | None:
     return part / whole if whole else None
 
 

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine, and_, case, exists, func, select
 
 from omnicart.analytics.experiments import HOLDOUT_ARM, JOURNEY_ARM, NO_CURRENCY, Observation
 from omnicart.analytics.readouts import readouts
-from omnicart.analytics.report import Audience, GroupStats, JourneyReport, revenue_by_currency
+from omnicart.analytics.report import Audience, GroupStats, JourneyReport, rate, revenue_by_currency
 from omnicart.analytics.rollup_tables import (
     NO_STEP,
     report_conversions,
@@ -84,7 +84,7 @@ def _report(conn: Connection, journey: str, since: datetime, until: datetime,
 
     report.converted_runs = len({(c.customer, c.run_id) for c in converts})
     report.converted_customers = len({c.customer for c in converts})
-    report.conversion_rate = _rate(report.converted_customers, report.entered_customers)
+    report.conversion_rate = rate(report.converted_customers, report.entered_customers)
     report.revenue = revenue_by_currency(converts)
     report.uncredited_conversions = sum(1 for c in converts if c.credited is None)
     report.treated = _audience(entered.get(False, 0), [c for c in converts if not c.holdout])
@@ -221,10 +221,4 @@ def _observations(first: dict[str, tuple[datetime, str, bool]], converts: Sequen
 
 
 def _audience(entered: int, converts: list[_Conversion]) -> Audience:
-    converted = len({c.customer for c in converts})
-    return Audience(entered_customers=entered, converted_customers=converted,
-                    conversion_rate=_rate(converted, entered), revenue=revenue_by_currency(converts))
-
-
-def _rate(part: int, whole: int) -> float | None:
-    return part / whole if whole else None
+    return Audience.of(entered, len({c.customer for c in converts}), converts)
